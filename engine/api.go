@@ -1,0 +1,165 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"medic/state"
+)
+
+type successBody struct {
+	Status string `json:"status"`
+	Data   any    `json:"data"`
+}
+
+// Handler is medic's HTTP API. Everything under /api/ needs the bearer token
+// when one is configured; the health endpoints and /metrics do not, as in
+// Prometheus and Alertmanager. Basic auth and TLS wrap it all from the web
+// config file.
+func (e *Engine) Handler() http.Handler {
+	mux := http.NewServeMux()
+	handle := func(pattern, name string, h http.HandlerFunc) {
+		mux.Handle(pattern, promhttp.InstrumentHandlerDuration(
+			e.metrics.httpDuration.MustCurryWith(prometheus.Labels{"handler": name}), h))
+	}
+	handle("/api/v1/alerts", "/api/v1/alerts", e.serveAlerts)
+	handle("GET /api/v1/incidents", "/api/v1/incidents", e.authed(e.serveIncidents))
+	handle("GET /api/v1/incidents/{id}", "/api/v1/incidents/{id}", e.authed(e.serveIncident))
+	handle("GET /api/v1/ignored", "/api/v1/ignored", e.authed(e.serveIgnored))
+	handle("GET /api/v1/admin/backup", "/api/v1/admin/backup", e.authed(e.serveBackup))
+	handle("POST /-/reload", "/-/reload", e.authed(e.serveReload))
+	handle("GET /-/healthy", "/-/healthy", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintln(w, "medic is Healthy.")
+	})
+	handle("GET /-/ready", "/-/ready", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if !e.ready.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, "medic is not ready.")
+			return
+		}
+		fmt.Fprintln(w, "medic is Ready.")
+	})
+	if e.gatherer != nil {
+		mux.Handle("GET /metrics", promhttp.HandlerFor(e.gatherer, promhttp.HandlerOpts{}))
+	}
+	return mux
+}
+
+func (e *Engine) authed(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !e.settings.Load().authorized(r.Header.Get("Authorization")) {
+			writeError(w, &IntakeError{Status: http.StatusUnauthorized, Reason: ReasonUnauthorized, Msg: "missing or wrong bearer token"})
+			return
+		}
+		h(w, r)
+	}
+}
+
+func apiError(w http.ResponseWriter, code int, kind, format string, args ...any) {
+	writeJSON(w, code, errorBody{Status: "error", ErrorType: kind, Error: fmt.Sprintf(format, args...)})
+}
+
+func (e *Engine) serveIncidents(w http.ResponseWriter, r *http.Request) {
+	var f state.Filter
+	switch s := r.URL.Query().Get("state"); s {
+	case "", "open":
+		f.State = state.StateOpen
+	case "closed":
+		f.State = state.StateClosed
+	case "all":
+	default:
+		apiError(w, http.StatusBadRequest, "bad_data", "state %s is not one of open, closed, all", quote(s))
+		return
+	}
+	if s := r.URL.Query().Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 0 {
+			apiError(w, http.StatusBadRequest, "bad_data", "limit %s is not a non-negative integer", quote(s))
+			return
+		}
+		f.Limit = n
+	}
+	incs, err := e.store.Incidents(f)
+	if err != nil {
+		e.logger.Error("listing incidents failed", "component", "api", "err", err)
+		apiError(w, http.StatusInternalServerError, "internal", "listing incidents: %v", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, successBody{Status: "success", Data: incs})
+}
+
+func (e *Engine) serveIncident(w http.ResponseWriter, r *http.Request) {
+	raw := r.PathValue("id")
+	id, err := strconv.ParseUint(raw, 10, 64)
+	if err != nil || id == 0 {
+		apiError(w, http.StatusBadRequest, "bad_data", "incident ID %s is not a positive integer", quote(raw))
+		return
+	}
+	inc, err := e.store.Incident(id)
+	switch {
+	case errors.Is(err, state.ErrNotFound):
+		apiError(w, http.StatusNotFound, "not_found", "incident %d not found", id)
+	case err != nil:
+		e.logger.Error("reading incident failed", "component", "api", "incident", id, "err", err)
+		apiError(w, http.StatusInternalServerError, "internal", "reading incident %d: %v", id, err)
+	default:
+		writeJSON(w, http.StatusOK, successBody{Status: "success", Data: inc})
+	}
+}
+
+func (e *Engine) serveIgnored(w http.ResponseWriter, _ *http.Request) {
+	ig, err := e.store.IgnoredAlerts()
+	if err != nil {
+		apiError(w, http.StatusInternalServerError, "internal", "reading ignored alerts: %v", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, successBody{Status: "success", Data: ig})
+}
+
+// serveBackup streams a consistent snapshot of the database. Writes go on
+// while it streams; the snapshot is the state when the stream began.
+func (e *Engine) serveBackup(w http.ResponseWriter, _ *http.Request) {
+	name := "medic-" + e.now().UTC().Format("20060102T150405Z") + ".db"
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Disposition", `attachment; filename="`+name+`"`)
+	_, err := e.store.Backup(w, func(n int64) {
+		w.Header().Set("Content-Length", strconv.FormatInt(n, 10))
+	})
+	if err != nil {
+		// Headers are gone; the short body and the log tell the failure.
+		e.logger.Error("backup failed", "component", "api", "err", err)
+	}
+}
+
+func (e *Engine) serveReload(w http.ResponseWriter, r *http.Request) {
+	if e.reload == nil {
+		apiError(w, http.StatusNotImplemented, "unavailable", "%v", errNoReload)
+		return
+	}
+	rc := make(chan error, 1)
+	select {
+	case e.reload <- rc:
+	case <-r.Context().Done():
+		return
+	case <-time.After(30 * time.Second):
+		apiError(w, http.StatusServiceUnavailable, "unavailable", "reload is busy")
+		return
+	}
+	select {
+	case err := <-rc:
+		if err != nil {
+			apiError(w, http.StatusInternalServerError, "reload_failed", "%v", err)
+			return
+		}
+		writeJSON(w, http.StatusOK, successBody{Status: "success", Data: "configuration reloaded"})
+	case <-r.Context().Done():
+	}
+}

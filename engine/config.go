@@ -1,0 +1,270 @@
+package engine
+
+import (
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/alecthomas/units"
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/gohcl"
+	"github.com/hashicorp/hcl/v2/hclparse"
+	"github.com/prometheus/alertmanager/pkg/labels"
+	"github.com/prometheus/common/model"
+)
+
+// DefaultListenAddress is loopback-only on purpose: with no auth configured,
+// medic must not be reachable from other hosts.
+const DefaultListenAddress = "127.0.0.1:9095"
+
+// Config is medic's resolved daemon configuration: the file's values over
+// the defaults, with relative paths made relative to the file's directory.
+type Config struct {
+	// File is the path the config was loaded from; empty for defaults.
+	File    string
+	Web     WebConfig
+	Storage StorageConfig
+	Intake  IntakeConfig
+}
+
+// WebConfig configures the HTTP listener and its authentication.
+type WebConfig struct {
+	ListenAddress string
+	// ConfigFile is an exporter-toolkit web config (TLS, basic auth).
+	ConfigFile string
+	// BearerTokenFile holds the token every /api/ request must present.
+	BearerTokenFile string
+	// Insecure allows a non-loopback listener with no authentication.
+	Insecure bool
+}
+
+// StorageConfig configures the state file.
+type StorageConfig struct {
+	Path string
+	// Retention is how long closed incidents are kept.
+	Retention time.Duration
+}
+
+// IntakeConfig bounds what the webhook accepts and which alerts it skips.
+type IntakeConfig struct {
+	Limits Limits
+	Ignore []IgnoreRule
+}
+
+// Limits bound every field of an accepted notification.
+type Limits struct {
+	MaxBodySize              int64
+	MaxAlerts                int
+	MaxLabels                int
+	MaxLabelValueLength      int
+	MaxAnnotationValueLength int
+}
+
+// IgnoreRule skips alerts whose labels match every matcher of the rule.
+type IgnoreRule struct {
+	Source   string
+	Matchers labels.Matchers
+}
+
+// DefaultLimits are the intake bounds when medic.hcl sets none.
+var DefaultLimits = Limits{
+	MaxBodySize:              8 << 20,
+	MaxAlerts:                1000,
+	MaxLabels:                64,
+	MaxLabelValueLength:      2048,
+	MaxAnnotationValueLength: 16384,
+}
+
+// DefaultIgnore skips heartbeat and informational alerts, as kube-prometheus
+// ships them: they exist to prove the pipeline works, not to be acted on.
+var DefaultIgnore = []string{
+	`{alertname="Watchdog"}`,
+	`{alertname="InfoInhibitor"}`,
+	`{severity="info"}`,
+	`{severity="none"}`,
+}
+
+// DefaultConfig is the configuration `medic serve` runs with when it is given
+// no config file.
+func DefaultConfig() *Config {
+	c := &Config{
+		Web:     WebConfig{ListenAddress: DefaultListenAddress},
+		Storage: StorageConfig{Path: filepath.Join("data", "medic.db"), Retention: 30 * 24 * time.Hour},
+		Intake:  IntakeConfig{Limits: DefaultLimits},
+	}
+	for _, s := range DefaultIgnore {
+		ms, err := labels.ParseMatchers(s)
+		if err != nil {
+			panic(fmt.Sprintf("default ignore matcher %s: %v", s, err))
+		}
+		c.Intake.Ignore = append(c.Intake.Ignore, IgnoreRule{Source: s, Matchers: ms})
+	}
+	return c
+}
+
+type fileConfig struct {
+	Web     *webBlock     `hcl:"web,block"`
+	Storage *storageBlock `hcl:"storage,block"`
+	Intake  *intakeBlock  `hcl:"intake,block"`
+}
+
+type webBlock struct {
+	ListenAddress   *string `hcl:"listen_address,optional"`
+	ConfigFile      *string `hcl:"config_file,optional"`
+	BearerTokenFile *string `hcl:"bearer_token_file,optional"`
+	Insecure        *bool   `hcl:"insecure,optional"`
+
+	ListenAddressRange   hcl.Range `hcl:"listen_address,attr_value_range"`
+	ConfigFileRange      hcl.Range `hcl:"config_file,attr_value_range"`
+	BearerTokenFileRange hcl.Range `hcl:"bearer_token_file,attr_value_range"`
+}
+
+type storageBlock struct {
+	Path      *string `hcl:"path,optional"`
+	Retention *string `hcl:"retention,optional"`
+
+	PathRange      hcl.Range `hcl:"path,attr_value_range"`
+	RetentionRange hcl.Range `hcl:"retention,attr_value_range"`
+}
+
+type intakeBlock struct {
+	MaxBodySize              *string   `hcl:"max_body_size,optional"`
+	MaxAlerts                *int      `hcl:"max_alerts,optional"`
+	MaxLabels                *int      `hcl:"max_labels,optional"`
+	MaxLabelValueLength      *int      `hcl:"max_label_value_length,optional"`
+	MaxAnnotationValueLength *int      `hcl:"max_annotation_value_length,optional"`
+	Ignore                   *[]string `hcl:"ignore,optional"`
+
+	MaxBodySizeRange              hcl.Range `hcl:"max_body_size,attr_value_range"`
+	MaxAlertsRange                hcl.Range `hcl:"max_alerts,attr_value_range"`
+	MaxLabelsRange                hcl.Range `hcl:"max_labels,attr_value_range"`
+	MaxLabelValueLengthRange      hcl.Range `hcl:"max_label_value_length,attr_value_range"`
+	MaxAnnotationValueLengthRange hcl.Range `hcl:"max_annotation_value_length,attr_value_range"`
+	IgnoreRange                   hcl.Range `hcl:"ignore,attr_value_range"`
+}
+
+// LoadConfig reads medic.hcl. An empty path returns DefaultConfig. Every
+// problem found is returned as a diagnostic with its file:line:col; the
+// Config is nil when any of them is an error.
+func LoadConfig(path string) (*Config, hcl.Diagnostics) {
+	cfg := DefaultConfig()
+	if path == "" {
+		return cfg, nil
+	}
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return nil, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Cannot read config file", Detail: err.Error()}}
+	}
+	return ParseConfig(path, src)
+}
+
+// ParseConfig decodes medic.hcl from src; path names it in diagnostics and
+// anchors its relative paths.
+func ParseConfig(path string, src []byte) (*Config, hcl.Diagnostics) {
+	cfg := DefaultConfig()
+	cfg.File = path
+	f, diags := hclparse.NewParser().ParseHCL(src, path)
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	var fc fileConfig
+	diags = append(diags, gohcl.DecodeBody(f.Body, nil, &fc)...)
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	dir := filepath.Dir(path)
+	rel := func(p string) string {
+		if p == "" || filepath.IsAbs(p) {
+			return p
+		}
+		return filepath.Join(dir, p)
+	}
+	if w := fc.Web; w != nil {
+		if w.ListenAddress != nil {
+			if *w.ListenAddress == "" {
+				diags = append(diags, attrError(w.ListenAddressRange, "Invalid listen_address", "The listen address must not be empty."))
+			}
+			cfg.Web.ListenAddress = *w.ListenAddress
+		}
+		if w.ConfigFile != nil {
+			cfg.Web.ConfigFile = rel(*w.ConfigFile)
+		}
+		if w.BearerTokenFile != nil {
+			cfg.Web.BearerTokenFile = rel(*w.BearerTokenFile)
+		}
+		if w.Insecure != nil {
+			cfg.Web.Insecure = *w.Insecure
+		}
+	}
+	if s := fc.Storage; s != nil {
+		if s.Path != nil {
+			if *s.Path == "" {
+				diags = append(diags, attrError(s.PathRange, "Invalid path", "The storage path must not be empty."))
+			}
+			cfg.Storage.Path = rel(*s.Path)
+		}
+		if s.Retention != nil {
+			d, err := model.ParseDuration(*s.Retention)
+			switch {
+			case err != nil:
+				diags = append(diags, attrError(s.RetentionRange, "Invalid duration", fmt.Sprintf("%q is not a duration such as \"720h\" or \"30d\": %v.", *s.Retention, err)))
+			case d <= 0:
+				diags = append(diags, attrError(s.RetentionRange, "Invalid retention", "The retention must be positive."))
+			default:
+				cfg.Storage.Retention = time.Duration(d)
+			}
+		}
+	}
+	if in := fc.Intake; in != nil {
+		l := &cfg.Intake.Limits
+		if in.MaxBodySize != nil {
+			n, err := units.ParseBase2Bytes(*in.MaxBodySize)
+			switch {
+			case err != nil:
+				diags = append(diags, attrError(in.MaxBodySizeRange, "Invalid size", fmt.Sprintf("%q is not a size such as \"8MiB\": %v.", *in.MaxBodySize, err)))
+			case n < 1024 || n > 1<<30:
+				diags = append(diags, attrError(in.MaxBodySizeRange, "Invalid max_body_size", "The body size limit must be between 1KiB and 1GiB."))
+			default:
+				l.MaxBodySize = int64(n)
+			}
+		}
+		positive := func(v *int, r hcl.Range, name string, dst *int) {
+			if v == nil {
+				return
+			}
+			if *v <= 0 || *v > math.MaxInt32 {
+				diags = append(diags, attrError(r, "Invalid "+name, fmt.Sprintf("%s must be a positive integer, got %d.", name, *v)))
+				return
+			}
+			*dst = *v
+		}
+		positive(in.MaxAlerts, in.MaxAlertsRange, "max_alerts", &l.MaxAlerts)
+		positive(in.MaxLabels, in.MaxLabelsRange, "max_labels", &l.MaxLabels)
+		positive(in.MaxLabelValueLength, in.MaxLabelValueLengthRange, "max_label_value_length", &l.MaxLabelValueLength)
+		positive(in.MaxAnnotationValueLength, in.MaxAnnotationValueLengthRange, "max_annotation_value_length", &l.MaxAnnotationValueLength)
+		if in.Ignore != nil {
+			cfg.Intake.Ignore = nil
+			for i, s := range *in.Ignore {
+				ms, err := labels.ParseMatchers(s)
+				if err == nil && len(ms) == 0 {
+					err = fmt.Errorf("no matchers")
+				}
+				if err != nil {
+					diags = append(diags, attrError(in.IgnoreRange, "Invalid ignore matcher", fmt.Sprintf("Element %d, %q, is not an Alertmanager matcher list such as {alertname=\"Watchdog\"}: %v.", i, s, err)))
+					continue
+				}
+				cfg.Intake.Ignore = append(cfg.Intake.Ignore, IgnoreRule{Source: s, Matchers: ms})
+			}
+		}
+	}
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	return cfg, diags
+}
+
+func attrError(r hcl.Range, summary, detail string) *hcl.Diagnostic {
+	return &hcl.Diagnostic{Severity: hcl.DiagError, Summary: summary, Detail: detail, Subject: r.Ptr()}
+}

@@ -1,0 +1,151 @@
+package engine
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"medic/state"
+)
+
+// Inbox is where the intake puts accepted notifications. It must return only
+// once the notification is durable.
+type Inbox interface {
+	Enqueue(receivedAt time.Time, body []byte) (uint64, error)
+}
+
+// Options wire an Engine. Logger, Registerer and Store are passed in, never
+// taken from globals.
+type Options struct {
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+	// Gatherer serves /metrics; nil leaves /metrics out.
+	Gatherer prometheus.Gatherer
+	Store    *state.Store
+	// Inbox receives accepted notifications; nil means Store. Benchmarks
+	// swap it to measure the decoding ceiling.
+	Inbox Inbox
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Reload receives a request from POST /-/reload; main owns reloading, as
+	// it owns SIGHUP. nil makes /-/reload answer 501.
+	Reload chan<- chan error
+}
+
+// Engine is medic's pipeline.
+type Engine struct {
+	logger   *slog.Logger
+	store    *state.Store
+	inbox    Inbox
+	now      func() time.Time
+	gatherer prometheus.Gatherer
+	reload   chan<- chan error
+	metrics  *metrics
+
+	settings atomic.Pointer[settings]
+	ready    atomic.Bool
+	wake     chan struct{}
+}
+
+// settings is what a config reload swaps in one step.
+type settings struct {
+	cfg *Config
+	// token is the sha256 of the bearer token; comparing hashes keeps the
+	// comparison constant-time whatever the length presented.
+	token    [32]byte
+	hasToken bool
+}
+
+// New builds an Engine. ApplyConfig must succeed before it serves.
+func New(o Options) *Engine {
+	e := &Engine{
+		logger:   o.Logger,
+		store:    o.Store,
+		inbox:    o.Inbox,
+		now:      o.Now,
+		gatherer: o.Gatherer,
+		reload:   o.Reload,
+		wake:     make(chan struct{}, 1),
+	}
+	if e.logger == nil {
+		e.logger = slog.New(slog.DiscardHandler)
+	}
+	if e.inbox == nil {
+		e.inbox = o.Store
+	}
+	if e.now == nil {
+		e.now = time.Now
+	}
+	e.metrics = newMetrics(o.Registerer, e)
+	return e
+}
+
+// ApplyConfig validates what cfg refers to (the token file) and swaps it in.
+// On error the previous configuration stays in force.
+func (e *Engine) ApplyConfig(cfg *Config) error {
+	s := &settings{cfg: cfg}
+	if p := cfg.Web.BearerTokenFile; p != "" {
+		tok, err := ReadToken(p)
+		if err != nil {
+			return err
+		}
+		s.token = sha256.Sum256([]byte(tok))
+		s.hasToken = true
+	}
+	e.settings.Store(s)
+	return nil
+}
+
+// ReadToken reads a secret from a file, trimming surrounding whitespace, and
+// refuses an empty one.
+func ReadToken(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("read token file: %w", err)
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" {
+		return "", fmt.Errorf("token file %s is empty", path)
+	}
+	return tok, nil
+}
+
+// Config returns the configuration in force.
+func (e *Engine) Config() *Config { return e.settings.Load().cfg }
+
+// ReloadResult records the outcome of a reload in the metrics.
+func (e *Engine) ReloadResult(err error) {
+	if err != nil {
+		e.metrics.reloadSuccess.Set(0)
+		return
+	}
+	e.metrics.reloadSuccess.Set(1)
+	e.metrics.reloadSuccessTime.Set(float64(e.now().Unix()))
+}
+
+// SetReady flips /-/ready. main sets it once the state is open, the config
+// is loaded and the listener is bound, and clears it when draining.
+func (e *Engine) SetReady(v bool) { e.ready.Store(v) }
+
+// authorized checks the bearer token when one is configured.
+func (s *settings) authorized(header string) bool {
+	if !s.hasToken {
+		return true
+	}
+	const prefix = "Bearer "
+	if len(header) < len(prefix) || !strings.EqualFold(header[:len(prefix)], prefix) {
+		return false
+	}
+	got := sha256.Sum256([]byte(strings.TrimSpace(header[len(prefix):])))
+	return subtle.ConstantTimeCompare(got[:], s.token[:]) == 1
+}
+
+var errNoReload = errors.New("reload is not wired")

@@ -1,0 +1,124 @@
+package engine
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"mime"
+	"net/http"
+	"strconv"
+)
+
+// errorBody is the JSON answered with every refusal, in the shape of the
+// Prometheus HTTP API's errors, plus the offending field.
+type errorBody struct {
+	Status    string `json:"status"`
+	ErrorType string `json:"errorType"`
+	Error     string `json:"error"`
+	Field     string `json:"field,omitempty"`
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, e *IntakeError) {
+	if e.Status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="medic"`)
+	}
+	writeJSON(w, e.Status, errorBody{Status: "error", ErrorType: e.Reason, Error: e.Error(), Field: e.Field})
+}
+
+var acceptedBody = []byte(`{"status":"success"}` + "\n")
+
+// serveAlerts is POST /api/v1/alerts. It answers 200 only once the
+// notification is on disk; a storage failure answers 503, which
+// Alertmanager retries. A refused notification stores nothing.
+func (e *Engine) serveAlerts(w http.ResponseWriter, r *http.Request) {
+	s := e.settings.Load()
+	if ierr := e.intake(s, r); ierr != nil {
+		e.metrics.notifications.WithLabelValues(ierr.Reason).Inc()
+		lvl := e.logger.Warn
+		if ierr.Reason == ReasonStoreFailed {
+			lvl = e.logger.Error
+		}
+		lvl("notification refused", "component", "intake", "reason", ierr.Reason, "field", ierr.Field, "err", ierr.Msg, "remote", r.RemoteAddr)
+		writeError(w, ierr)
+		return
+	}
+	e.metrics.notifications.WithLabelValues("accepted").Inc()
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(acceptedBody)
+}
+
+func (e *Engine) intake(s *settings, r *http.Request) *IntakeError {
+	if r.Method != http.MethodPost {
+		return &IntakeError{Status: http.StatusMethodNotAllowed, Reason: ReasonMethodNotAllowed, Msg: "use POST"}
+	}
+	if !s.authorized(r.Header.Get("Authorization")) {
+		return &IntakeError{Status: http.StatusUnauthorized, Reason: ReasonUnauthorized, Msg: "missing or wrong bearer token"}
+	}
+	ct := r.Header.Get("Content-Type")
+	if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
+		return &IntakeError{Status: http.StatusUnsupportedMediaType, Reason: ReasonUnsupportedMediaType, Field: "Content-Type",
+			Msg: quote(ct) + " is not application/json"}
+	}
+	limits := s.cfg.Intake.Limits
+	tooLarge := &IntakeError{Status: http.StatusRequestEntityTooLarge, Reason: ReasonTooLarge,
+		Msg: "body exceeds the limit of " + formatBytes(limits.MaxBodySize) + "; lower max_alerts on the Alertmanager receiver or raise max_body_size"}
+	if r.ContentLength > limits.MaxBodySize {
+		return tooLarge
+	}
+	var buf bytes.Buffer
+	if r.ContentLength > 0 {
+		buf.Grow(int(r.ContentLength))
+	}
+	if _, err := buf.ReadFrom(http.MaxBytesReader(nil, r.Body, limits.MaxBodySize)); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return tooLarge
+		}
+		return &IntakeError{Status: http.StatusBadRequest, Reason: ReasonInvalidJSON, Msg: "reading body: " + err.Error()}
+	}
+	body := buf.Bytes()
+	if len(body) == 0 {
+		return badField(ReasonInvalidJSON, "", "empty body")
+	}
+	m, err := DecodeNotification(body, limits)
+	if err != nil {
+		var ierr *IntakeError
+		if errors.As(err, &ierr) {
+			return ierr
+		}
+		return badField(ReasonInvalidPayload, "", "%v", err)
+	}
+	if _, err := e.inbox.Enqueue(e.now(), body); err != nil {
+		return &IntakeError{Status: http.StatusServiceUnavailable, Reason: ReasonStoreFailed, Msg: "storing the notification failed; retry: " + err.Error()}
+	}
+	for i := range m.Alerts {
+		e.metrics.alertsReceived.WithLabelValues(m.Alerts[i].Status).Inc()
+	}
+	if m.TruncatedAlerts > 0 {
+		e.logger.Warn("Alertmanager truncated a notification; raise max_alerts on the receiver", "component", "intake",
+			"truncated_alerts", m.TruncatedAlerts, "group_key", m.GroupKey)
+	}
+	select {
+	case e.wake <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+func formatBytes(n int64) string {
+	switch {
+	case n%(1<<20) == 0:
+		return strconv.FormatInt(n>>20, 10) + "MiB"
+	case n%(1<<10) == 0:
+		return strconv.FormatInt(n>>10, 10) + "KiB"
+	}
+	return strconv.FormatInt(n, 10) + "B"
+}

@@ -1,0 +1,265 @@
+package engine
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/prometheus/alertmanager/notify/webhook"
+	"github.com/prometheus/alertmanager/template"
+)
+
+// WebhookVersion is the only Alertmanager webhook payload version medic reads.
+const WebhookVersion = "4"
+
+// The reasons a notification is refused. They are the values of the result
+// label of medic_notifications_received_total, so the set stays small.
+const (
+	ReasonInvalidJSON          = "invalid_json"
+	ReasonInvalidPayload       = "invalid_payload"
+	ReasonLimitExceeded        = "limit_exceeded"
+	ReasonTooLarge             = "too_large"
+	ReasonUnsupportedMediaType = "unsupported_media_type"
+	ReasonUnauthorized         = "unauthorized"
+	ReasonMethodNotAllowed     = "method_not_allowed"
+	ReasonStoreFailed          = "store_failed"
+)
+
+// IntakeError is why a notification was refused. Status is the HTTP status
+// answered, Reason a metric label, and Field the JSON path of the offending
+// field, when one is to blame.
+type IntakeError struct {
+	Status int
+	Reason string
+	Field  string
+	Msg    string
+}
+
+func (e *IntakeError) Error() string {
+	if e.Field != "" {
+		return e.Field + ": " + e.Msg
+	}
+	return e.Msg
+}
+
+func badField(reason, field, format string, args ...any) *IntakeError {
+	return &IntakeError{Status: http.StatusBadRequest, Reason: reason, Field: field, Msg: fmt.Sprintf(format, args...)}
+}
+
+// DecodeNotification parses and validates one webhook body. It accepts a
+// notification only when every field is within l and well formed; otherwise
+// it returns an *IntakeError that names the first offending field.
+//
+// Unknown JSON fields are tolerated so that a newer Alertmanager, which may
+// add fields to version 4, is not refused: a 4xx is never retried, so
+// refusing would drop its alerts. Everything medic reads is checked.
+func DecodeNotification(body []byte, l Limits) (*webhook.Message, error) {
+	var m webhook.Message
+	if err := json.Unmarshal(body, &m); err != nil {
+		var se *json.SyntaxError
+		var te *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &se):
+			return nil, badField(ReasonInvalidJSON, "", "invalid JSON at byte %d: %v", se.Offset, se)
+		case errors.As(err, &te):
+			return nil, badField(ReasonInvalidJSON, te.Field, "expected %s, got JSON %s", te.Type, te.Value)
+		default:
+			return nil, badField(ReasonInvalidJSON, "", "invalid JSON: %v", err)
+		}
+	}
+	if err := validateMessage(&m, l); err != nil {
+		return nil, err
+	}
+	return &m, nil
+}
+
+func validateMessage(m *webhook.Message, l Limits) *IntakeError {
+	if m.Version != WebhookVersion {
+		if m.Version == "" {
+			return badField(ReasonInvalidPayload, "version", "missing; this is not an Alertmanager webhook payload")
+		}
+		return badField(ReasonInvalidPayload, "version", "unsupported version %s; medic reads version %q", quote(m.Version), WebhookVersion)
+	}
+	if m.Data == nil {
+		return badField(ReasonInvalidPayload, "alerts", "missing")
+	}
+	if err := checkStatus("status", m.Status); err != nil {
+		return err
+	}
+	if len(m.Alerts) == 0 {
+		return badField(ReasonInvalidPayload, "alerts", "empty; a notification carries at least one alert")
+	}
+	if len(m.Alerts) > l.MaxAlerts {
+		return badField(ReasonLimitExceeded, "alerts", "%d alerts exceed the limit of %d; set max_alerts on the Alertmanager receiver", len(m.Alerts), l.MaxAlerts)
+	}
+	if err := checkText("receiver", m.Receiver, l.MaxLabelValueLength, false); err != nil {
+		return err
+	}
+	if err := checkText("groupKey", m.GroupKey, l.MaxAnnotationValueLength, false); err != nil {
+		return err
+	}
+	if err := checkText("externalURL", m.ExternalURL, l.MaxAnnotationValueLength, false); err != nil {
+		return err
+	}
+	for _, kv := range []struct {
+		name string
+		kv   template.KV
+	}{{"groupLabels", m.GroupLabels}, {"commonLabels", m.CommonLabels}, {"routeLabels", m.RouteLabels}} {
+		if err := checkLabels(kv.name, kv.kv, l); err != nil {
+			return err
+		}
+	}
+	if err := checkAnnotations("commonAnnotations", m.CommonAnnotations, l); err != nil {
+		return err
+	}
+	for i := range m.Alerts {
+		if err := validateAlert(fmt.Sprintf("alerts[%d]", i), &m.Alerts[i], l); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func validateAlert(path string, a *template.Alert, l Limits) *IntakeError {
+	if err := checkStatus(path+".status", a.Status); err != nil {
+		return err
+	}
+	if a.Fingerprint == "" {
+		return badField(ReasonInvalidPayload, path+".fingerprint", "missing")
+	}
+	if !isFingerprint(a.Fingerprint) {
+		return badField(ReasonInvalidPayload, path+".fingerprint", "%s is not 16 lowercase hex digits", quote(a.Fingerprint))
+	}
+	if a.StartsAt.IsZero() {
+		return badField(ReasonInvalidPayload, path+".startsAt", "missing")
+	}
+	if a.Labels["alertname"] == "" {
+		return badField(ReasonInvalidPayload, path+".labels.alertname", "missing")
+	}
+	if err := checkLabels(path+".labels", a.Labels, l); err != nil {
+		return err
+	}
+	if err := checkAnnotations(path+".annotations", a.Annotations, l); err != nil {
+		return err
+	}
+	return checkText(path+".generatorURL", a.GeneratorURL, l.MaxAnnotationValueLength, false)
+}
+
+func checkStatus(path, s string) *IntakeError {
+	switch s {
+	case "firing", "resolved":
+		return nil
+	case "":
+		return badField(ReasonInvalidPayload, path, "missing")
+	}
+	return badField(ReasonInvalidPayload, path, "%s is neither \"firing\" nor \"resolved\"", quote(s))
+}
+
+func checkLabels(path string, kv template.KV, l Limits) *IntakeError {
+	if len(kv) > l.MaxLabels {
+		return badField(ReasonLimitExceeded, path, "%d labels exceed the limit of %d", len(kv), l.MaxLabels)
+	}
+	for k, v := range kv {
+		if !IsLabelName(k) {
+			return badField(ReasonInvalidPayload, path, "%s is not a valid label name", quote(k))
+		}
+		if err := checkText(path+"."+k, v, l.MaxLabelValueLength, false); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func checkAnnotations(path string, kv template.KV, l Limits) *IntakeError {
+	if len(kv) > l.MaxLabels {
+		return badField(ReasonLimitExceeded, path, "%d annotations exceed the limit of %d", len(kv), l.MaxLabels)
+	}
+	for k, v := range kv {
+		if !IsLabelName(k) {
+			return badField(ReasonInvalidPayload, path, "%s is not a valid annotation name", quote(k))
+		}
+		if err := checkText(path+"."+k, v, l.MaxAnnotationValueLength, true); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkText bounds a value's length and refuses control characters. Text
+// written for people (annotations) may hold tabs and line breaks; label
+// values may not.
+func checkText(path, v string, max int, multiline bool) *IntakeError {
+	if len(v) > max {
+		return badField(ReasonLimitExceeded, path, "value of %d bytes exceeds the limit of %d", len(v), max)
+	}
+	for i, r := range v {
+		if multiline && (r == '\n' || r == '\t' || r == '\r') {
+			continue
+		}
+		if IsControl(r) {
+			return badField(ReasonInvalidPayload, path, "control character %U at byte %d", r, i)
+		}
+	}
+	return nil
+}
+
+// IsControl reports whether r is a character medic refuses in label values:
+// C0 and C1 controls, DEL, the line and paragraph separators, and the
+// bidirectional overrides that can make text read differently from what it
+// is.
+func IsControl(r rune) bool {
+	switch {
+	case r < 0x20, r == 0x7f, r >= 0x80 && r <= 0x9f:
+		return true
+	case r == 0x2028, r == 0x2029:
+		return true
+	case r >= 0x202a && r <= 0x202e, r >= 0x2066 && r <= 0x2069, r == 0x200e, r == 0x200f, r == 0x061c:
+		return true
+	}
+	return false
+}
+
+// IsLabelName reports whether s is a valid Prometheus label name.
+func IsLabelName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || i > 0 && c >= '0' && c <= '9' {
+			continue
+		}
+		return false
+	}
+	return true
+}
+
+func isFingerprint(s string) bool {
+	if len(s) != 16 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// quote renders an untrusted value for an error message: quoted, escaped, and
+// cut to a readable length.
+func quote(s string) string {
+	const max = 64
+	if len(s) > max {
+		cut := max
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		return fmt.Sprintf("%q…", s[:cut])
+	}
+	return strings.ToValidUTF8(fmt.Sprintf("%q", s), "�")
+}

@@ -1,0 +1,279 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/prometheus/alertmanager/notify/webhook"
+	"github.com/prometheus/alertmanager/template"
+	"github.com/prometheus/common/model"
+
+	"medic/state"
+)
+
+// workerBatch is how many inbox entries one transaction processes. One
+// commit (two fsyncs) per batch lets the worker keep up with the intake's
+// group commits instead of paying a sync per notification.
+const workerBatch = 256
+
+// Timing of the worker loop. The poll is a safety net: the intake wakes the
+// worker directly after each accepted notification.
+const (
+	pollInterval  = time.Second
+	pruneInterval = time.Hour
+)
+
+// RunOptions bound the worker.
+type RunOptions struct {
+	// DrainTimeout bounds the final drain when ctx is cancelled; entries
+	// left after it stay in the inbox for the next start.
+	DrainTimeout time.Duration
+}
+
+// Run drains the inbox into incidents and prunes old incidents until ctx is
+// cancelled, then drains what is left within o.DrainTimeout and returns.
+func (e *Engine) Run(ctx context.Context, o RunOptions) error {
+	poll := time.NewTicker(pollInterval)
+	defer poll.Stop()
+	prune := time.NewTicker(pruneInterval)
+	defer prune.Stop()
+	e.prune()
+	for {
+		if err := e.drain(ctx); err != nil && ctx.Err() == nil {
+			e.logger.Error("processing the inbox failed", "component", "worker", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return e.finalDrain(o.DrainTimeout)
+		case <-e.wake:
+		case <-poll.C:
+		case <-prune.C:
+			e.prune()
+		}
+	}
+}
+
+func (e *Engine) finalDrain(timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	err := e.drain(ctx)
+	if left := e.store.InboxDepth(); left > 0 {
+		e.logger.Warn("stopping with notifications left in the inbox; they are processed at the next start",
+			"component", "worker", "inbox_depth", left)
+	}
+	return err
+}
+
+// drain processes the inbox until it is empty or ctx ends.
+func (e *Engine) drain(ctx context.Context) error {
+	for ctx.Err() == nil {
+		res, err := e.ProcessInbox()
+		if err != nil {
+			return err
+		}
+		if res.Processed < workerBatch {
+			return nil
+		}
+	}
+	return ctx.Err()
+}
+
+// ProcessInbox processes one batch of the inbox and reports what it did.
+func (e *Engine) ProcessInbox() (state.ProcessResult, error) {
+	cfg := e.Config()
+	var counts [6]int
+	var opened, closed int
+	now := e.now().UTC()
+	res, err := e.store.ProcessInbox(workerBatch, func(tx *state.Tx, entry state.InboxEntry) error {
+		var m webhook.Message
+		if err := json.Unmarshal(entry.Body, &m); err != nil {
+			return fmt.Errorf("decode notification %d: %w", entry.Seq, err)
+		}
+		if m.Data == nil {
+			return fmt.Errorf("notification %d has no alerts", entry.Seq)
+		}
+		for i := range m.Alerts {
+			r, o, c, err := e.applyAlert(tx, cfg, &m.Alerts[i], now)
+			if err != nil {
+				return err
+			}
+			counts[r]++
+			opened += o
+			closed += c
+		}
+		return nil
+	})
+	if err != nil {
+		return res, err
+	}
+	for i, n := range counts {
+		if n > 0 {
+			e.metrics.alertsProcessed.WithLabelValues(resultNames[i]).Add(float64(n))
+		}
+	}
+	e.metrics.incidentsOpened.Add(float64(opened))
+	e.metrics.incidentsClosed.Add(float64(closed))
+	for _, d := range res.Dead {
+		e.metrics.deadLetters.Inc()
+		e.logger.Error("inbox entry set aside", "component", "worker", "seq", d.Seq, "err", d.Err)
+	}
+	// Keep the poll from sleeping on a non-empty inbox.
+	if res.Processed == workerBatch {
+		select {
+		case e.wake <- struct{}{}:
+		default:
+		}
+	}
+	return res, nil
+}
+
+const (
+	rOpened = iota
+	rUpdated
+	rRepeated
+	rResolved
+	rStale
+	rIgnored
+)
+
+var resultNames = [...]string{resultOpened, resultUpdated, resultRepeated, resultResolved, resultStale, resultIgnored}
+
+// incidentKey is the key that groups alerts into one incident. Until
+// runbooks give targets, each alert fingerprint is its own incident.
+func incidentKey(a *template.Alert) string { return a.Fingerprint }
+
+// applyAlert folds one alert into the incidents. It is idempotent: the same
+// alert applied twice changes no state beyond the receive counters.
+func (e *Engine) applyAlert(tx *state.Tx, cfg *Config, a *template.Alert, now time.Time) (result, opened, closed int, err error) {
+	name := a.Labels["alertname"]
+	if rule := ignoredBy(cfg.Intake.Ignore, a.Labels); rule != "" {
+		e.logger.Debug("alert ignored", "component", "worker", "alertname", name, "fingerprint", a.Fingerprint, "matcher", rule)
+		return rIgnored, 0, 0, tx.CountIgnored(name, rule, now)
+	}
+	fp := a.Fingerprint
+	seen, err := tx.Fingerprint(fp)
+	known := err == nil
+	if err != nil && !errors.Is(err, state.ErrNotFound) {
+		return 0, 0, 0, err
+	}
+	inc, err := tx.OpenIncident(incidentKey(a))
+	switch {
+	case errors.Is(err, state.ErrNotFound):
+		inc = nil
+	case err != nil:
+		return 0, 0, 0, err
+	}
+
+	if a.Status == "resolved" {
+		if inc == nil {
+			return rStale, 0, 0, nil
+		}
+		i := inc.AlertIndex(fp)
+		if i < 0 || inc.Alerts[i].Status == "resolved" || a.StartsAt.Before(inc.Alerts[i].StartsAt) {
+			return rStale, 0, 0, nil
+		}
+		rec := &inc.Alerts[i]
+		update(rec, a, now)
+		rec.Status = "resolved"
+		inc.AddEvent(state.Event{Time: now, Kind: "alert_resolved", Fingerprint: fp, Message: fmt.Sprintf("%s resolved", name)})
+		inc.UpdatedAt = now
+		if allResolved(inc) {
+			inc.State = state.StateClosed
+			inc.ClosedAt = &now
+			inc.AddEvent(state.Event{Time: now, Kind: "closed", Message: "all alerts resolved"})
+			closed = 1
+		}
+		if err := tx.PutIncident(inc); err != nil {
+			return 0, 0, 0, err
+		}
+		return rResolved, 0, closed, tx.PutFingerprint(fp, state.Fingerprint{IncidentID: inc.ID, StartsAt: a.StartsAt, Resolved: true, UpdatedAt: now})
+	}
+
+	// Firing.
+	if known && seen.Resolved && !a.StartsAt.After(seen.StartsAt) {
+		// Alertmanager re-sent an occurrence medic already saw resolve.
+		return rStale, 0, 0, nil
+	}
+	result = rUpdated
+	if inc == nil {
+		inc = &state.Incident{Key: incidentKey(a), State: state.StateOpen, OpenedAt: now}
+		inc.AddEvent(state.Event{Time: now, Kind: "opened", Fingerprint: fp, Message: fmt.Sprintf("opened by %s", name)})
+		result, opened = rOpened, 1
+	}
+	i := inc.AlertIndex(fp)
+	switch {
+	case i < 0:
+		inc.Alerts = append(inc.Alerts, state.Alert{Fingerprint: fp})
+		i = len(inc.Alerts) - 1
+		inc.AddEvent(state.Event{Time: now, Kind: "alert_firing", Fingerprint: fp, Message: fmt.Sprintf("%s firing since %s", name, a.StartsAt.UTC().Format(time.RFC3339))})
+	case inc.Alerts[i].Status == "resolved":
+		inc.AddEvent(state.Event{Time: now, Kind: "alert_firing", Fingerprint: fp, Message: fmt.Sprintf("%s firing again since %s", name, a.StartsAt.UTC().Format(time.RFC3339))})
+	default:
+		if result != rOpened {
+			result = rRepeated
+		}
+	}
+	rec := &inc.Alerts[i]
+	update(rec, a, now)
+	rec.Status = "firing"
+	rec.EndsAt = time.Time{}
+	inc.UpdatedAt = now
+	if err := tx.PutIncident(inc); err != nil {
+		return 0, 0, 0, err
+	}
+	return result, opened, 0, tx.PutFingerprint(fp, state.Fingerprint{IncidentID: inc.ID, StartsAt: a.StartsAt, UpdatedAt: now})
+}
+
+func update(rec *state.Alert, a *template.Alert, now time.Time) {
+	rec.Labels = a.Labels
+	rec.Annotations = a.Annotations
+	rec.StartsAt = a.StartsAt.UTC()
+	if !a.EndsAt.IsZero() && a.Status == "resolved" {
+		rec.EndsAt = a.EndsAt.UTC()
+	}
+	rec.GeneratorURL = a.GeneratorURL
+	rec.LastReceivedAt = now
+	rec.Notifications++
+}
+
+func allResolved(inc *state.Incident) bool {
+	for i := range inc.Alerts {
+		if inc.Alerts[i].Status != "resolved" {
+			return false
+		}
+	}
+	return true
+}
+
+// ignoredBy returns the source of the first ignore rule that matches, or "".
+func ignoredBy(rules []IgnoreRule, kv template.KV) string {
+	if len(rules) == 0 {
+		return ""
+	}
+	ls := make(model.LabelSet, len(kv))
+	for k, v := range kv {
+		ls[model.LabelName(k)] = model.LabelValue(v)
+	}
+	for _, r := range rules {
+		if r.Matchers.Matches(ls) {
+			return r.Source
+		}
+	}
+	return ""
+}
+
+func (e *Engine) prune() {
+	cutoff := e.now().Add(-e.Config().Storage.Retention)
+	n, err := e.store.Prune(cutoff)
+	if err != nil {
+		e.logger.Error("pruning closed incidents failed", "component", "worker", "err", err)
+		return
+	}
+	if n > 0 {
+		e.metrics.incidentsPruned.Add(float64(n))
+		e.logger.Info("pruned closed incidents", "component", "worker", "count", n, "closed_before", cutoff.UTC().Format(time.RFC3339))
+	}
+}

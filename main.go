@@ -1,0 +1,462 @@
+// Command medic is a self-healing incident responder for teams that run
+// Prometheus. This file owns the CLI, the wiring and the signals; the logic
+// lives in engine/ and state/.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/alecthomas/kingpin/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
+	"github.com/prometheus/common/promslog"
+	promslogflag "github.com/prometheus/common/promslog/flag"
+	"github.com/prometheus/common/version"
+	"github.com/prometheus/exporter-toolkit/web"
+
+	"medic/engine"
+	"medic/state"
+)
+
+// Exit codes, as DESIGN.md fixes them.
+const (
+	exitOK     = 0
+	exitFailed = 1
+	exitError  = 2
+)
+
+func main() {
+	if version.Version == "" {
+		// Set by scripts/build.sh through -ldflags; a plain go build says so.
+		version.Version = "devel"
+	}
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+type serveFlags struct {
+	configFile    string
+	listenAddress string
+	webConfigFile string
+	storagePath   string
+	insecure      bool
+	drainTimeout  time.Duration
+}
+
+type clientFlags struct {
+	url       string
+	tokenFile string
+	token     string
+	timeout   time.Duration
+}
+
+type incidentsFlags struct {
+	id     string
+	state  string
+	limit  int
+	output string
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	app := kingpin.New("medic", "A self-healing incident responder for Prometheus alerts.")
+	app.UsageWriter(stderr)
+	app.ErrorWriter(stderr)
+	exited := -1
+	app.Terminate(func(code int) {
+		if exited < 0 {
+			exited = code
+		}
+	})
+	app.HelpFlag.Short('h')
+	logCfg := &promslog.Config{}
+	promslogflag.AddFlags(app, logCfg)
+
+	var sf serveFlags
+	serve := app.Command("serve", "Run the daemon: receive Alertmanager webhooks and track incidents.")
+	serve.Flag("config.file", "medic configuration file (HCL). Without one, built-in defaults apply.").StringVar(&sf.configFile)
+	serve.Flag("web.listen-address", "Address to listen on; overrides web.listen_address. Default "+engine.DefaultListenAddress+".").StringVar(&sf.listenAddress)
+	serve.Flag("web.config.file", "Web config file for TLS and basic auth (Prometheus exporter-toolkit format); overrides web.config_file.").StringVar(&sf.webConfigFile)
+	serve.Flag("storage.path", "Path of the state file; overrides storage.path. Default data/medic.db.").StringVar(&sf.storagePath)
+	serve.Flag("web.insecure", "Allow a non-loopback listener with no authentication.").BoolVar(&sf.insecure)
+	serve.Flag("shutdown.timeout", "How long SIGTERM waits for requests and inbox work in flight.").Default("15s").DurationVar(&sf.drainTimeout)
+
+	app.Command("version", "Print version and build information.")
+
+	var cf clientFlags
+	var inf incidentsFlags
+	incidents := app.Command("incidents", "List incidents, or show one, through the daemon's HTTP API.")
+	incidents.Flag("medic.url", "URL of the medic daemon.").Default("http://" + engine.DefaultListenAddress).Envar("MEDIC_URL").StringVar(&cf.url)
+	incidents.Flag("medic.token-file", "File holding the daemon's bearer token.").Envar("MEDIC_TOKEN_FILE").StringVar(&cf.tokenFile)
+	incidents.Flag("medic.timeout", "Timeout of the request.").Default("30s").DurationVar(&cf.timeout)
+	incidents.Flag("state", "Which incidents to list: open, closed or all.").Default("open").EnumVar(&inf.state, "open", "closed", "all")
+	incidents.Flag("limit", "List at most this many incidents, newest first; 0 lists all.").Default("0").IntVar(&inf.limit)
+	incidents.Flag("output", "Output format: text or json.").Short('o').Default("text").EnumVar(&inf.output, "text", "json")
+	incidents.Arg("id", "Show this incident in full.").StringVar(&inf.id)
+
+	cmd, err := app.Parse(args)
+	if exited >= 0 {
+		return exited
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "medic: error: %v, try --help\n", err)
+		return exitError
+	}
+	cf.token = os.Getenv("MEDIC_TOKEN")
+
+	switch cmd {
+	case "version":
+		fmt.Fprintln(stdout, version.Print("medic"))
+		return exitOK
+	case "serve":
+		return runServe(sf, promslog.New(logCfg), stderr)
+	case "incidents":
+		return runIncidents(cf, inf, stdout, stderr)
+	}
+	fmt.Fprintf(stderr, "medic: unknown command %q\n", cmd)
+	return exitError
+}
+
+// loadConfig reads the file and lays the flags over it, so that flags
+// override the file as the issue and Alertmanager's users expect.
+func loadConfig(sf serveFlags, stderr io.Writer) (*engine.Config, error) {
+	cfg, diags := engine.LoadConfig(sf.configFile)
+	engine.WriteDiagnostics(stderr, diags)
+	if diags.HasErrors() {
+		return nil, fmt.Errorf("config file %s has %d error(s)", sf.configFile, len(diags.Errs()))
+	}
+	if sf.listenAddress != "" {
+		cfg.Web.ListenAddress = sf.listenAddress
+	}
+	if sf.webConfigFile != "" {
+		cfg.Web.ConfigFile = sf.webConfigFile
+	}
+	if sf.storagePath != "" {
+		cfg.Storage.Path = sf.storagePath
+	}
+	if sf.insecure {
+		cfg.Web.Insecure = true
+	}
+	return cfg, nil
+}
+
+func runServe(sf serveFlags, logger *slog.Logger, stderr io.Writer) int {
+	logger.Info("starting medic", "version", version.Info(), "build_context", version.BuildContext())
+	cfg, err := loadConfig(sf, stderr)
+	if err != nil {
+		logger.Error("invalid configuration", "err", err)
+		return exitFailed
+	}
+	exposure, err := engine.CheckExposure(cfg.Web)
+	if err != nil {
+		logger.Error("insecure listener refused", "err", err)
+		return exitFailed
+	}
+	if len(exposure.Auth) == 0 {
+		logger.Warn("no authentication configured; anyone who can reach the listener can post alerts and read incidents",
+			"address", cfg.Web.ListenAddress)
+	}
+
+	store, err := state.Open(cfg.Storage.Path, state.DefaultOptions)
+	if err != nil {
+		logger.Error("cannot open state", "path", cfg.Storage.Path, "err", err)
+		return exitError
+	}
+	defer func() {
+		if err := store.Close(); err != nil {
+			logger.Error("closing state failed", "err", err)
+		}
+	}()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(versioncollector.NewCollector("medic"), collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reloadCh := make(chan chan error)
+	eng := engine.New(engine.Options{Logger: logger, Registerer: reg, Gatherer: reg, Store: store, Reload: reloadCh})
+	if err := eng.ApplyConfig(cfg); err != nil {
+		logger.Error("invalid configuration", "err", err)
+		return exitFailed
+	}
+	eng.ReloadResult(nil)
+
+	ln, err := net.Listen("tcp", cfg.Web.ListenAddress)
+	if err != nil {
+		logger.Error("cannot listen", "address", cfg.Web.ListenAddress, "err", err)
+		return exitError
+	}
+	srv := &http.Server{
+		Handler:           eng.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       time.Minute,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	noSocket := false
+	webCfg := cfg.Web.ConfigFile
+	srvErr := make(chan error, 1)
+	go func() {
+		srvErr <- web.Serve(ln, srv, &web.FlagConfig{
+			WebListenAddresses: &[]string{cfg.Web.ListenAddress},
+			WebSystemdSocket:   &noSocket,
+			WebConfigFile:      &webCfg,
+		}, logger)
+	}()
+
+	workCtx, stopWork := context.WithCancel(context.Background())
+	workDone := make(chan error, 1)
+	go func() { workDone <- eng.Run(workCtx, engine.RunOptions{DrainTimeout: sf.drainTimeout}) }()
+
+	eng.SetReady(true)
+	logger.Info("medic is ready", "address", ln.Addr().String(), "storage", cfg.Storage.Path,
+		"inbox_depth", store.InboxDepth(), "open_incidents", store.OpenIncidents())
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	term := make(chan os.Signal, 1)
+	signal.Notify(term, syscall.SIGTERM, os.Interrupt)
+	defer signal.Stop(hup)
+	defer signal.Stop(term)
+
+	reload := func() error {
+		err := reloadConfig(sf, eng, stderr)
+		eng.ReloadResult(err)
+		if err != nil {
+			logger.Error("reload failed; keeping the previous configuration", "err", err)
+			return err
+		}
+		logger.Info("configuration reloaded", "file", sf.configFile)
+		return nil
+	}
+
+	code := exitOK
+loop:
+	for {
+		select {
+		case <-hup:
+			_ = reload()
+		case rc := <-reloadCh:
+			rc <- reload()
+		case sig := <-term:
+			logger.Info("received signal, draining", "signal", sig.String())
+			break loop
+		case err := <-srvErr:
+			if !errors.Is(err, http.ErrServerClosed) {
+				logger.Error("HTTP server failed", "err", err)
+				code = exitError
+			}
+			break loop
+		case err := <-workDone:
+			logger.Error("worker stopped unexpectedly", "err", err)
+			workDone <- err
+			code = exitError
+			break loop
+		}
+	}
+
+	// Stop intake first: requests in flight finish and get their answer,
+	// new ones are refused. Then let the worker drain, then close the state.
+	eng.SetReady(false)
+	ctx, cancel := context.WithTimeout(context.Background(), sf.drainTimeout)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		logger.Warn("HTTP shutdown timed out; closing connections", "err", err)
+		srv.Close()
+	}
+	stopWork()
+	select {
+	case err := <-workDone:
+		if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+			logger.Error("worker failed", "err", err)
+		}
+	case <-time.After(sf.drainTimeout + 5*time.Second):
+		logger.Error("worker did not stop in time")
+		return exitError
+	}
+	logger.Info("medic stopped", "inbox_depth", store.InboxDepth())
+	return code
+}
+
+// reloadConfig is all or nothing: a config with any error leaves the running
+// one in place. Settings bound at start (listener, state file, web config
+// file) need a restart; a change to them is logged and not applied.
+func reloadConfig(sf serveFlags, eng *engine.Engine, stderr io.Writer) error {
+	cfg, err := loadConfig(sf, stderr)
+	if err != nil {
+		return err
+	}
+	cur := eng.Config()
+	var restart []string
+	if cfg.Web.ListenAddress != cur.Web.ListenAddress {
+		restart = append(restart, "web.listen_address")
+	}
+	if cfg.Web.ConfigFile != cur.Web.ConfigFile {
+		restart = append(restart, "web.config_file")
+	}
+	if cfg.Storage.Path != cur.Storage.Path {
+		restart = append(restart, "storage.path")
+	}
+	if len(restart) > 0 {
+		return fmt.Errorf("%s changed; these need a restart", strings.Join(restart, ", "))
+	}
+	if _, err := engine.CheckExposure(cfg.Web); err != nil {
+		return err
+	}
+	return eng.ApplyConfig(cfg)
+}
+
+func runIncidents(cf clientFlags, f incidentsFlags, stdout, stderr io.Writer) int {
+	base, err := url.Parse(cf.url)
+	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
+		fmt.Fprintf(stderr, "medic: --medic.url %q is not an http(s) URL\n", cf.url)
+		return exitError
+	}
+	token := cf.token
+	if cf.tokenFile != "" {
+		token, err = engine.ReadToken(cf.tokenFile)
+		if err != nil {
+			fmt.Fprintf(stderr, "medic: %v\n", err)
+			return exitError
+		}
+	}
+	path := "/api/v1/incidents"
+	q := url.Values{}
+	if f.id != "" {
+		path += "/" + url.PathEscape(f.id)
+	} else {
+		q.Set("state", f.state)
+		if f.limit > 0 {
+			q.Set("limit", fmt.Sprint(f.limit))
+		}
+	}
+	u := base.JoinPath(path)
+	u.RawQuery = q.Encode()
+	ctx, cancel := context.WithTimeout(context.Background(), cf.timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		fmt.Fprintf(stderr, "medic: %v\n", err)
+		return exitError
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	req.Header.Set("User-Agent", version.ComponentUserAgent("medic"))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		fmt.Fprintf(stderr, "medic: %v\n", err)
+		return exitError
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
+	if err != nil {
+		fmt.Fprintf(stderr, "medic: reading response: %v\n", err)
+		return exitError
+	}
+	if resp.StatusCode != http.StatusOK {
+		var eb struct {
+			Error string `json:"error"`
+		}
+		msg := strings.TrimSpace(string(body))
+		if json.Unmarshal(body, &eb) == nil && eb.Error != "" {
+			msg = eb.Error
+		}
+		fmt.Fprintf(stderr, "medic: %s: %s\n", resp.Status, msg)
+		if resp.StatusCode == http.StatusNotFound {
+			return exitFailed
+		}
+		return exitError
+	}
+	var env struct {
+		Data json.RawMessage `json:"data"`
+	}
+	if err := json.Unmarshal(body, &env); err != nil {
+		fmt.Fprintf(stderr, "medic: decoding response: %v\n", err)
+		return exitError
+	}
+	if f.output == "json" {
+		var pretty any
+		_ = json.Unmarshal(env.Data, &pretty)
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(pretty)
+		return exitOK
+	}
+	if f.id != "" {
+		var inc state.Incident
+		if err := json.Unmarshal(env.Data, &inc); err != nil {
+			fmt.Fprintf(stderr, "medic: decoding incident: %v\n", err)
+			return exitError
+		}
+		printIncident(stdout, &inc)
+		return exitOK
+	}
+	var incs []state.Incident
+	if err := json.Unmarshal(env.Data, &incs); err != nil {
+		fmt.Fprintf(stderr, "medic: decoding incidents: %v\n", err)
+		return exitError
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tSTATE\tOPENED\tUPDATED\tALERTS\tKEY")
+	for i := range incs {
+		inc := &incs[i]
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", inc.ID, inc.State, inc.OpenedAt.UTC().Format(time.RFC3339),
+			inc.UpdatedAt.UTC().Format(time.RFC3339), alertNames(inc), inc.Key)
+	}
+	tw.Flush()
+	return exitOK
+}
+
+func alertNames(inc *state.Incident) string {
+	seen := map[string]bool{}
+	var names []string
+	for _, a := range inc.Alerts {
+		if n := a.Labels["alertname"]; !seen[n] {
+			seen[n] = true
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	return strings.Join(names, ",")
+}
+
+func printIncident(w io.Writer, inc *state.Incident) {
+	fmt.Fprintf(w, "Incident %d (%s)\n  key:     %s\n  opened:  %s\n  updated: %s\n", inc.ID, inc.State, inc.Key,
+		inc.OpenedAt.UTC().Format(time.RFC3339), inc.UpdatedAt.UTC().Format(time.RFC3339))
+	if inc.ClosedAt != nil {
+		fmt.Fprintf(w, "  closed:  %s\n", inc.ClosedAt.UTC().Format(time.RFC3339))
+	}
+	fmt.Fprintln(w, "Alerts:")
+	for _, a := range inc.Alerts {
+		keys := make([]string, 0, len(a.Labels))
+		for k := range a.Labels {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		var ls []string
+		for _, k := range keys {
+			ls = append(ls, fmt.Sprintf("%s=%q", k, a.Labels[k]))
+		}
+		fmt.Fprintf(w, "  %s %-8s since %s {%s}\n", a.Fingerprint, a.Status, a.StartsAt.UTC().Format(time.RFC3339), strings.Join(ls, ", "))
+	}
+	fmt.Fprintln(w, "Timeline:")
+	for _, e := range inc.Timeline {
+		fmt.Fprintf(w, "  %s  %-15s %s\n", e.Time.UTC().Format(time.RFC3339), e.Kind, e.Message)
+	}
+	if inc.TimelineDropped > 0 {
+		fmt.Fprintf(w, "  (%d older events dropped)\n", inc.TimelineDropped)
+	}
+}

@@ -1,0 +1,368 @@
+package state
+
+import (
+	"cmp"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// IncidentState is the lifecycle state of an incident.
+type IncidentState string
+
+// The incident states.
+const (
+	StateOpen   IncidentState = "open"
+	StateClosed IncidentState = "closed"
+)
+
+// MaxTimeline caps the timeline of one incident, so that an alert that keeps
+// flapping cannot grow a record without bound. The oldest events after the
+// first are dropped and counted in Incident.TimelineDropped.
+const MaxTimeline = 500
+
+// Incident is one problem medic tracks, made of the alerts that share its key.
+type Incident struct {
+	ID        uint64        `json:"id"`
+	Key       string        `json:"key"`
+	State     IncidentState `json:"state"`
+	OpenedAt  time.Time     `json:"opened_at"`
+	UpdatedAt time.Time     `json:"updated_at"`
+	ClosedAt  *time.Time    `json:"closed_at,omitempty"`
+	Alerts    []Alert       `json:"alerts"`
+	Timeline  []Event       `json:"timeline"`
+	// TimelineDropped counts events dropped by the MaxTimeline cap.
+	TimelineDropped int `json:"timeline_dropped,omitempty"`
+}
+
+// Alert is the latest known form of one alert of an incident.
+type Alert struct {
+	Fingerprint    string            `json:"fingerprint"`
+	Status         string            `json:"status"`
+	Labels         map[string]string `json:"labels"`
+	Annotations    map[string]string `json:"annotations,omitempty"`
+	StartsAt       time.Time         `json:"starts_at"`
+	EndsAt         time.Time         `json:"ends_at,omitzero"`
+	GeneratorURL   string            `json:"generator_url,omitempty"`
+	LastReceivedAt time.Time         `json:"last_received_at"`
+	// Notifications counts the notifications that carried this alert.
+	Notifications int `json:"notifications"`
+}
+
+// Event is one entry of an incident's timeline.
+type Event struct {
+	Time        time.Time `json:"time"`
+	Kind        string    `json:"kind"`
+	Fingerprint string    `json:"fingerprint,omitempty"`
+	Message     string    `json:"message"`
+}
+
+// AddEvent appends to the timeline, enforcing MaxTimeline.
+func (inc *Incident) AddEvent(e Event) {
+	if len(inc.Timeline) >= MaxTimeline {
+		// Keep the first event (the opening) and drop the oldest after it.
+		copy(inc.Timeline[1:], inc.Timeline[2:])
+		inc.Timeline = inc.Timeline[:len(inc.Timeline)-1]
+		inc.TimelineDropped++
+	}
+	inc.Timeline = append(inc.Timeline, e)
+}
+
+// AlertIndex returns the index of the alert with the fingerprint, or -1.
+func (inc *Incident) AlertIndex(fingerprint string) int {
+	for i := range inc.Alerts {
+		if inc.Alerts[i].Fingerprint == fingerprint {
+			return i
+		}
+	}
+	return -1
+}
+
+// Fingerprint remembers the last occurrence of an alert, so that a
+// notification re-sent after its incident closed is recognised as stale
+// instead of opening a new incident.
+type Fingerprint struct {
+	IncidentID uint64    `json:"incident_id"`
+	StartsAt   time.Time `json:"starts_at"`
+	Resolved   bool      `json:"resolved"`
+	UpdatedAt  time.Time `json:"updated_at"`
+}
+
+// Ignored counts the alerts of one alertname that an ignore matcher skipped.
+type Ignored struct {
+	Alertname string    `json:"alertname"`
+	Matcher   string    `json:"matcher"`
+	Count     uint64    `json:"count"`
+	FirstSeen time.Time `json:"first_seen"`
+	LastSeen  time.Time `json:"last_seen"`
+}
+
+// Tx is a write transaction handed to ProcessInbox functions.
+type Tx struct {
+	tx        *bolt.Tx
+	err       error
+	openDelta int64
+}
+
+func (t *Tx) fail(err error) error {
+	if t.err == nil {
+		t.err = err
+	}
+	return err
+}
+
+// OpenIncident returns the open incident with the key, or ErrNotFound.
+func (t *Tx) OpenIncident(key string) (*Incident, error) {
+	id := t.tx.Bucket(bucketIncidentKeys).Get([]byte(key))
+	if id == nil {
+		return nil, ErrNotFound
+	}
+	inc, err := getIncident(t.tx, id)
+	if err != nil {
+		return nil, t.fail(fmt.Errorf("incident for key %q: %w", key, err))
+	}
+	return inc, nil
+}
+
+// PutIncident stores inc, giving it the next ID when it has none, and keeps
+// the open-key index in step with its state.
+func (t *Tx) PutIncident(inc *Incident) error {
+	if inc.Key == "" {
+		return t.fail(errors.New("put incident: empty key"))
+	}
+	b := t.tx.Bucket(bucketIncidents)
+	keys := t.tx.Bucket(bucketIncidentKeys)
+	if inc.ID == 0 {
+		n, err := b.NextSequence()
+		if err != nil {
+			return t.fail(err)
+		}
+		inc.ID = n
+	}
+	buf, err := json.Marshal(inc)
+	if err != nil {
+		return t.fail(fmt.Errorf("encode incident %d: %w", inc.ID, err))
+	}
+	id := u64(inc.ID)
+	if err := b.Put(id, buf); err != nil {
+		return t.fail(err)
+	}
+	cur := keys.Get([]byte(inc.Key))
+	switch inc.State {
+	case StateOpen:
+		if cur == nil {
+			t.openDelta++
+		} else if binary.BigEndian.Uint64(cur) != inc.ID {
+			return t.fail(fmt.Errorf("put incident %d: key %q already open as incident %d", inc.ID, inc.Key, binary.BigEndian.Uint64(cur)))
+		}
+		if err := keys.Put([]byte(inc.Key), id); err != nil {
+			return t.fail(err)
+		}
+	case StateClosed:
+		if cur != nil && binary.BigEndian.Uint64(cur) == inc.ID {
+			if err := keys.Delete([]byte(inc.Key)); err != nil {
+				return t.fail(err)
+			}
+			t.openDelta--
+		}
+	default:
+		return t.fail(fmt.Errorf("put incident %d: unknown state %q", inc.ID, inc.State))
+	}
+	return nil
+}
+
+// Fingerprint returns what is remembered of an alert, or ErrNotFound.
+func (t *Tx) Fingerprint(fp string) (Fingerprint, error) {
+	var f Fingerprint
+	v := t.tx.Bucket(bucketFingerprints).Get([]byte(fp))
+	if v == nil {
+		return f, ErrNotFound
+	}
+	if err := json.Unmarshal(v, &f); err != nil {
+		return f, t.fail(fmt.Errorf("decode fingerprint %s: %w", fp, err))
+	}
+	return f, nil
+}
+
+// PutFingerprint records the latest occurrence of an alert.
+func (t *Tx) PutFingerprint(fp string, f Fingerprint) error {
+	buf, err := json.Marshal(f)
+	if err != nil {
+		return t.fail(err)
+	}
+	return t.fail2(t.tx.Bucket(bucketFingerprints).Put([]byte(fp), buf))
+}
+
+// CountIgnored records that an alert of alertname was skipped by matcher.
+func (t *Tx) CountIgnored(alertname, matcher string, at time.Time) error {
+	b := t.tx.Bucket(bucketIgnored)
+	var r Ignored
+	if v := b.Get([]byte(alertname)); v != nil {
+		if err := json.Unmarshal(v, &r); err != nil {
+			return t.fail(fmt.Errorf("decode ignored %q: %w", alertname, err))
+		}
+	} else {
+		r = Ignored{Alertname: alertname, FirstSeen: at}
+	}
+	r.Matcher = matcher
+	r.Count++
+	r.LastSeen = at
+	buf, err := json.Marshal(r)
+	if err != nil {
+		return t.fail(err)
+	}
+	return t.fail2(b.Put([]byte(alertname), buf))
+}
+
+func (t *Tx) fail2(err error) error {
+	if err != nil {
+		return t.fail(err)
+	}
+	return nil
+}
+
+func getIncident(tx *bolt.Tx, id []byte) (*Incident, error) {
+	v := tx.Bucket(bucketIncidents).Get(id)
+	if v == nil {
+		return nil, ErrNotFound
+	}
+	inc := new(Incident)
+	if err := json.Unmarshal(v, inc); err != nil {
+		return nil, fmt.Errorf("decode incident %x: %w", id, err)
+	}
+	return inc, nil
+}
+
+// Incident returns the incident with the ID, or ErrNotFound.
+func (s *Store) Incident(id uint64) (*Incident, error) {
+	var inc *Incident
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		inc, err = getIncident(tx, u64(id))
+		return err
+	})
+	return inc, err
+}
+
+// Filter selects incidents. A zero Filter selects all.
+type Filter struct {
+	// State selects one state; empty selects every state.
+	State IncidentState
+	// Limit caps the result, newest first; 0 means no cap.
+	Limit int
+}
+
+// Incidents returns the incidents that pass f, newest first.
+func (s *Store) Incidents(f Filter) ([]*Incident, error) {
+	out := []*Incident{}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if f.State == StateOpen {
+			// The open index is small; walk it instead of every incident.
+			c := tx.Bucket(bucketIncidentKeys).Cursor()
+			for k, id := c.First(); k != nil; k, id = c.Next() {
+				inc, err := getIncident(tx, id)
+				if err != nil {
+					return err
+				}
+				out = append(out, inc)
+			}
+			sortNewestFirst(out)
+			if f.Limit > 0 && len(out) > f.Limit {
+				out = out[:f.Limit]
+			}
+			return nil
+		}
+		c := tx.Bucket(bucketIncidents).Cursor()
+		for k, v := c.Last(); k != nil; k, v = c.Prev() {
+			inc := new(Incident)
+			if err := json.Unmarshal(v, inc); err != nil {
+				return fmt.Errorf("decode incident %x: %w", k, err)
+			}
+			if f.State != "" && inc.State != f.State {
+				continue
+			}
+			out = append(out, inc)
+			if f.Limit > 0 && len(out) >= f.Limit {
+				break
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+func sortNewestFirst(incs []*Incident) {
+	// IDs grow with time, so ID order is opening order.
+	slices.SortFunc(incs, func(a, b *Incident) int { return cmp.Compare(b.ID, a.ID) })
+}
+
+// IgnoredAlerts returns the counters of skipped alerts, by alertname.
+func (s *Store) IgnoredAlerts() ([]Ignored, error) {
+	out := []Ignored{}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketIgnored).ForEach(func(k, v []byte) error {
+			var r Ignored
+			if err := json.Unmarshal(v, &r); err != nil {
+				return fmt.Errorf("decode ignored %q: %w", k, err)
+			}
+			out = append(out, r)
+			return nil
+		})
+	})
+	return out, err
+}
+
+// Prune deletes closed incidents that closed before cutoff, and the
+// fingerprint records of resolved alerts last updated before it. It returns
+// the number of incidents deleted.
+func (s *Store) Prune(cutoff time.Time) (int, error) {
+	var n int
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		n = 0
+		b := tx.Bucket(bucketIncidents)
+		var del [][]byte
+		c := b.Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			var inc Incident
+			if err := json.Unmarshal(v, &inc); err != nil {
+				return fmt.Errorf("decode incident %x: %w", k, err)
+			}
+			if inc.State == StateClosed && inc.ClosedAt != nil && inc.ClosedAt.Before(cutoff) {
+				del = append(del, k)
+			}
+		}
+		for _, k := range del {
+			if err := b.Delete(k); err != nil {
+				return err
+			}
+		}
+		n = len(del)
+		fps := tx.Bucket(bucketFingerprints)
+		del = del[:0]
+		c = fps.Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			var f Fingerprint
+			if err := json.Unmarshal(v, &f); err != nil {
+				return fmt.Errorf("decode fingerprint %s: %w", k, err)
+			}
+			if f.Resolved && f.UpdatedAt.Before(cutoff) {
+				del = append(del, k)
+			}
+		}
+		for _, k := range del {
+			if err := fps.Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("prune: %w", err)
+	}
+	return n, nil
+}
