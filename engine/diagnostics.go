@@ -2,9 +2,11 @@ package engine
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
@@ -15,6 +17,14 @@ import (
 // subject, in the style of compilers and promtool.
 func WriteDiagnostics(w io.Writer, diags hcl.Diagnostics) {
 	sources := map[string][][]byte{}
+	diags = slices.Clone(diags)
+	slices.SortStableFunc(diags, func(a, b *hcl.Diagnostic) int {
+		if a.Subject == nil || b.Subject == nil {
+			return cmp.Compare(boolInt(a.Subject != nil), boolInt(b.Subject != nil))
+		}
+		return cmp.Or(cmp.Compare(a.Subject.Filename, b.Subject.Filename),
+			cmp.Compare(a.Subject.Start.Byte, b.Subject.Start.Byte))
+	})
 	for _, d := range diags {
 		sev := "error"
 		if d.Severity == hcl.DiagWarning {
@@ -65,4 +75,11 @@ func prefixRunes(s string, n int) string {
 		i++
 	}
 	return s
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"reflect"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/prometheus/alertmanager/notify/webhook"
@@ -65,7 +67,7 @@ func DecodeNotification(body []byte, l Limits) (*webhook.Message, error) {
 		case errors.As(err, &se):
 			return nil, badField(ReasonInvalidJSON, "", "invalid JSON at byte %d: %v", se.Offset, se)
 		case errors.As(err, &te):
-			return nil, badField(ReasonInvalidJSON, te.Field, "expected %s, got JSON %s", te.Type, te.Value)
+			return nil, badField(ReasonInvalidJSON, strings.TrimPrefix(te.Field, "Data."), "expected %s, got JSON %s", jsonKind(te.Type), te.Value)
 		default:
 			return nil, badField(ReasonInvalidJSON, "", "invalid JSON: %v", err)
 		}
@@ -74,6 +76,24 @@ func DecodeNotification(body []byte, l Limits) (*webhook.Message, error) {
 		return nil, err
 	}
 	return &m, nil
+}
+
+// jsonKind names a Go type as the JSON a sender should have written.
+func jsonKind(t reflect.Type) string {
+	if t == reflect.TypeFor[time.Time]() {
+		return "an RFC 3339 timestamp string"
+	}
+	switch t.Kind() {
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.Map, reflect.Struct, reflect.Pointer:
+		return "an object"
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "a boolean"
+	}
+	return "a number"
 }
 
 func validateMessage(m *webhook.Message, l Limits) *IntakeError {

@@ -1,0 +1,126 @@
+package engine
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestExampleConfig(t *testing.T) {
+	cfg, diags := LoadConfig("../examples/medic.hcl")
+	if diags.HasErrors() {
+		var b bytes.Buffer
+		WriteDiagnostics(&b, diags)
+		t.Fatal(b.String())
+	}
+	if cfg.Storage.Retention != 30*24*time.Hour || cfg.Storage.Path != filepath.Join("..", "examples", "data", "medic.db") {
+		t.Errorf("storage %+v", cfg.Storage)
+	}
+	if cfg.Web.BearerTokenFile != filepath.Join("..", "examples", "token") {
+		t.Errorf("token file %q is not relative to the config file", cfg.Web.BearerTokenFile)
+	}
+	if cfg.Intake.Limits != DefaultLimits {
+		t.Errorf("limits %+v differ from the documented defaults", cfg.Intake.Limits)
+	}
+	if len(cfg.Intake.Ignore) != len(DefaultIgnore) {
+		t.Errorf("ignore %+v", cfg.Intake.Ignore)
+	}
+}
+
+func TestDefaultConfigWithoutFile(t *testing.T) {
+	cfg, diags := LoadConfig("")
+	if len(diags) != 0 || cfg.Web.ListenAddress != DefaultListenAddress || cfg.Storage.Path != filepath.Join("data", "medic.db") {
+		t.Fatalf("%+v %v", cfg, diags)
+	}
+}
+
+func TestConfigDiagnostics(t *testing.T) {
+	cases := []struct {
+		name, src string
+		want      []string // file:line:col: summary prefixes, in order
+	}{
+		{"unknown block", "webb {}\n", []string{"t.hcl:1:1: error: Unsupported block type"}},
+		{"unknown attribute", "web {\n  listen = \"x\"\n}\n", []string{"t.hcl:2:3: error: Unsupported argument"}},
+		{"wrong type", "intake {\n  max_alerts = \"many\"\n}\n", []string{"t.hcl:2:17: error: Unsuitable value type"}},
+		{"bad duration", "storage {\n  retention = \"5 days\"\n}\n", []string{"t.hcl:2:15: error: Invalid duration"}},
+		{"negative retention", "storage {\n  retention = \"0s\"\n}\n", []string{"t.hcl:2:15: error: Invalid retention"}},
+		{"bad size", "intake {\n  max_body_size = \"lots\"\n}\n", []string{"t.hcl:2:19: error: Invalid size"}},
+		{"tiny size", "intake {\n  max_body_size = \"10B\"\n}\n", []string{"t.hcl:2:19: error: Invalid max_body_size"}},
+		{"zero limit", "intake {\n  max_labels = 0\n  max_alerts = -1\n}\n", []string{
+			"t.hcl:2:16: error: Invalid max_labels", "t.hcl:3:16: error: Invalid max_alerts"}},
+		{"bad matcher", "intake {\n  ignore = [\"{alertname=~\\\"(\\\"}\"]\n}\n", []string{"t.hcl:2:12: error: Invalid ignore matcher"}},
+		{"empty matcher", "intake {\n  ignore = [\"{}\"]\n}\n", []string{"t.hcl:2:12: error: Invalid ignore matcher"}},
+		{"empty listen", "web {\n  listen_address = \"\"\n}\n", []string{"t.hcl:2:20: error: Invalid listen_address"}},
+		{"syntax", "web {\n  listen_address = \n}\n", []string{"t.hcl:2:20: error: Invalid expression"}},
+		{"duplicate block", "web {}\nweb {}\n", []string{"t.hcl:2:1: error: Duplicate web block"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "t.hcl")
+			if err := os.WriteFile(p, []byte(tc.src), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			cfg, diags := LoadConfig(p)
+			if cfg != nil || !diags.HasErrors() {
+				t.Fatalf("accepted: %+v", cfg)
+			}
+			var b bytes.Buffer
+			WriteDiagnostics(&b, diags)
+			out := strings.ReplaceAll(b.String(), filepath.Dir(p)+string(filepath.Separator), "")
+			var got []string
+			for _, line := range strings.Split(out, "\n") {
+				if strings.HasPrefix(line, "t.hcl:") {
+					got = append(got, line)
+				}
+			}
+			if len(got) != len(tc.want) {
+				t.Fatalf("got %d diagnostics, want %d:\n%s", len(got), len(tc.want), out)
+			}
+			for i := range got {
+				if !strings.HasPrefix(got[i], tc.want[i]) {
+					t.Errorf("diagnostic %d:\n got %s\nwant %s…", i, got[i], tc.want[i])
+				}
+			}
+			if !strings.Contains(out, "|") || !strings.Contains(out, "^") {
+				t.Errorf("no source snippet:\n%s", out)
+			}
+		})
+	}
+}
+
+func TestCheckExposure(t *testing.T) {
+	dir := t.TempDir()
+	basic := filepath.Join(dir, "basic.yml")
+	// A bcrypt hash, the form exporter-toolkit expects.
+	os.WriteFile(basic, []byte("basic_auth_users:\n  am: $2y$10$XkWBsKxF5kLbh5Hh3Yrn9uj3XUJqu5l5dMEtKQbAkAdnOlaYfRCGW\n"), 0o600)
+	bad := filepath.Join(dir, "bad.yml")
+	os.WriteFile(bad, []byte("tls_server_config:\n  cert_file: /nonexistent\n"), 0o600)
+	cases := []struct {
+		c    WebConfig
+		ok   bool
+		auth int
+	}{
+		{WebConfig{ListenAddress: "127.0.0.1:9095"}, true, 0},
+		{WebConfig{ListenAddress: "localhost:9095"}, true, 0},
+		{WebConfig{ListenAddress: "[::1]:9095"}, true, 0},
+		{WebConfig{ListenAddress: ":9095"}, false, 0},
+		{WebConfig{ListenAddress: "0.0.0.0:9095"}, false, 0},
+		{WebConfig{ListenAddress: "0.0.0.0:9095", Insecure: true}, true, 0},
+		{WebConfig{ListenAddress: "0.0.0.0:9095", BearerTokenFile: "t"}, true, 1},
+		{WebConfig{ListenAddress: "0.0.0.0:9095", ConfigFile: basic}, true, 1},
+		{WebConfig{ListenAddress: "127.0.0.1:9095", ConfigFile: bad}, false, 0},
+		{WebConfig{ListenAddress: "no-port"}, false, 0},
+	}
+	for _, tc := range cases {
+		t.Run(fmt.Sprintf("%+v", tc.c), func(t *testing.T) {
+			x, err := CheckExposure(tc.c)
+			if (err == nil) != tc.ok || (err == nil && len(x.Auth) != tc.auth) {
+				t.Fatalf("err %v, auth %v", err, x.Auth)
+			}
+		})
+	}
+}

@@ -1,0 +1,60 @@
+# medic.hcl: the daemon's configuration. Every key is optional; the values
+# below are the defaults, except where a comment says otherwise. Relative
+# paths are relative to this file's directory. Command-line flags of the same
+# name (--web.listen-address, --web.config.file, --storage.path) override
+# what is set here.
+#
+# Check it with `medic serve --config.file medic.hcl` (it refuses to start on
+# any error and prints file:line:col diagnostics); reload it with SIGHUP or
+# `curl -X POST http://127.0.0.1:9095/-/reload`.
+
+web {
+  # Where the HTTP API listens. Without authentication, medic only accepts a
+  # loopback address unless `insecure = true` (or --web.insecure).
+  listen_address = "127.0.0.1:9095"
+
+  # Prometheus exporter-toolkit web config: TLS, basic auth, client
+  # certificates. Changing the file needs no reload; changing this path needs
+  # a restart.
+  config_file = ""
+
+  # File holding the bearer token that Alertmanager (and `medic incidents`)
+  # must present on every /api/ request. Unset by default; set it in
+  # production. The example token file sits next to this file.
+  bearer_token_file = "token"
+
+  # Allow a non-loopback listener with no authentication at all.
+  insecure = false
+}
+
+storage {
+  # The single bbolt file that holds all of medic's state.
+  path = "data/medic.db"
+
+  # How long closed incidents are kept. Prometheus duration syntax.
+  retention = "30d"
+}
+
+intake {
+  # Bodies over this size are refused with 413.
+  max_body_size = "8MiB"
+
+  # Bounds on each notification. A notification that breaks one is refused
+  # with 400 naming the field; set max_alerts on the Alertmanager receiver to
+  # the same value so that Alertmanager truncates instead.
+  max_alerts                  = 1000
+  max_labels                  = 64    # per alert, and annotations per alert
+  max_label_value_length      = 2048  # bytes
+  max_annotation_value_length = 16384 # bytes
+
+  # Alerts that match any of these Alertmanager matcher lists are skipped:
+  # counted in medic_alerts_processed_total{result="ignored"} and listed at
+  # GET /api/v1/ignored, but never opened as incidents. Setting this list
+  # replaces the defaults shown here.
+  ignore = [
+    "{alertname=\"Watchdog\"}",
+    "{alertname=\"InfoInhibitor\"}",
+    "{severity=\"info\"}",
+    "{severity=\"none\"}",
+  ]
+}
