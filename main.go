@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"runtime"
 	"sort"
 	"strings"
 	"syscall"
@@ -154,8 +155,17 @@ func loadConfig(sf serveFlags, stderr io.Writer) (*engine.Config, error) {
 	return cfg, nil
 }
 
+// extraProcs is added to GOMAXPROCS by serve. Every inbox commit parks its
+// goroutine, and with it a P, in fdatasync until sysmon takes the P back; on
+// two cores that idled half the machine. Measured with BenchmarkIntake on 2
+// cores: 5,900 notifications/s at GOMAXPROCS=2, 8,300 at 4 (README).
+const extraProcs = 2
+
 func runServe(sf serveFlags, logger *slog.Logger, stderr io.Writer) int {
-	logger.Info("starting medic", "version", version.Info(), "build_context", version.BuildContext())
+	if os.Getenv("GOMAXPROCS") == "" {
+		runtime.GOMAXPROCS(runtime.NumCPU() + extraProcs)
+	}
+	logger.Info("starting medic", "version", version.Info(), "build_context", version.BuildContext(), "gomaxprocs", runtime.GOMAXPROCS(0))
 	cfg, err := loadConfig(sf, stderr)
 	if err != nil {
 		logger.Error("invalid configuration", "err", err)

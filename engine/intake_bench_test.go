@@ -1,0 +1,145 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"medic/state"
+)
+
+// discardInbox is the decode-only ceiling: the same handler, no store.
+type discardInbox struct{}
+
+func (discardInbox) Enqueue(time.Time, []byte) (uint64, error) { return 0, nil }
+
+var benchClients = envInt("MEDIC_BENCH_CLIENTS", 64)
+
+// BenchmarkIntake measures POST /api/v1/alerts through a real HTTP server
+// on loopback with 64 concurrent keep-alive clients. "store" fsyncs every
+// notification into bbolt before the 200; "decode-only" is the same handler
+// with no store, the ceiling. It reports notifications per second, the p50
+// and p99 latency of the 200, and notifications per bbolt commit.
+func BenchmarkIntake(b *testing.B) {
+	for _, alerts := range []int{1, 100} {
+		for _, mode := range []string{"store", "decode-only", "store+worker"} {
+			if alerts == 100 && mode == "store+worker" {
+				continue
+			}
+			b.Run(fmt.Sprintf("alerts=%d/%s", alerts, mode), func(b *testing.B) {
+				benchIntake(b, alerts, mode, state.DefaultOptions)
+			})
+		}
+	}
+}
+
+// BenchmarkIntakeGroupCommit compares the group commit strategies: the
+// queue committer medic uses, and bbolt's db.Batch at several delays.
+func BenchmarkIntakeGroupCommit(b *testing.B) {
+	b.Run("queue", func(b *testing.B) { benchIntake(b, 1, "store", state.DefaultOptions) })
+	for _, d := range []time.Duration{10 * time.Millisecond, 5 * time.Millisecond, 2 * time.Millisecond, time.Millisecond, 500 * time.Microsecond} {
+		b.Run("bolt-batch/delay="+d.String(), func(b *testing.B) {
+			o := state.DefaultOptions
+			o.GroupCommit = state.GroupBoltBatch
+			o.MaxBatchDelay = d
+			benchIntake(b, 1, "store", o)
+		})
+	}
+}
+
+func benchIntake(b *testing.B, alerts int, mode string, opts state.Options) {
+	store, err := state.Open(filepath.Join(b.TempDir(), "medic.db"), opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer store.Close()
+	o := Options{Registerer: prometheus.NewRegistry(), Store: store}
+	if mode == "decode-only" {
+		o.Inbox = discardInbox{}
+	}
+	eng := New(o)
+	if err := eng.ApplyConfig(DefaultConfig()); err != nil {
+		b.Fatal(err)
+	}
+	if mode == "store+worker" {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { eng.Run(ctx, RunOptions{DrainTimeout: time.Minute}); close(done) }()
+		defer func() { cancel(); <-done }()
+	}
+	srv := httptest.NewServer(eng.Handler())
+	defer srv.Close()
+	as := make([]testAlert, alerts)
+	for i := range as {
+		as[i] = alert("firing", "KubePodCrashLooping", fp(i+1))
+		as[i].Labels["pod"] = fmt.Sprintf("api-7d9f8b6c5-%05d", i)
+	}
+	body := payload(as...)
+	tr := &http.Transport{MaxIdleConnsPerHost: benchClients, MaxConnsPerHost: benchClients}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr}
+	url := srv.URL + "/api/v1/alerts"
+
+	lat := make([]time.Duration, b.N)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	commits0 := store.InboxCommits()
+	b.SetBytes(int64(len(body)))
+	b.ResetTimer()
+	start := time.Now()
+	for c := 0; c < benchClients; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(b.N) {
+					return
+				}
+				t0 := time.Now()
+				resp, err := client.Post(url, "application/json", bytes.NewReader(body))
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					b.Errorf("status %d", resp.StatusCode)
+					return
+				}
+				lat[i] = time.Since(t0)
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	slices.Sort(lat)
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "notif/s")
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+	if commits := store.InboxCommits() - commits0; commits > 0 {
+		b.ReportMetric(float64(b.N)/float64(commits), "notif/commit")
+	}
+}
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
