@@ -1,0 +1,549 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"medic/state"
+)
+
+// The tests in this file run the built binary as a real process, next to a
+// real Alertmanager from Debian's prometheus-alertmanager package.
+
+var medicBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "medic-bin")
+	if err != nil {
+		panic(err)
+	}
+	medicBin = filepath.Join(dir, "medic")
+	out, err := exec.Command("go", "build", "-o", medicBin, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "building medic: %v\n%s", err, out)
+		os.Exit(2)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+type proc struct {
+	cmd  *exec.Cmd
+	log  *bytes.Buffer
+	mu   *sync.Mutex
+	done chan error
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	b  *bytes.Buffer
+}
+
+func (w lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (p *proc) output() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.log.String()
+}
+
+func start(t *testing.T, dir string, name string, args ...string) *proc {
+	t.Helper()
+	p := &proc{log: new(bytes.Buffer), mu: new(sync.Mutex), done: make(chan error, 1)}
+	p.cmd = exec.Command(name, args...)
+	p.cmd.Dir = dir
+	p.cmd.Stdout = lockedWriter{p.mu, p.log}
+	p.cmd.Stderr = lockedWriter{p.mu, p.log}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.done <- p.cmd.Wait() }()
+	t.Cleanup(func() {
+		select {
+		case <-p.done:
+		default:
+			p.cmd.Process.Kill()
+			<-p.done
+		}
+		if t.Failed() {
+			t.Logf("%s output:\n%s", filepath.Base(name), p.output())
+		}
+	})
+	return p
+}
+
+// waitReady polls url until it answers 200, the process exits, or a deadline.
+func waitReady(t *testing.T, p *proc, url string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-p.done:
+			p.done <- err
+			t.Fatalf("%s exited before ready: %v\n%s", p.cmd.Path, err, p.output())
+		default:
+		}
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("%s not ready at %s", p.cmd.Path, url)
+}
+
+func writeFile(t *testing.T, path, content string) string {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func listIncidents(t *testing.T, addr, token, st string) []state.Incident {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/api/v1/incidents?state="+st, nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Data []state.Incident `json:"data"`
+	}
+	if resp.StatusCode != 200 {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("list incidents: %d %s", resp.StatusCode, b)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		t.Fatal(err)
+	}
+	return body.Data
+}
+
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func requireAlertmanager(t *testing.T) string {
+	const bin = "/usr/bin/prometheus-alertmanager"
+	if _, err := os.Stat(bin); err != nil {
+		t.Fatalf("%s is missing: scripts/test.sh installs Debian's prometheus-alertmanager", bin)
+	}
+	return bin
+}
+
+const alertmanagerConfig = `global:
+  resolve_timeout: 5m
+route:
+  receiver: medic
+  group_by: ['alertname', 'instance']
+  group_wait: 1s
+  group_interval: 1s
+  repeat_interval: 1h
+receivers:
+  - name: medic
+    webhook_configs:
+      - url: http://%s/api/v1/alerts
+        send_resolved: true
+        max_alerts: 1000
+        http_config:
+          authorization:
+            credentials_file: %s
+`
+
+func postToAlertmanager(t *testing.T, amAddr string, alerts []map[string]any) {
+	t.Helper()
+	b, _ := json.Marshal(alerts)
+	resp, err := http.Post("http://"+amAddr+"/api/v2/alerts", "application/json", bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("alertmanager: %d %s", resp.StatusCode, body)
+	}
+}
+
+// TestAlertmanagerIntegration: alerts posted to a real Alertmanager reach a
+// real medic as incidents, and close when Alertmanager resolves them.
+func TestAlertmanagerIntegration(t *testing.T) {
+	amBin := requireAlertmanager(t)
+	dir := t.TempDir()
+	const token = "integration-token-5f2c"
+	tokenFile := writeFile(t, filepath.Join(dir, "token"), token+"\n")
+	medicAddr, amAddr := freeAddr(t), freeAddr(t)
+	cfg := writeFile(t, filepath.Join(dir, "medic.hcl"), fmt.Sprintf(`
+web {
+  listen_address    = %q
+  bearer_token_file = "token"
+}
+storage { path = "state/medic.db" }
+`, medicAddr))
+	medic := start(t, dir, medicBin, "serve", "--config.file", cfg)
+	waitReady(t, medic, "http://"+medicAddr+"/-/ready")
+
+	amCfg := writeFile(t, filepath.Join(dir, "alertmanager.yml"), fmt.Sprintf(alertmanagerConfig, medicAddr, tokenFile))
+	am := start(t, dir, amBin, "--config.file="+amCfg, "--storage.path="+filepath.Join(dir, "am"),
+		"--web.listen-address="+amAddr, "--cluster.listen-address=")
+	waitReady(t, am, "http://"+amAddr+"/-/ready")
+
+	now := time.Now().UTC()
+	alerts := []map[string]any{}
+	for i, name := range []string{"KubePodCrashLooping", "KubePodCrashLooping", "NodeFilesystemAlmostOutOfSpace"} {
+		alerts = append(alerts, map[string]any{
+			"labels":       map[string]string{"alertname": name, "instance": fmt.Sprintf("node-%d", i), "severity": "critical"},
+			"annotations":  map[string]string{"summary": "integration test"},
+			"startsAt":     now.Format(time.RFC3339),
+			"generatorURL": "http://prometheus.example/graph",
+		})
+	}
+	// A heartbeat alert is ignored by default, but still counted.
+	alerts = append(alerts, map[string]any{"labels": map[string]string{"alertname": "Watchdog", "severity": "none"}, "startsAt": now.Format(time.RFC3339)})
+	postToAlertmanager(t, amAddr, alerts)
+
+	eventually(t, 30*time.Second, "3 open incidents", func() bool { return len(listIncidents(t, medicAddr, token, "open")) == 3 })
+
+	// The incident keys are Alertmanager's own fingerprints.
+	resp, err := http.Get("http://" + amAddr + "/api/v2/alerts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var amAlerts []struct {
+		Fingerprint string            `json:"fingerprint"`
+		Labels      map[string]string `json:"labels"`
+	}
+	json.NewDecoder(resp.Body).Decode(&amAlerts)
+	resp.Body.Close()
+	fps := map[string]string{}
+	for _, a := range amAlerts {
+		fps[a.Fingerprint] = a.Labels["alertname"]
+	}
+	for _, inc := range listIncidents(t, medicAddr, token, "open") {
+		if fps[inc.Key] == "" || inc.Alerts[0].Labels["alertname"] != fps[inc.Key] {
+			t.Errorf("incident %d key %s is not an Alertmanager fingerprint (%v)", inc.ID, inc.Key, fps)
+		}
+	}
+
+	// The CLI reads the same API with the token from a file.
+	out, err := exec.Command(medicBin, "incidents", "--medic.url", "http://"+medicAddr, "--medic.token-file", tokenFile).CombinedOutput()
+	if err != nil || strings.Count(string(out), "KubePodCrashLooping") != 2 {
+		t.Fatalf("medic incidents: %v\n%s", err, out)
+	}
+	cli := exec.Command(medicBin, "incidents", "--medic.url", "http://"+medicAddr)
+	cli.Env = append(os.Environ(), "MEDIC_TOKEN=wrong")
+	if out, err := cli.CombinedOutput(); exitCode(err) != 2 || !strings.Contains(string(out), "401") {
+		t.Fatalf("medic incidents with a wrong token: %v\n%s", err, out)
+	}
+
+	// Resolve them in Alertmanager: it sends resolved notifications.
+	for _, a := range alerts {
+		a["endsAt"] = time.Now().UTC().Format(time.RFC3339)
+	}
+	postToAlertmanager(t, amAddr, alerts)
+	eventually(t, 30*time.Second, "3 closed incidents", func() bool {
+		return len(listIncidents(t, medicAddr, token, "closed")) == 3 && len(listIncidents(t, medicAddr, token, "open")) == 0
+	})
+
+	// Without the token, or with a wrong one, medic answers 401.
+	for _, auth := range []string{"", "Bearer wrong", "Bearer " + token + "x"} {
+		req, _ := http.NewRequest(http.MethodPost, "http://"+medicAddr+"/api/v1/alerts", strings.NewReader(`{}`))
+		req.Header.Set("Content-Type", "application/json")
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("Authorization %q: %d, want 401", auth, resp.StatusCode)
+		}
+	}
+	eventually(t, 10*time.Second, "the Watchdog alert to be counted as ignored", func() bool {
+		return !strings.Contains(get(t, "http://"+medicAddr+"/metrics"), `medic_alerts_processed_total{result="ignored"} 0`+"\n")
+	})
+	for _, want := range []string{`medic_incidents_open 0`, `medic_build_info{`,
+		`medic_notifications_received_total{result="unauthorized"} 3`} {
+		eventually(t, 10*time.Second, "metric "+want, func() bool {
+			return strings.Contains(get(t, "http://"+medicAddr+"/metrics"), want)
+		})
+	}
+
+}
+
+func get(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+func exitCode(err error) int {
+	if err == nil {
+		return 0
+	}
+	if ee, ok := err.(*exec.ExitError); ok {
+		return ee.ExitCode()
+	}
+	return -1
+}
+
+func notification(fp string) []byte {
+	return []byte(fmt.Sprintf(`{"version":"4","groupKey":"{}:{alertname=\"CrashTest\"}","truncatedAlerts":0,"status":"firing","receiver":"medic",`+
+		`"groupLabels":{"alertname":"CrashTest"},"commonLabels":{"alertname":"CrashTest"},"commonAnnotations":{},"externalURL":"http://am",`+
+		`"alerts":[{"status":"firing","labels":{"alertname":"CrashTest","instance":"%s"},"annotations":{},`+
+		`"startsAt":"2026-11-26T10:00:00Z","endsAt":"0001-01-01T00:00:00Z","generatorURL":"","fingerprint":"%s"}]}`, fp, fp))
+}
+
+// TestCrashZeroLoss kills medic with SIGKILL at random moments under load
+// from 8 concurrent clients, restarts it each time, and checks that every
+// notification that got a 200 became an incident.
+func TestCrashZeroLoss(t *testing.T) {
+	rounds := 20
+	if testing.Short() {
+		rounds = 3
+	}
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	url := "http://" + addr + "/api/v1/alerts"
+	var mu sync.Mutex
+	acked := map[string]bool{}
+	var sent, counter int64
+	client := &http.Client{Timeout: 5 * time.Second}
+	for round := 0; round < rounds; round++ {
+		p := start(t, dir, medicBin, "serve", "--web.listen-address", addr, "--storage.path", "medic.db", "--log.level", "warn")
+		waitReady(t, p, "http://"+addr+"/-/ready")
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		for c := 0; c < 8; c++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					mu.Lock()
+					counter++
+					fp := fmt.Sprintf("%016x", counter)
+					sent++
+					mu.Unlock()
+					resp, err := client.Post(url, "application/json", bytes.NewReader(notification(fp)))
+					if err != nil {
+						continue
+					}
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode == 200 {
+						mu.Lock()
+						acked[fp] = true
+						mu.Unlock()
+					}
+				}
+			}()
+		}
+		time.Sleep(time.Duration(50+rand.IntN(400)) * time.Millisecond)
+		p.cmd.Process.Signal(syscall.SIGKILL)
+		<-p.done
+		p.done <- nil
+		close(stop)
+		wg.Wait()
+	}
+	p := start(t, dir, medicBin, "serve", "--web.listen-address", addr, "--storage.path", "medic.db")
+	waitReady(t, p, "http://"+addr+"/-/ready")
+	found := map[string]bool{}
+	eventually(t, 60*time.Second, "the inbox to drain", func() bool {
+		m := get(t, "http://"+addr+"/metrics")
+		return strings.Contains(m, "\nmedic_inbox_depth 0\n")
+	})
+	for _, inc := range listIncidents(t, addr, "", "all") {
+		found[inc.Key] = true
+		if len(inc.Alerts) != 1 || inc.Alerts[0].Notifications != 1 {
+			t.Errorf("incident %d: %d alerts, %d notifications: a notification was applied twice", inc.ID, len(inc.Alerts), inc.Alerts[0].Notifications)
+		}
+	}
+	lost := 0
+	for fp := range acked {
+		if !found[fp] {
+			lost++
+		}
+	}
+	t.Logf("crash test: %d rounds of SIGKILL, sent=%d acknowledged=%d found=%d lost=%d", rounds, sent, len(acked), len(found), lost)
+	if lost != 0 {
+		t.Fatalf("%d acknowledged notifications lost", lost)
+	}
+	if len(acked) < rounds {
+		t.Fatalf("only %d notifications acknowledged in %d rounds: the load did not run", len(acked), rounds)
+	}
+}
+
+// TestServeLifecycle covers the daemon's operations: defaults without a
+// config file, SIGHUP and /-/reload (a bad config keeps the old one), a
+// second serve on the same state failing fast, and SIGTERM draining cleanly.
+func TestServeLifecycle(t *testing.T) {
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	p := start(t, dir, medicBin, "serve", "--web.listen-address", addr)
+	waitReady(t, p, "http://"+addr+"/-/ready")
+	if _, err := os.Stat(filepath.Join(dir, "data", "medic.db")); err != nil {
+		t.Fatalf("default state file: %v", err)
+	}
+
+	// A second daemon on the same state file fails fast with exit 2.
+	second := exec.Command(medicBin, "serve", "--web.listen-address", freeAddr(t))
+	second.Dir = dir
+	t0 := time.Now()
+	if out, err := second.CombinedOutput(); exitCode(err) != 2 || !strings.Contains(string(out), "locked") {
+		t.Fatalf("second serve: %v\n%s", err, out)
+	}
+	if d := time.Since(t0); d > 10*time.Second {
+		t.Fatalf("second serve took %v to fail", d)
+	}
+
+	// SIGTERM drains and exits 0.
+	post := func(addr, fp string) int {
+		resp, err := http.Post("http://"+addr+"/api/v1/alerts", "application/json", bytes.NewReader(notification(fp)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := post(addr, "00000000000000aa"); code != 200 {
+		t.Fatalf("post: %d", code)
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-p.done:
+		p.done <- err
+		if err != nil {
+			t.Fatalf("SIGTERM exit: %v\n%s", err, p.output())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no exit after SIGTERM")
+	}
+	if !strings.Contains(p.output(), "medic stopped") {
+		t.Fatalf("no clean stop:\n%s", p.output())
+	}
+
+	// Reload: start with a config that ignores CrashTest alerts.
+	cfgPath := filepath.Join(dir, "medic.hcl")
+	writeFile(t, cfgPath, fmt.Sprintf("web { listen_address = %q }\nintake { ignore = [\"{alertname=\\\"CrashTest\\\"}\"] }\n", addr))
+	p = start(t, dir, medicBin, "serve", "--config.file", cfgPath)
+	waitReady(t, p, "http://"+addr+"/-/ready")
+	if n := len(listIncidents(t, addr, "", "all")); n != 1 {
+		t.Fatalf("%d incidents after restart, want the 1 from before", n)
+	}
+	post(addr, "00000000000000bb")
+	eventually(t, 10*time.Second, "the alert to be ignored", func() bool {
+		return strings.Contains(get(t, "http://"+addr+"/metrics"), `medic_alerts_processed_total{result="ignored"} 1`)
+	})
+
+	// A broken config is refused on SIGHUP; the old one stays.
+	writeFile(t, cfgPath, fmt.Sprintf("web { listen_address = %q }\nintake { max_alerts = \"lots\" }\n", addr))
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	eventually(t, 10*time.Second, "the failed reload", func() bool {
+		return strings.Contains(get(t, "http://"+addr+"/metrics"), "medic_config_last_reload_successful 0")
+	})
+	if !strings.Contains(p.output(), "medic.hcl:2:") {
+		t.Fatalf("no file:line diagnostic for the bad reload:\n%s", p.output())
+	}
+	post(addr, "00000000000000cc")
+	eventually(t, 10*time.Second, "the old config to still ignore", func() bool {
+		return strings.Contains(get(t, "http://"+addr+"/metrics"), `medic_alerts_processed_total{result="ignored"} 2`)
+	})
+
+	// A good config through POST /-/reload: the defaults no longer ignore it.
+	writeFile(t, cfgPath, fmt.Sprintf("web { listen_address = %q }\n", addr))
+	resp, err := http.Post("http://"+addr+"/-/reload", "", nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("reload: %v %v", err, resp)
+	}
+	resp.Body.Close()
+	post(addr, "00000000000000dd")
+	eventually(t, 10*time.Second, "an incident under the new config", func() bool {
+		return len(listIncidents(t, addr, "", "open")) == 2
+	})
+	if !strings.Contains(get(t, "http://"+addr+"/metrics"), "medic_config_last_reload_successful 1") {
+		t.Fatal("reload metric not set")
+	}
+}
+
+func TestServeRefusesExposedListenerWithoutAuth(t *testing.T) {
+	dir := t.TempDir()
+	cmd := exec.Command(medicBin, "serve", "--web.listen-address", "0.0.0.0:0")
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	if exitCode(err) != 1 || !strings.Contains(string(out), "no authentication") {
+		t.Fatalf("%v\n%s", err, out)
+	}
+}
+
+func TestCLIUsageErrors(t *testing.T) {
+	for _, args := range [][]string{{"bogus"}, {"serve", "--no-such-flag"}, {"incidents", "--state", "maybe"}, {"incidents", "--medic.url", "ftp://x"}} {
+		out, err := exec.Command(medicBin, args...).CombinedOutput()
+		if exitCode(err) != 2 {
+			t.Errorf("medic %v: exit %d, want 2\n%s", args, exitCode(err), out)
+		}
+	}
+	out, err := exec.Command(medicBin, "version").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "medic, version") {
+		t.Errorf("version: %v %s", err, out)
+	}
+	dir := t.TempDir()
+	bad := writeFile(t, filepath.Join(dir, "bad.hcl"), "storage {\n  retention = \"soon\"\n}\n")
+	out, err = exec.Command(medicBin, "serve", "--config.file", bad).CombinedOutput()
+	if exitCode(err) != 1 || !strings.Contains(string(out), "bad.hcl:2:15: error: Invalid duration") {
+		t.Errorf("bad config: exit %d\n%s", exitCode(err), out)
+	}
+}
