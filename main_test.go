@@ -406,11 +406,15 @@ func TestCrashZeroLoss(t *testing.T) {
 		m := get(t, "http://"+addr+"/metrics")
 		return strings.Contains(m, "\nmedic_inbox_depth 0\n")
 	})
-	for _, inc := range listIncidents(t, addr, "", "all") {
+	incs := listIncidents(t, addr, "", "all")
+	for _, inc := range incs {
 		found[inc.Key] = true
-		if len(inc.Alerts) != 1 || inc.Alerts[0].Notifications != 1 {
-			t.Errorf("incident %d: %d alerts, %d notifications: a notification was applied twice", inc.ID, len(inc.Alerts), inc.Alerts[0].Notifications)
+		if len(inc.Alerts) != 1 || len(inc.Timeline) != 2 {
+			t.Errorf("incident %d: %d alerts, %d events: a notification was applied twice", inc.ID, len(inc.Alerts), len(inc.Timeline))
 		}
+	}
+	if len(incs) != len(found) {
+		t.Errorf("%d incidents for %d keys: a notification opened two incidents", len(incs), len(found))
 	}
 	lost := 0
 	for fp := range acked {

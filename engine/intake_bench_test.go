@@ -82,12 +82,7 @@ func benchIntake(b *testing.B, alerts int, mode string, opts state.Options) {
 	}
 	srv := httptest.NewServer(eng.Handler())
 	defer srv.Close()
-	as := make([]testAlert, alerts)
-	for i := range as {
-		as[i] = alert("firing", "KubePodCrashLooping", fp(i+1))
-		as[i].Labels["pod"] = fmt.Sprintf("api-7d9f8b6c5-%05d", i)
-	}
-	body := payload(as...)
+	body := benchPayload(alerts)
 	tr := &http.Transport{MaxIdleConnsPerHost: benchClients, MaxConnsPerHost: benchClients}
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr}
@@ -142,4 +137,26 @@ func envInt(name string, def int) int {
 		return v
 	}
 	return def
+}
+
+// TestWriteBenchPayload writes the benchmark's payload to
+// $MEDIC_BENCH_PAYLOAD for scripts/bench.sh, so that wrk posts the same body
+// as BenchmarkIntake. It does nothing when the variable is unset.
+func TestWriteBenchPayload(t *testing.T) {
+	path := os.Getenv("MEDIC_BENCH_PAYLOAD")
+	if path == "" {
+		t.Skip("MEDIC_BENCH_PAYLOAD not set")
+	}
+	if err := os.WriteFile(path, benchPayload(envInt("MEDIC_BENCH_ALERTS", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func benchPayload(alerts int) []byte {
+	as := make([]testAlert, alerts)
+	for i := range as {
+		as[i] = alert("firing", "KubePodCrashLooping", fp(i+1))
+		as[i].Labels["pod"] = fmt.Sprintf("api-7d9f8b6c5-%05d", i)
+	}
+	return payload(as...)
 }

@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/prometheus/alertmanager/notify/webhook"
@@ -14,10 +17,21 @@ import (
 	"medic/state"
 )
 
-// workerBatch is how many inbox entries one transaction processes. One
-// commit (two fsyncs) per batch lets the worker keep up with the intake's
-// group commits instead of paying a sync per notification.
-const workerBatch = 256
+// A worker transaction processes at most workerBatch inbox entries and stops
+// after the entry that takes it past workerAlertBudget alerts. One commit per
+// batch lets the worker keep up without a sync per notification, and the
+// budget keeps each transaction short: bbolt has one writer lock, and the
+// intake's commits wait while the worker holds it.
+const (
+	workerBatch       = 256
+	workerAlertBudget = 256
+)
+
+// repeatRefresh is how often a repeated, unchanged firing alert refreshes
+// its last_received_at. Alertmanager re-sends every alert of a group when any
+// of them changes; writing each unchanged one back would cost a read and a
+// write per alert for nothing.
+const repeatRefresh = time.Minute
 
 // Timing of the worker loop. The poll is a safety net: the intake wakes the
 // worker directly after each accepted notification.
@@ -74,7 +88,7 @@ func (e *Engine) drain(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if res.Processed < workerBatch {
+		if res.Processed == 0 {
 			return nil
 		}
 	}
@@ -82,21 +96,39 @@ func (e *Engine) drain(ctx context.Context) error {
 }
 
 // ProcessInbox processes one batch of the inbox and reports what it did.
+// The notifications are decoded before the write transaction, which then
+// only applies them: bbolt has one writer lock, and the intake's commits
+// wait while the worker holds it.
 func (e *Engine) ProcessInbox() (state.ProcessResult, error) {
+	entries, err := e.store.PeekInbox(workerBatch)
+	if err != nil || len(entries) == 0 {
+		return state.ProcessResult{}, err
+	}
+	msgs := make([]*webhook.Message, 0, len(entries))
+	errs := make([]error, 0, len(entries))
+	alerts := 0
+	for _, entry := range entries {
+		m, err := decodeStored(entry)
+		msgs, errs = append(msgs, m), append(errs, err)
+		if m != nil {
+			alerts += len(m.Alerts)
+		}
+		if alerts >= workerAlertBudget {
+			break
+		}
+	}
+	entries = entries[:len(msgs)]
+
 	cfg := e.Config()
 	var counts [6]int
 	var opened, closed int
 	now := e.now().UTC()
-	res, err := e.store.ProcessInbox(workerBatch, func(tx *state.Tx, entry state.InboxEntry) error {
-		var m webhook.Message
-		if err := json.Unmarshal(entry.Body, &m); err != nil {
-			return fmt.Errorf("decode notification %d: %w", entry.Seq, err)
+	res, err := e.store.ProcessInbox(entries, func(tx *state.Tx, i int) error {
+		if errs[i] != nil {
+			return errs[i]
 		}
-		if m.Data == nil {
-			return fmt.Errorf("notification %d has no alerts", entry.Seq)
-		}
-		for i := range m.Alerts {
-			r, o, c, err := e.applyAlert(tx, cfg, &m.Alerts[i], now)
+		for j := range msgs[i].Alerts {
+			r, o, c, err := e.applyAlert(tx, cfg, &msgs[i].Alerts[j], now)
 			if err != nil {
 				return err
 			}
@@ -120,14 +152,20 @@ func (e *Engine) ProcessInbox() (state.ProcessResult, error) {
 		e.metrics.deadLetters.Inc()
 		e.logger.Error("inbox entry set aside", "component", "worker", "seq", d.Seq, "err", d.Err)
 	}
-	// Keep the poll from sleeping on a non-empty inbox.
-	if res.Processed == workerBatch {
-		select {
-		case e.wake <- struct{}{}:
-		default:
-		}
-	}
 	return res, nil
+}
+
+// decodeStored decodes an inbox entry. The intake validated it before
+// storing it, so a failure here means the file was damaged.
+func decodeStored(entry state.InboxEntry) (*webhook.Message, error) {
+	var m webhook.Message
+	if err := json.Unmarshal(entry.Body, &m); err != nil {
+		return nil, fmt.Errorf("decode notification %d: %w", entry.Seq, err)
+	}
+	if m.Data == nil {
+		return nil, fmt.Errorf("notification %d has no alerts", entry.Seq)
+	}
+	return &m, nil
 }
 
 const (
@@ -197,6 +235,11 @@ func (e *Engine) applyAlert(tx *state.Tx, cfg *Config, a *template.Alert, now ti
 		// Alertmanager re-sent an occurrence medic already saw resolve.
 		return rStale, 0, 0, nil
 	}
+	digest := alertDigest(a)
+	if known && !seen.Resolved && seen.StartsAt.Equal(a.StartsAt) && seen.Digest == digest && now.Sub(seen.UpdatedAt) < repeatRefresh {
+		// An unchanged repeat, written less than repeatRefresh ago.
+		return rRepeated, 0, 0, nil
+	}
 	result = rUpdated
 	if inc == nil {
 		inc = &state.Incident{Key: incidentKey(a), State: state.StateOpen, OpenedAt: now}
@@ -224,7 +267,24 @@ func (e *Engine) applyAlert(tx *state.Tx, cfg *Config, a *template.Alert, now ti
 	if err := tx.PutIncident(inc); err != nil {
 		return 0, 0, 0, err
 	}
-	return result, opened, 0, tx.PutFingerprint(fp, state.Fingerprint{IncidentID: inc.ID, StartsAt: a.StartsAt, UpdatedAt: now})
+	return result, opened, 0, tx.PutFingerprint(fp, state.Fingerprint{IncidentID: inc.ID, StartsAt: a.StartsAt, UpdatedAt: now, Digest: digest})
+}
+
+// alertDigest hashes what a repeat may change: labels, annotations and the
+// generator URL, in a fixed order.
+func alertDigest(a *template.Alert) uint64 {
+	h := fnv.New64a()
+	for _, kv := range []template.KV{a.Labels, a.Annotations} {
+		for _, k := range slices.Sorted(maps.Keys(kv)) {
+			h.Write([]byte(k))
+			h.Write([]byte{0})
+			h.Write([]byte(kv[k]))
+			h.Write([]byte{0})
+		}
+		h.Write([]byte{1})
+	}
+	h.Write([]byte(a.GeneratorURL))
+	return h.Sum64()
 }
 
 func update(rec *state.Alert, a *template.Alert, now time.Time) {
@@ -236,7 +296,6 @@ func update(rec *state.Alert, a *template.Alert, now time.Time) {
 	}
 	rec.GeneratorURL = a.GeneratorURL
 	rec.LastReceivedAt = now
-	rec.Notifications++
 }
 
 func allResolved(inc *state.Incident) bool {

@@ -1,6 +1,7 @@
 package state
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"time"
@@ -12,8 +13,7 @@ import (
 type InboxEntry struct {
 	Seq        uint64
 	ReceivedAt time.Time
-	// Body is the notification as received. It is only valid while the
-	// function handed the entry runs.
+	// Body is the notification as received.
 	Body []byte
 }
 
@@ -141,54 +141,74 @@ type DeadLetter struct {
 	Err string
 }
 
-// ProcessInbox hands up to max of the oldest inbox entries to fn, in order,
-// inside one write transaction, and removes each entry in that same
-// transaction. Either all the changes fn made and the removals commit
-// together, or none do, so a crash part-way reprocesses the entries and never
-// applies one twice.
+// PeekInbox returns copies of up to max of the oldest inbox entries, without
+// taking the writer lock, so that the caller can decode them before
+// ProcessInbox holds it.
+func (s *Store) PeekInbox(max int) ([]InboxEntry, error) {
+	var out []InboxEntry
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketInbox).Cursor()
+		for k, v := c.First(); k != nil && len(out) < max; k, v = c.Next() {
+			if len(k) != 8 || len(v) < 8 {
+				return fmt.Errorf("corrupt inbox entry %x", k)
+			}
+			out = append(out, InboxEntry{
+				Seq:        binary.BigEndian.Uint64(k),
+				ReceivedAt: time.Unix(0, int64(binary.BigEndian.Uint64(v))).UTC(),
+				Body:       bytes.Clone(v[8:]),
+			})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("peek inbox: %w", err)
+	}
+	return out, nil
+}
+
+// ProcessInbox calls fn for each of entries, which must be the oldest inbox
+// entries in order (from PeekInbox), inside one write transaction, and
+// removes each entry in that same transaction. Either all the changes fn made
+// and the removals commit together, or none do, so a crash part-way
+// reprocesses the entries and never applies one twice. Only one goroutine may
+// process the inbox.
 //
 // An entry for which fn returns an error is moved to a dead-letter bucket, so
 // that one undecodable entry cannot wedge the inbox. fn must check what it can
-// before it writes, since its writes before the error are kept.
-func (s *Store) ProcessInbox(max int, fn func(tx *Tx, e InboxEntry) error) (ProcessResult, error) {
+// before it writes, since its writes before the error are kept. An error from
+// a Tx method aborts the whole transaction.
+func (s *Store) ProcessInbox(entries []InboxEntry, fn func(tx *Tx, i int) error) (ProcessResult, error) {
 	var res ProcessResult
 	var delta int64
 	err := s.db.Update(func(btx *bolt.Tx) error {
 		res = ProcessResult{}
 		tx := &Tx{tx: btx}
 		inbox := btx.Bucket(bucketInbox)
-		var keys [][]byte
-		c := inbox.Cursor()
-		for k, v := c.First(); k != nil && len(keys) < max; k, v = c.Next() {
-			if len(k) != 8 || len(v) < 8 {
-				return fmt.Errorf("corrupt inbox entry %x", k)
+		for i, e := range entries {
+			k := u64(e.Seq)
+			if inbox.Get(k) == nil {
+				return fmt.Errorf("inbox entry %d vanished: is a second worker running?", e.Seq)
 			}
-			e := InboxEntry{
-				Seq:        binary.BigEndian.Uint64(k),
-				ReceivedAt: time.Unix(0, int64(binary.BigEndian.Uint64(v))).UTC(),
-				Body:       v[8:],
-			}
-			if err := fn(tx, e); err != nil {
-				dead := make([]byte, 0, len(v)+len(err.Error())+4)
-				dead = binary.BigEndian.AppendUint32(dead, uint32(len(err.Error())))
-				dead = append(dead, err.Error()...)
-				dead = append(dead, v...)
+			if err := fn(tx, i); err != nil {
+				msg := err.Error()
+				dead := make([]byte, 0, 4+len(msg)+8+len(e.Body))
+				dead = binary.BigEndian.AppendUint32(dead, uint32(len(msg)))
+				dead = append(dead, msg...)
+				dead = binary.BigEndian.AppendUint64(dead, uint64(e.ReceivedAt.UnixNano()))
+				dead = append(dead, e.Body...)
 				if perr := btx.Bucket(bucketDead).Put(k, dead); perr != nil {
 					return perr
 				}
-				res.Dead = append(res.Dead, DeadLetter{Seq: e.Seq, Err: err.Error()})
+				res.Dead = append(res.Dead, DeadLetter{Seq: e.Seq, Err: msg})
 			}
 			if tx.err != nil {
 				return tx.err
 			}
-			keys = append(keys, k)
-		}
-		for _, k := range keys {
 			if err := inbox.Delete(k); err != nil {
 				return err
 			}
 		}
-		res.Processed = len(keys)
+		res.Processed = len(entries)
 		delta = tx.openDelta
 		return nil
 	})

@@ -42,16 +42,16 @@ type Incident struct {
 
 // Alert is the latest known form of one alert of an incident.
 type Alert struct {
-	Fingerprint    string            `json:"fingerprint"`
-	Status         string            `json:"status"`
-	Labels         map[string]string `json:"labels"`
-	Annotations    map[string]string `json:"annotations,omitempty"`
-	StartsAt       time.Time         `json:"starts_at"`
-	EndsAt         time.Time         `json:"ends_at,omitzero"`
-	GeneratorURL   string            `json:"generator_url,omitempty"`
-	LastReceivedAt time.Time         `json:"last_received_at"`
-	// Notifications counts the notifications that carried this alert.
-	Notifications int `json:"notifications"`
+	Fingerprint  string            `json:"fingerprint"`
+	Status       string            `json:"status"`
+	Labels       map[string]string `json:"labels"`
+	Annotations  map[string]string `json:"annotations,omitempty"`
+	StartsAt     time.Time         `json:"starts_at"`
+	EndsAt       time.Time         `json:"ends_at,omitzero"`
+	GeneratorURL string            `json:"generator_url,omitempty"`
+	// LastReceivedAt is when a notification last carried the alert. An
+	// unchanged repeat refreshes it at most once a minute.
+	LastReceivedAt time.Time `json:"last_received_at"`
 }
 
 // Event is one entry of an incident's timeline.
@@ -91,6 +91,10 @@ type Fingerprint struct {
 	StartsAt   time.Time `json:"starts_at"`
 	Resolved   bool      `json:"resolved"`
 	UpdatedAt  time.Time `json:"updated_at"`
+	// Digest summarises the alert's labels, annotations and generator URL
+	// as last written, so that an unchanged repeat is recognised without
+	// reading its incident.
+	Digest uint64 `json:"digest,omitempty"`
 }
 
 // Ignored counts the alerts of one alertname that an ignore matcher skipped.

@@ -22,6 +22,16 @@ func open(t *testing.T, path string) *Store {
 	return s
 }
 
+// process peeks at up to max entries and processes them, as the worker does.
+func process(t *testing.T, s *Store, max int, fn func(tx *Tx, e InboxEntry) error) (ProcessResult, error) {
+	t.Helper()
+	entries, err := s.PeekInbox(max)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s.ProcessInbox(entries, func(tx *Tx, i int) error { return fn(tx, entries[i]) })
+}
+
 func TestInboxOrderAndGroupCommit(t *testing.T) {
 	s := open(t, filepath.Join(t.TempDir(), "m.db"))
 	const n = 200
@@ -45,7 +55,7 @@ func TestInboxOrderAndGroupCommit(t *testing.T) {
 	var last uint64
 	seen := 0
 	for s.InboxDepth() > 0 {
-		_, err := s.ProcessInbox(64, func(tx *Tx, e InboxEntry) error {
+		_, err := process(t, s, 64, func(tx *Tx, e InboxEntry) error {
 			if e.Seq <= last {
 				t.Fatalf("seq %d after %d", e.Seq, last)
 			}
@@ -67,7 +77,7 @@ func TestProcessInboxRollsBackOnStorageError(t *testing.T) {
 	if _, err := s.Enqueue(time.Now(), []byte("x")); err != nil {
 		t.Fatal(err)
 	}
-	_, err := s.ProcessInbox(10, func(tx *Tx, e InboxEntry) error {
+	_, err := process(t, s, 10, func(tx *Tx, e InboxEntry) error {
 		if err := tx.PutIncident(&Incident{Key: "k", State: StateOpen}); err != nil {
 			return err
 		}
@@ -87,7 +97,7 @@ func TestProcessInboxRollsBackOnStorageError(t *testing.T) {
 func TestPutIncidentKeepsOneOpenPerKey(t *testing.T) {
 	s := open(t, filepath.Join(t.TempDir(), "m.db"))
 	s.Enqueue(time.Now(), []byte("x"))
-	_, err := s.ProcessInbox(1, func(tx *Tx, e InboxEntry) error {
+	_, err := process(t, s, 1, func(tx *Tx, e InboxEntry) error {
 		if err := tx.PutIncident(&Incident{Key: "k", State: StateOpen}); err != nil {
 			return err
 		}
@@ -137,7 +147,7 @@ func TestReopenCountsInboxAndOpen(t *testing.T) {
 	}
 	s.Enqueue(time.Now(), []byte("a"))
 	s.Enqueue(time.Now(), []byte("b"))
-	s.ProcessInbox(1, func(tx *Tx, e InboxEntry) error {
+	process(t, s, 1, func(tx *Tx, e InboxEntry) error {
 		return tx.PutIncident(&Incident{Key: "k", State: StateOpen})
 	})
 	s.Close()

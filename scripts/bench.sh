@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Intake benchmarks. Prints medians (benchstat) of:
+#   1. BenchmarkIntake: the real handler behind a real HTTP server on
+#      loopback, 64 concurrent keep-alive clients, 1- and 100-alert payloads,
+#      fsynced into bbolt ("store"), with the worker draining concurrently
+#      ("store+worker"), and the decode-only ceiling. At -cpu 2 (plain) and
+#      -cpu 4 (what `medic serve` runs with on 2 cores: NumCPU+2).
+#   2. BenchmarkIntakeGroupCommit: the queue committer against bbolt's
+#      db.Batch at several MaxBatchDelay values.
+#   3. BenchmarkEnqueue: the store alone.
+#   4. fdatasync calls per commit, counted with strace.
+#   5. The built binary under wrk: 64 connections, 2 threads, 15 s.
+# Results land in ${OUT_DIR:-bench-results}/. COUNT sets -count (default 6).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+count=${COUNT:-6}
+out=${OUT_DIR:-bench-results}
+mkdir -p "$out"
+
+need=()
+command -v wrk >/dev/null || need+=(wrk)
+command -v strace >/dev/null || need+=(strace)
+if [ ${#need[@]} -gt 0 ]; then
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+benchstat="go run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da"
+
+go test -c -o "$out/engine.test" ./engine
+go test -c -o "$out/state.test" ./state
+"$out/engine.test" -test.run '^$' -test.bench 'BenchmarkIntake$' -test.benchtime 20000x -test.count "$count" -test.cpu 2,4 | tee "$out/intake.txt"
+"$out/engine.test" -test.run '^$' -test.bench 'BenchmarkIntakeGroupCommit' -test.benchtime 20000x -test.count "$count" -test.cpu 4 | tee "$out/groupcommit.txt"
+"$out/state.test" -test.run '^$' -test.bench 'BenchmarkEnqueue' -test.benchtime 20000x -test.count "$count" | tee "$out/enqueue.txt"
+echo "== medians =="
+$benchstat "$out/intake.txt" "$out/groupcommit.txt" "$out/enqueue.txt" | tee "$out/medians.txt"
+
+echo "== fdatasync per commit =="
+strace -f -qq -c -e trace=fdatasync,fsync -o "$out/strace.txt" \
+  "$out/engine.test" -test.run '^$' -test.bench 'Intake$/^alerts=1$/^store$' -test.benchtime 20000x -test.cpu 4 | tee "$out/strace-bench.txt"
+syncs=$(awk '$NF=="fdatasync"{print $4}' "$out/strace.txt")
+perc=$(grep -o '[0-9.]* notif/commit' "$out/strace-bench.txt" | awk '{print $1}')
+awk -v s="$syncs" -v p="$perc" 'BEGIN{c=20000/p; printf "fdatasync calls: %d, commits: %.0f, fdatasync per commit: %.2f, per notification: %.3f\n", s, c, s/c, s/20000}' | tee "$out/fsync.txt"
+
+echo "== built binary under wrk =="
+scripts/build.sh "$out/medic"
+dir=$(mktemp -d)
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+"$out/medic" serve --web.listen-address "127.0.0.1:$port" --storage.path "$dir/medic.db" --log.level warn &
+pid=$!
+trap 'kill $pid 2>/dev/null; rm -rf "$dir"' EXIT
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/-/ready" >/dev/null && break; sleep 0.1; done
+for alerts in 1 100; do
+  body="$dir/body-$alerts.json"
+  MEDIC_BENCH_PAYLOAD="$body" MEDIC_BENCH_ALERTS=$alerts "$out/engine.test" -test.run '^TestWriteBenchPayload$' >/dev/null
+  for run in $(seq 3); do
+    echo "-- $alerts alert(s), run $run"
+    BODY_FILE="$body" wrk -t2 -c64 -d15s --latency -s scripts/wrk-post.lua "http://127.0.0.1:$port/api/v1/alerts" | tee -a "$out/wrk-$alerts.txt"
+  done
+done
+curl -s "http://127.0.0.1:$port/metrics" | grep -E '^medic_(inbox|notifications_received_total\{result="accepted"|incidents_open)' | tee "$out/wrk-metrics.txt"
