@@ -160,3 +160,31 @@ func benchPayload(alerts int) []byte {
 	}
 	return payload(as...)
 }
+
+// BenchmarkWorker measures how fast the worker turns a full inbox into
+// incidents: each notification carries new alerts, so every alert opens an
+// incident. It reports alerts processed per second.
+func BenchmarkWorker(b *testing.B) {
+	for _, alerts := range []int{1, 100} {
+		b.Run(fmt.Sprintf("alerts=%d", alerts), func(b *testing.B) {
+			env := newTestEnv(b, nil)
+			bodies := make([][]byte, b.N)
+			for i := range bodies {
+				as := make([]testAlert, alerts)
+				for j := range as {
+					as[j] = alert("firing", "KubePodCrashLooping", fp(i*alerts+j+1))
+				}
+				bodies[i] = payload(as...)
+			}
+			for _, body := range bodies {
+				if _, err := env.store.Enqueue(env.now, body); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ResetTimer()
+			start := time.Now()
+			env.drain(b)
+			b.ReportMetric(float64(b.N*alerts)/time.Since(start).Seconds(), "alerts/s")
+		})
+	}
+}

@@ -100,24 +100,20 @@ func (e *Engine) drain(ctx context.Context) error {
 // only applies them: bbolt has one writer lock, and the intake's commits
 // wait while the worker holds it.
 func (e *Engine) ProcessInbox() (state.ProcessResult, error) {
-	entries, err := e.store.PeekInbox(workerBatch)
-	if err != nil || len(entries) == 0 {
-		return state.ProcessResult{}, err
-	}
-	msgs := make([]*webhook.Message, 0, len(entries))
-	errs := make([]error, 0, len(entries))
+	var msgs []*webhook.Message
+	var errs []error
 	alerts := 0
-	for _, entry := range entries {
+	entries, err := e.store.PeekInbox(func(entry state.InboxEntry) bool {
 		m, err := decodeStored(entry)
 		msgs, errs = append(msgs, m), append(errs, err)
 		if m != nil {
 			alerts += len(m.Alerts)
 		}
-		if alerts >= workerAlertBudget {
-			break
-		}
+		return alerts < workerAlertBudget && len(msgs) < workerBatch
+	})
+	if err != nil || len(entries) == 0 {
+		return state.ProcessResult{}, err
 	}
-	entries = entries[:len(msgs)]
 
 	cfg := e.Config()
 	var counts [6]int

@@ -1,7 +1,6 @@
 package state
 
 import (
-	"bytes"
 	"encoding/binary"
 	"fmt"
 	"time"
@@ -141,22 +140,29 @@ type DeadLetter struct {
 	Err string
 }
 
-// PeekInbox returns copies of up to max of the oldest inbox entries, without
-// taking the writer lock, so that the caller can decode them before
-// ProcessInbox holds it.
-func (s *Store) PeekInbox(max int) ([]InboxEntry, error) {
+// PeekInbox hands the oldest inbox entries, in order, to fn until fn
+// returns false, without taking the writer lock, so that the caller can
+// decode them before ProcessInbox holds it. Body is only valid during the
+// call. It returns the entries visited, without their bodies.
+func (s *Store) PeekInbox(fn func(e InboxEntry) bool) ([]InboxEntry, error) {
 	var out []InboxEntry
 	err := s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketInbox).Cursor()
-		for k, v := c.First(); k != nil && len(out) < max; k, v = c.Next() {
+		for k, v := c.First(); k != nil; k, v = c.Next() {
 			if len(k) != 8 || len(v) < 8 {
 				return fmt.Errorf("corrupt inbox entry %x", k)
 			}
-			out = append(out, InboxEntry{
+			e := InboxEntry{
 				Seq:        binary.BigEndian.Uint64(k),
 				ReceivedAt: time.Unix(0, int64(binary.BigEndian.Uint64(v))).UTC(),
-				Body:       bytes.Clone(v[8:]),
-			})
+				Body:       v[8:],
+			}
+			more := fn(e)
+			e.Body = nil
+			out = append(out, e)
+			if !more {
+				break
+			}
 		}
 		return nil
 	})
@@ -191,11 +197,11 @@ func (s *Store) ProcessInbox(entries []InboxEntry, fn func(tx *Tx, i int) error)
 			}
 			if err := fn(tx, i); err != nil {
 				msg := err.Error()
-				dead := make([]byte, 0, 4+len(msg)+8+len(e.Body))
+				body := inbox.Get(k)
+				dead := make([]byte, 0, 4+len(msg)+len(body))
 				dead = binary.BigEndian.AppendUint32(dead, uint32(len(msg)))
 				dead = append(dead, msg...)
-				dead = binary.BigEndian.AppendUint64(dead, uint64(e.ReceivedAt.UnixNano()))
-				dead = append(dead, e.Body...)
+				dead = append(dead, body...)
 				if perr := btx.Bucket(bucketDead).Put(k, dead); perr != nil {
 					return perr
 				}

@@ -1,6 +1,7 @@
 package state
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -25,11 +26,19 @@ func open(t *testing.T, path string) *Store {
 // process peeks at up to max entries and processes them, as the worker does.
 func process(t *testing.T, s *Store, max int, fn func(tx *Tx, e InboxEntry) error) (ProcessResult, error) {
 	t.Helper()
-	entries, err := s.PeekInbox(max)
+	var bodies [][]byte
+	entries, err := s.PeekInbox(func(e InboxEntry) bool {
+		bodies = append(bodies, bytes.Clone(e.Body))
+		return len(bodies) < max
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return s.ProcessInbox(entries, func(tx *Tx, i int) error { return fn(tx, entries[i]) })
+	return s.ProcessInbox(entries, func(tx *Tx, i int) error {
+		e := entries[i]
+		e.Body = bodies[i]
+		return fn(tx, e)
+	})
 }
 
 func TestInboxOrderAndGroupCommit(t *testing.T) {
