@@ -124,3 +124,31 @@ func TestCheckExposure(t *testing.T) {
 		})
 	}
 }
+
+// FuzzParseConfig checks that no medic.hcl crashes the loader, and that a
+// config it accepts is usable: positive limits and a listen address.
+func FuzzParseConfig(f *testing.F) {
+	src, err := os.ReadFile("../examples/medic.hcl")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(src)
+	f.Add([]byte("web {}\n"))
+	f.Add([]byte("intake { ignore = [\"{a=~\\\"(\\\"}\"] }\n"))
+	f.Add([]byte("storage { retention = \"1y\" }\n"))
+	f.Add([]byte("intake { max_body_size = \"1GiB\" max_alerts = 9223372036854775807 }\n"))
+	f.Fuzz(func(t *testing.T, src []byte) {
+		cfg, diags := ParseConfig("fuzz.hcl", src)
+		if diags.HasErrors() {
+			if cfg != nil {
+				t.Fatal("config returned with errors")
+			}
+			return
+		}
+		l := cfg.Intake.Limits
+		if l.MaxBodySize <= 0 || l.MaxAlerts <= 0 || l.MaxLabels <= 0 || l.MaxLabelValueLength <= 0 ||
+			l.MaxAnnotationValueLength <= 0 || cfg.Storage.Retention <= 0 || cfg.Web.ListenAddress == "" || cfg.Storage.Path == "" {
+			t.Fatalf("accepted an unusable config: %+v", cfg)
+		}
+	})
+}
