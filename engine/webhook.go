@@ -179,29 +179,24 @@ func checkStatus(path, s string) *IntakeError {
 }
 
 func checkLabels(path string, kv template.KV, l Limits) *IntakeError {
-	if len(kv) > l.MaxLabels {
-		return badField(ReasonLimitExceeded, path, "%d labels exceed the limit of %d", len(kv), l.MaxLabels)
-	}
-	for k, v := range kv {
-		if !IsLabelName(k) {
-			return badField(ReasonInvalidPayload, path, "%s is not a valid label name", quote(k))
-		}
-		if err := checkText(path+"."+k, v, l.MaxLabelValueLength, false); err != nil {
-			return err
-		}
-	}
-	return nil
+	return checkKV(path, kv, "label", l.MaxLabels, l.MaxLabelValueLength, false)
 }
 
 func checkAnnotations(path string, kv template.KV, l Limits) *IntakeError {
-	if len(kv) > l.MaxLabels {
-		return badField(ReasonLimitExceeded, path, "%d annotations exceed the limit of %d", len(kv), l.MaxLabels)
+	return checkKV(path, kv, "annotation", l.MaxLabels, l.MaxAnnotationValueLength, true)
+}
+
+// checkKV bounds a label or annotation set: its size, its names, and each
+// value through checkText.
+func checkKV(path string, kv template.KV, what string, maxKeys, maxValue int, multiline bool) *IntakeError {
+	if len(kv) > maxKeys {
+		return badField(ReasonLimitExceeded, path, "%d %ss exceed the limit of %d", len(kv), what, maxKeys)
 	}
 	for k, v := range kv {
 		if !IsLabelName(k) {
-			return badField(ReasonInvalidPayload, path, "%s is not a valid annotation name", quote(k))
+			return badField(ReasonInvalidPayload, path, "%s is not a valid %s name", quote(k), what)
 		}
-		if err := checkText(path+"."+k, v, l.MaxAnnotationValueLength, true); err != nil {
+		if err := checkText(path+"."+k, v, maxValue, multiline); err != nil {
 			return err
 		}
 	}
