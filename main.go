@@ -26,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
+	promconfig "github.com/prometheus/common/config"
 	"github.com/prometheus/common/promslog"
 	promslogflag "github.com/prometheus/common/promslog/flag"
 	"github.com/prometheus/common/version"
@@ -60,10 +61,11 @@ type serveFlags struct {
 }
 
 type clientFlags struct {
-	url       string
-	tokenFile string
-	token     string
-	timeout   time.Duration
+	url        string
+	tokenFile  string
+	token      string
+	httpConfig string
+	timeout    time.Duration
 }
 
 type incidentsFlags struct {
@@ -103,6 +105,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	incidents := app.Command("incidents", "List incidents, or show one, through the daemon's HTTP API.")
 	incidents.Flag("medic.url", "URL of the medic daemon.").Default("http://" + engine.DefaultListenAddress).Envar("MEDIC_URL").StringVar(&cf.url)
 	incidents.Flag("medic.token-file", "File holding the daemon's bearer token.").Envar("MEDIC_TOKEN_FILE").StringVar(&cf.tokenFile)
+	incidents.Flag("http.config.file", "HTTP client configuration (Prometheus format: TLS, basic auth), as amtool takes it.").StringVar(&cf.httpConfig)
 	incidents.Flag("medic.timeout", "Timeout of the request.").Default("30s").DurationVar(&cf.timeout)
 	incidents.Flag("state", "Which incidents to list: open, closed or all.").Default("open").EnumVar(&inf.state, "open", "closed", "all")
 	incidents.Flag("limit", "List at most this many incidents, newest first; 0 lists all.").Default("0").IntVar(&inf.limit)
@@ -365,7 +368,18 @@ func runIncidents(cf clientFlags, f incidentsFlags, stdout, stderr io.Writer) in
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	req.Header.Set("User-Agent", version.ComponentUserAgent("medic"))
-	resp, err := http.DefaultClient.Do(req)
+	client := http.DefaultClient
+	if cf.httpConfig != "" {
+		hc, _, err := promconfig.LoadHTTPConfigFile(cf.httpConfig)
+		if err == nil {
+			client, err = promconfig.NewClientFromConfig(*hc, "medic")
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "medic: --http.config.file: %v\n", err)
+			return exitError
+		}
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		fmt.Fprintf(stderr, "medic: %v\n", err)
 		return exitError

@@ -2,9 +2,17 @@ package main
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	crand "crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
+	"math/big"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -16,6 +24,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/bcrypt"
 
 	"medic/state"
 )
@@ -550,4 +560,77 @@ func TestCLIUsageErrors(t *testing.T) {
 	if exitCode(err) != 1 || !strings.Contains(string(out), "bad.hcl:2:15: error: Invalid duration") {
 		t.Errorf("bad config: exit %d\n%s", exitCode(err), out)
 	}
+}
+
+// TestTLSAndBasicAuth runs medic behind an exporter-toolkit web config with
+// TLS and basic auth, and reads it back with `medic incidents
+// --http.config.file`, as an operator would.
+func TestTLSAndBasicAuth(t *testing.T) {
+	dir := t.TempDir()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), crand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "medic-test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(crand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, _ := x509.MarshalPKCS8PrivateKey(key)
+	writeFile(t, filepath.Join(dir, "cert.pem"), string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})))
+	writeFile(t, filepath.Join(dir, "key.pem"), string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})))
+	hash, err := bcrypt.GenerateFromPassword([]byte("s3cret-pw"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	webCfg := writeFile(t, filepath.Join(dir, "web.yml"), fmt.Sprintf(
+		"tls_server_config:\n  cert_file: cert.pem\n  key_file: key.pem\nbasic_auth_users:\n  alertmanager: %s\n", hash))
+	addr := freeAddr(t)
+	start(t, dir, medicBin, "serve", "--web.listen-address", addr, "--web.config.file", webCfg)
+
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}, Timeout: 5 * time.Second}
+	do := func(method, path, user string, body []byte) int {
+		req, _ := http.NewRequest(method, "https://"+addr+path, bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		if user != "" {
+			req.SetBasicAuth(user, "s3cret-pw")
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return -1
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	eventually(t, 20*time.Second, "medic over TLS", func() bool { return do("GET", "/-/ready", "alertmanager", nil) == 200 })
+	if code := do("POST", "/api/v1/alerts", "", notification("00000000000000ee")); code != 401 {
+		t.Fatalf("no basic auth: %d, want 401", code)
+	}
+	if code := do("POST", "/api/v1/alerts", "intruder", notification("00000000000000ee")); code != 401 {
+		t.Fatalf("wrong user: %d, want 401", code)
+	}
+	if code := do("POST", "/api/v1/alerts", "alertmanager", notification("00000000000000ee")); code != 200 {
+		t.Fatalf("with basic auth: %d, want 200", code)
+	}
+	if resp, err := http.Get("http://" + addr + "/-/healthy"); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == 200 {
+			t.Fatal("plain HTTP answered 200 on a TLS listener")
+		}
+	}
+	clientCfg := writeFile(t, filepath.Join(dir, "client.yml"),
+		"tls_config:\n  ca_file: cert.pem\nbasic_auth:\n  username: alertmanager\n  password: s3cret-pw\n")
+	eventually(t, 10*time.Second, "the incident over TLS", func() bool {
+		cmd := exec.Command(medicBin, "incidents", "--medic.url", "https://"+addr, "--http.config.file", clientCfg)
+		cmd.Dir = dir
+		out, err := cmd.CombinedOutput()
+		return err == nil && strings.Contains(string(out), "00000000000000ee")
+	})
 }
