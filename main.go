@@ -33,6 +33,7 @@ import (
 	"github.com/prometheus/exporter-toolkit/web"
 
 	"medic/engine"
+	"medic/rules"
 	"medic/state"
 )
 
@@ -139,7 +140,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 // override the file as the issue and Alertmanager's users expect.
 func loadConfig(sf serveFlags, stderr io.Writer) (*engine.Config, error) {
 	cfg, diags := engine.LoadConfig(sf.configFile)
-	engine.WriteDiagnostics(stderr, diags)
+	rules.WriteDiagnostics(stderr, diags)
 	if diags.HasErrors() {
 		return nil, fmt.Errorf("config file %s has %d error(s)", sf.configFile, len(diags.Errs()))
 	}

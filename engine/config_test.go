@@ -8,13 +8,15 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"medic/rules"
 )
 
 func TestExampleConfig(t *testing.T) {
 	cfg, diags := LoadConfig("../examples/medic.hcl")
 	if diags.HasErrors() {
 		var b bytes.Buffer
-		WriteDiagnostics(&b, diags)
+		rules.WriteDiagnostics(&b, diags)
 		t.Fatal(b.String())
 	}
 	if cfg.Storage.Retention != 30*24*time.Hour || cfg.Storage.Path != filepath.Join("..", "examples", "data", "medic.db") {
@@ -69,7 +71,7 @@ func TestConfigDiagnostics(t *testing.T) {
 				t.Fatalf("accepted: %+v", cfg)
 			}
 			var b bytes.Buffer
-			WriteDiagnostics(&b, diags)
+			rules.WriteDiagnostics(&b, diags)
 			out := strings.ReplaceAll(b.String(), filepath.Dir(p)+string(filepath.Separator), "")
 			var got []string
 			for _, line := range strings.Split(out, "\n") {

@@ -1,0 +1,289 @@
+package rules
+
+import (
+	"fmt"
+	"regexp"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/zclconf/go-cty/cty"
+)
+
+var runbookSchema = &hcl.BodySchema{
+	Attributes: []hcl.AttributeSchema{
+		{Name: "description", Required: true},
+		{Name: "mode"}, {Name: "priority"}, {Name: "target"}, {Name: "when"},
+		{Name: "confidence"}, {Name: "threshold"}, {Name: "max_attempts"}, {Name: "escalate"},
+	},
+	Blocks: []hcl.BlockHeaderSchema{
+		{Type: "match"}, {Type: "match_re"},
+		{Type: "query", LabelNames: []string{"name"}},
+		{Type: "step", LabelNames: []string{"name"}},
+		{Type: "verify"},
+	},
+}
+
+var querySchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
+	{Name: "promql"}, {Name: "logql"}, {Name: "tool"}, {Name: "args"},
+	{Name: "limit"}, {Name: "range"}, {Name: "timeout"},
+}}
+
+var stepSchema = &hcl.BodySchema{
+	Attributes: []hcl.AttributeSchema{{Name: "tool", Required: true}, {Name: "args"}},
+	Blocks:     []hcl.BlockHeaderSchema{{Type: "rollback"}},
+}
+
+var verifySchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
+	{Name: "promql", Required: true}, {Name: "expect", Required: true}, {Name: "wait"}, {Name: "timeout"},
+}}
+
+// Defaults of a runbook's optional settings.
+const (
+	DefaultThreshold     = 0.7
+	DefaultQueryTimeout  = 5 * time.Second
+	DefaultLogLimit      = 100
+	DefaultLogRange      = 15 * time.Minute
+	DefaultVerifyWait    = time.Minute
+	DefaultVerifyTimeout = 30 * time.Second
+)
+
+// alertScope is what runbook templates may use.
+var alertScope = scope{what: "a runbook's templates", roots: map[string]cty.Type{
+	"labels": cty.Map(cty.String), "annotations": cty.Map(cty.String),
+}}
+
+func (l *loader) runbook(b *hcl.Block) hcl.Diagnostics {
+	name := b.Labels[0]
+	content, diags := b.Body.Content(runbookSchema)
+	if l.runbooks == nil {
+		l.runbooks = map[string]*Runbook{}
+	}
+	if prev, dup := l.runbooks[name]; dup {
+		return append(diags, duplicate("runbook", name, prev.DefRange, b.DefRange))
+	}
+	a := &attrs{m: content.Attributes}
+	rb := &Runbook{
+		Name:        name,
+		Description: a.str("description", ""),
+		Mode:        Mode(a.oneOf("mode", string(ModeAuto), string(ModeAuto), string(ModeApprove), string(ModeShadow))),
+		Priority:    a.integer("priority", 0, -1000, 1000),
+		Target:      a.template("target"),
+		MaxAttempts: a.integer("max_attempts", 1, 1, 10),
+		Escalate:    a.boolean("escalate", false),
+		Threshold:   DefaultThreshold,
+		DefRange:    b.DefRange,
+	}
+	if t := a.number("threshold"); t != nil {
+		if *t < 0 || *t > 1 {
+			diags = append(diags, attrDiag(a.m["threshold"], "Invalid threshold", "The threshold is a confidence, from 0 to 1."))
+		}
+		rb.Threshold = *t
+	}
+	if rb.Target != nil {
+		diags = append(diags, checkTemplate(rb.Target, alertScope)...)
+	}
+
+	// Matchers.
+	rb.Match, rb.MatchRE = map[string]string{}, map[string]*regexp.Regexp{}
+	for _, kind := range []string{"match", "match_re"} {
+		blocks := content.Blocks.OfType(kind)
+		if len(blocks) > 1 {
+			diags = append(diags, duplicate(kind+" block", name, blocks[0].DefRange, blocks[1].DefRange))
+		}
+		for _, mb := range blocks {
+			at, d := mb.Body.JustAttributes()
+			diags = append(diags, d...)
+			ma := &attrs{m: at}
+			for label, attr := range at {
+				if !isLabelName(label) {
+					diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid label name",
+						Detail: fmt.Sprintf("%q is not a valid Prometheus label name.", label), Subject: attr.NameRange.Ptr()})
+					continue
+				}
+				if kind == "match" {
+					rb.Match[label] = ma.str(label, "")
+				} else if re := ma.regexp(label); re != nil {
+					rb.MatchRE[label] = re
+				}
+			}
+			diags = append(diags, ma.diags...)
+		}
+	}
+	if len(content.Blocks.OfType("match"))+len(content.Blocks.OfType("match_re")) == 0 {
+		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "No matchers",
+			Detail: "A runbook needs a match or match_re block; it would otherwise match every alert.", Subject: b.DefRange.Ptr()})
+	}
+
+	// Queries, before the conditions that read them.
+	decl := declared{"query": {}, "logs": {}, "tool": {}}
+	seen := map[string]hcl.Range{}
+	for _, qb := range content.Blocks.OfType("query") {
+		q, d := l.query(qb, name)
+		diags = append(diags, d...)
+		if prev, dup := seen[q.Name]; dup {
+			diags = append(diags, duplicate("query", q.Name, prev, qb.DefRange))
+			continue
+		}
+		seen[q.Name] = qb.DefRange
+		rb.Queries = append(rb.Queries, q)
+		switch q.Kind {
+		case QueryPromQL:
+			decl["query"][q.Name] = true
+		case QueryLogQL:
+			decl["logs"][q.Name] = true
+		case QueryTool:
+			decl["tool"][q.Name] = true
+		}
+	}
+	src := l.src(b.DefRange)
+	if attr, ok := a.m["when"]; ok {
+		c, d := compileCondition(attr, src, condBool, Env{}, decl)
+		diags = append(diags, d...)
+		rb.When = c
+	}
+	if attr, ok := a.m["confidence"]; ok {
+		c, d := compileCondition(attr, src, condFloat, Env{}, decl)
+		diags = append(diags, d...)
+		rb.Confidence = c
+	}
+
+	// Steps.
+	steps := content.Blocks.OfType("step")
+	if rb.Escalate && len(steps) > 0 {
+		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Steps in an escalate-only runbook",
+			Detail: "A runbook with escalate = true never acts; remove its steps or the flag.", Subject: steps[0].DefRange.Ptr()})
+	}
+	if !rb.Escalate && len(steps) == 0 {
+		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "No steps",
+			Detail: "A runbook needs at least one step, or escalate = true.", Subject: b.DefRange.Ptr()})
+	}
+	if !rb.Escalate && rb.Target == nil {
+		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Missing target",
+			Detail: "A runbook that acts needs a target template, the key that serialises remediation.", Subject: b.DefRange.Ptr()})
+	}
+	seen = map[string]hcl.Range{}
+	for _, sb := range steps {
+		if prev, dup := seen[sb.Labels[0]]; dup {
+			diags = append(diags, duplicate("step", sb.Labels[0], prev, sb.DefRange))
+			continue
+		}
+		seen[sb.Labels[0]] = sb.DefRange
+		st, d := l.step(sb, name)
+		diags = append(diags, d...)
+		if st != nil {
+			rb.Steps = append(rb.Steps, st)
+		}
+	}
+
+	if vbs := content.Blocks.OfType("verify"); len(vbs) > 0 {
+		if len(vbs) > 1 {
+			diags = append(diags, duplicate("verify block", name, vbs[0].DefRange, vbs[1].DefRange))
+		}
+		vc, d := vbs[0].Body.Content(verifySchema)
+		diags = append(diags, d...)
+		va := &attrs{m: vc.Attributes}
+		v := &Verify{PromQL: va.template("promql"), Wait: va.duration("wait", DefaultVerifyWait),
+			Timeout: va.duration("timeout", DefaultVerifyTimeout), DefRange: vbs[0].DefRange}
+		if v.PromQL != nil {
+			diags = append(diags, checkTemplate(v.PromQL, alertScope)...)
+		}
+		if attr, ok := vc.Attributes["expect"]; ok {
+			c, d := compileCondition(attr, src, condBool, VerifyEnv{}, nil)
+			diags = append(diags, d...)
+			v.Expect = c
+		}
+		diags = append(diags, va.diags...)
+		rb.Verify = v
+	}
+	diags = append(diags, a.diags...)
+	l.runbooks[name] = rb
+	l.set.Runbooks = append(l.set.Runbooks, rb)
+	return diags
+}
+
+func (l *loader) query(b *hcl.Block, runbook string) (*Query, hcl.Diagnostics) {
+	content, diags := b.Body.Content(querySchema)
+	a := &attrs{m: content.Attributes}
+	q := &Query{Name: b.Labels[0], Timeout: a.duration("timeout", DefaultQueryTimeout), DefRange: b.DefRange}
+	var kinds []QueryKind
+	for _, k := range []QueryKind{QueryPromQL, QueryLogQL, QueryTool} {
+		if a.has(string(k)) {
+			kinds = append(kinds, k)
+		}
+	}
+	if len(kinds) != 1 {
+		return q, append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid query",
+			Detail: "A query has exactly one of promql, logql or tool.", Subject: b.DefRange.Ptr()})
+	}
+	q.Kind = kinds[0]
+	switch q.Kind {
+	case QueryPromQL, QueryLogQL:
+		q.Expr = a.template(string(q.Kind))
+		diags = append(diags, checkTemplate(q.Expr, alertScope)...)
+		if q.Kind == QueryLogQL {
+			q.Limit = a.integer("limit", DefaultLogLimit, 1, 5000)
+			q.Range = a.duration("range", DefaultLogRange)
+		}
+	case QueryTool:
+		q.Call = &Call{Tool: a.str("tool", ""), ToolRange: a.m["tool"].Expr.Range(), DefRange: b.DefRange}
+		q.Call.Args, _ = a.templateMap("args")
+		l.calls = append(l.calls, pendingCall{call: q.Call, where: fmt.Sprintf("query %q of runbook %q", q.Name, runbook), vars: alertScope, readOnly: true})
+	}
+	for _, other := range []string{"limit", "range"} {
+		if a.has(other) && q.Kind != QueryLogQL {
+			diags = append(diags, attrDiag(a.m[other], "Not a logql query", other+" applies to logql queries only."))
+		}
+	}
+	if a.has("args") && q.Kind != QueryTool {
+		diags = append(diags, attrDiag(a.m["args"], "Not a tool query", "args applies to tool queries only."))
+	}
+	return q, append(diags, a.diags...)
+}
+
+func (l *loader) step(b *hcl.Block, runbook string) (*Step, hcl.Diagnostics) {
+	content, diags := b.Body.Content(stepSchema)
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	a := &attrs{m: content.Attributes}
+	st := &Step{Name: b.Labels[0], DefRange: b.DefRange}
+	st.Call = Call{Tool: a.str("tool", ""), ToolRange: a.m["tool"].Expr.Range(), DefRange: b.DefRange}
+	st.Call.Args, _ = a.templateMap("args")
+	if st.Call.Args == nil {
+		st.Call.Args = map[string]*Template{}
+	}
+	where := fmt.Sprintf("step %q of runbook %q", st.Name, runbook)
+	l.calls = append(l.calls, pendingCall{call: &st.Call, where: where, vars: alertScope})
+	if rbs := content.Blocks.OfType("rollback"); len(rbs) > 0 {
+		c, d := decodeCall(rbs[0])
+		diags = append(diags, d...)
+		if c != nil {
+			// A rollback takes the step's arguments for the parameters it
+			// does not set itself.
+			inherited := map[string]bool{}
+			for k, v := range st.Call.Args {
+				if _, set := c.Args[k]; !set {
+					c.Args[k] = v
+					inherited[k] = true
+				}
+			}
+			st.Rollback = c
+			l.calls = append(l.calls, pendingCall{call: c, where: "the rollback of " + where, vars: alertScope, inherited: inherited})
+		}
+	}
+	return st, append(diags, a.diags...)
+}
+
+func isLabelName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || i > 0 && c >= '0' && c <= '9' {
+			continue
+		}
+		return false
+	}
+	return true
+}

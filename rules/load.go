@@ -1,0 +1,401 @@
+package rules
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclparse"
+	"github.com/prometheus/common/model"
+	"github.com/zclconf/go-cty/cty"
+	"github.com/zclconf/go-cty/cty/gocty"
+)
+
+// Set is a loaded, validated registry of tools and runbooks.
+type Set struct {
+	Tools    map[string]*Tool
+	Runbooks []*Runbook
+	// Files are the sources, for printing diagnostics with snippets.
+	Files map[string]*hcl.File
+}
+
+// Tool returns the tool with the name, or nil.
+func (s *Set) Tool(name string) *Tool { return s.Tools[name] }
+
+// Load reads, validates and compiles the runbook files. Every problem found
+// in every file is returned; the Set is nil when any is an error. A glob in
+// paths is expanded, and a glob that matches nothing is an error, as a typo
+// in a path would otherwise load no runbooks at all.
+func Load(paths ...string) (*Set, hcl.Diagnostics) {
+	var files []string
+	var diags hcl.Diagnostics
+	for _, p := range paths {
+		matches, err := filepath.Glob(p)
+		if err != nil || len(matches) == 0 {
+			if _, serr := os.Stat(p); serr == nil {
+				matches = []string{p}
+			} else {
+				diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "No runbook files", Detail: fmt.Sprintf("%s matches no file.", p)})
+				continue
+			}
+		}
+		files = append(files, matches...)
+	}
+	parser := hclparse.NewParser()
+	l := &loader{set: &Set{Tools: map[string]*Tool{}}, srcs: map[string][]byte{}}
+	for _, f := range files {
+		src, err := os.ReadFile(f)
+		if err != nil {
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Cannot read runbook file", Detail: err.Error() + "."})
+			continue
+		}
+		hf, d := parser.ParseHCL(src, f)
+		diags = append(diags, d...)
+		if hf == nil || d.HasErrors() {
+			continue
+		}
+		l.srcs[f] = src
+		diags = append(diags, l.file(hf)...)
+	}
+	diags = append(diags, l.resolve()...)
+	l.set.Files = parser.Files()
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	return l.set, diags
+}
+
+// Parse loads runbooks from one in-memory file; see Load.
+func Parse(filename string, src []byte) (*Set, hcl.Diagnostics) {
+	parser := hclparse.NewParser()
+	hf, diags := parser.ParseHCL(src, filename)
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	l := &loader{set: &Set{Tools: map[string]*Tool{}}, srcs: map[string][]byte{filename: src}}
+	diags = append(diags, l.file(hf)...)
+	diags = append(diags, l.resolve()...)
+	l.set.Files = parser.Files()
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	return l.set, diags
+}
+
+type loader struct {
+	set      *Set
+	srcs     map[string][]byte
+	runbooks map[string]*Runbook
+	// calls are checked once every tool is known.
+	calls []pendingCall
+}
+
+type pendingCall struct {
+	call  *Call
+	where string
+	vars  scope
+	// readOnly requires a read-only, low-risk tool (enrichment queries).
+	readOnly bool
+	// inherited lists the arguments a rollback took from its step; those
+	// its tool does not take are dropped instead of reported.
+	inherited map[string]bool
+}
+
+var fileSchema = &hcl.BodySchema{Blocks: []hcl.BlockHeaderSchema{
+	{Type: "tool", LabelNames: []string{"name"}},
+	{Type: "runbook", LabelNames: []string{"name"}},
+}}
+
+var nameRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,62}$`)
+
+func (l *loader) file(f *hcl.File) hcl.Diagnostics {
+	content, diags := f.Body.Content(fileSchema)
+	for _, b := range content.Blocks {
+		if !nameRE.MatchString(b.Labels[0]) {
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid name",
+				Detail:  fmt.Sprintf("%q must be snake_case: a lowercase letter, then lowercase letters, digits or underscores, 63 at most.", b.Labels[0]),
+				Subject: b.LabelRanges[0].Ptr()})
+			continue
+		}
+		switch b.Type {
+		case "tool":
+			diags = append(diags, l.tool(b)...)
+		case "runbook":
+			diags = append(diags, l.runbook(b)...)
+		}
+	}
+	return diags
+}
+
+func (l *loader) src(r hcl.Range) []byte { return l.srcs[r.Filename] }
+
+// resolve checks what needs every file loaded: tool references.
+func (l *loader) resolve() hcl.Diagnostics {
+	var diags hcl.Diagnostics
+	for _, pc := range l.calls {
+		t := l.set.Tools[pc.call.Tool]
+		if t == nil {
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Unknown tool",
+				Detail:  fmt.Sprintf("%s names tool %q, which no file defines; defined: %s.", pc.where, pc.call.Tool, listNames(toolNames(l.set.Tools))),
+				Subject: pc.call.ToolRange.Ptr()})
+			continue
+		}
+		if pc.readOnly && (!t.ReadOnly || t.Risk != RiskLow) {
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Tool not read-only",
+				Detail:  fmt.Sprintf("%s runs tool %q as an enrichment query, but only low-risk tools with read_only = true may run there.", pc.where, t.Name),
+				Subject: pc.call.ToolRange.Ptr()})
+		}
+		for name, arg := range pc.call.Args {
+			if t.Param(name) == nil && pc.inherited[name] {
+				delete(pc.call.Args, name)
+				continue
+			}
+			if t.Param(name) == nil {
+				diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Unknown argument",
+					Detail:  fmt.Sprintf("Tool %q has no parameter %q; its parameters: %s.", t.Name, name, listNames(paramNames(t))),
+					Subject: arg.Range.Ptr()})
+				continue
+			}
+			diags = append(diags, checkTemplate(arg, pc.vars)...)
+		}
+		for _, p := range t.Params {
+			if _, ok := pc.call.Args[p.Name]; !ok && !p.Optional {
+				diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Missing argument",
+					Detail:  fmt.Sprintf("%s calls tool %q without its required parameter %q.", pc.where, t.Name, p.Name),
+					Subject: pc.call.DefRange.Ptr()})
+			}
+		}
+	}
+	sort.SliceStable(l.set.Runbooks, func(i, j int) bool { return l.set.Runbooks[i].Name < l.set.Runbooks[j].Name })
+	return diags
+}
+
+func toolNames(m map[string]*Tool) map[string]bool {
+	out := map[string]bool{}
+	for n := range m {
+		out[n] = true
+	}
+	return out
+}
+
+func paramNames(t *Tool) map[string]bool {
+	out := map[string]bool{}
+	for _, p := range t.Params {
+		out[p.Name] = true
+	}
+	return out
+}
+
+// attrs is a block's attributes, with helpers that report problems at the
+// attribute.
+type attrs struct {
+	m     hcl.Attributes
+	diags hcl.Diagnostics
+}
+
+func (a *attrs) has(name string) bool { _, ok := a.m[name]; return ok }
+
+func (a *attrs) str(name, def string) string {
+	attr, ok := a.m[name]
+	if !ok {
+		return def
+	}
+	v, d := attr.Expr.Value(nil)
+	a.diags = append(a.diags, d...)
+	if d.HasErrors() {
+		return def
+	}
+	if v.IsNull() || v.Type() != cty.String {
+		a.diags = append(a.diags, attrDiag(attr, "Invalid value", fmt.Sprintf("%s must be a string.", name)))
+		return def
+	}
+	return v.AsString()
+}
+
+func (a *attrs) oneOf(name, def string, allowed ...string) string {
+	s := a.str(name, def)
+	if !slices.Contains(allowed, s) {
+		a.diags = append(a.diags, attrDiag(a.m[name], "Invalid "+name, fmt.Sprintf("%q is not one of %v.", s, allowed)))
+		return def
+	}
+	return s
+}
+
+func (a *attrs) boolean(name string, def bool) bool {
+	attr, ok := a.m[name]
+	if !ok {
+		return def
+	}
+	v, d := attr.Expr.Value(nil)
+	a.diags = append(a.diags, d...)
+	var b bool
+	if !d.HasErrors() {
+		if err := gocty.FromCtyValue(v, &b); err != nil {
+			a.diags = append(a.diags, attrDiag(attr, "Invalid value", fmt.Sprintf("%s must be true or false.", name)))
+		}
+	}
+	return b
+}
+
+func (a *attrs) number(name string) *float64 {
+	attr, ok := a.m[name]
+	if !ok {
+		return nil
+	}
+	v, d := attr.Expr.Value(nil)
+	a.diags = append(a.diags, d...)
+	var f float64
+	if d.HasErrors() {
+		return nil
+	}
+	if err := gocty.FromCtyValue(v, &f); err != nil {
+		a.diags = append(a.diags, attrDiag(attr, "Invalid value", fmt.Sprintf("%s must be a number.", name)))
+		return nil
+	}
+	return &f
+}
+
+func (a *attrs) integer(name string, def, lo, hi int) int {
+	f := a.number(name)
+	if f == nil {
+		return def
+	}
+	if *f != float64(int(*f)) || int(*f) < lo || int(*f) > hi {
+		a.diags = append(a.diags, attrDiag(a.m[name], "Invalid "+name, fmt.Sprintf("%s must be a whole number from %d to %d.", name, lo, hi)))
+		return def
+	}
+	return int(*f)
+}
+
+func (a *attrs) duration(name string, def time.Duration) time.Duration {
+	if !a.has(name) {
+		return def
+	}
+	s := a.str(name, "")
+	d, err := model.ParseDuration(s)
+	if err != nil || d <= 0 {
+		a.diags = append(a.diags, attrDiag(a.m[name], "Invalid duration", fmt.Sprintf("%s = %q is not a positive duration such as \"30s\" or \"5m\".", name, s)))
+		return def
+	}
+	return time.Duration(d)
+}
+
+func (a *attrs) strings(name string) []string {
+	attr, ok := a.m[name]
+	if !ok {
+		return nil
+	}
+	v, d := attr.Expr.Value(nil)
+	a.diags = append(a.diags, d...)
+	var out []string
+	if !d.HasErrors() {
+		if err := gocty.FromCtyValue(v, &out); err != nil {
+			a.diags = append(a.diags, attrDiag(attr, "Invalid value", fmt.Sprintf("%s must be a list of strings.", name)))
+		}
+	}
+	return out
+}
+
+func (a *attrs) template(name string) *Template {
+	attr, ok := a.m[name]
+	if !ok {
+		return nil
+	}
+	return &Template{Expr: attr.Expr, Range: attr.Expr.Range()}
+}
+
+// templateList reads a list whose elements are templates.
+func (a *attrs) templateList(name string) []*Template {
+	attr, ok := a.m[name]
+	if !ok {
+		return nil
+	}
+	exprs, d := hcl.ExprList(attr.Expr)
+	a.diags = append(a.diags, d...)
+	out := make([]*Template, 0, len(exprs))
+	for _, e := range exprs {
+		out = append(out, &Template{Expr: e, Range: e.Range()})
+	}
+	return out
+}
+
+// templateMap reads an object whose values are templates and whose keys are
+// plain names.
+func (a *attrs) templateMap(name string) (map[string]*Template, map[string]hcl.Range) {
+	attr, ok := a.m[name]
+	if !ok {
+		return nil, nil
+	}
+	return templateMapOf(attr.Expr, &a.diags)
+}
+
+func templateMapOf(e hcl.Expression, diags *hcl.Diagnostics) (map[string]*Template, map[string]hcl.Range) {
+	pairs, d := hcl.ExprMap(e)
+	*diags = append(*diags, d...)
+	out := map[string]*Template{}
+	keys := map[string]hcl.Range{}
+	for _, kv := range pairs {
+		k, d := kv.Key.Value(nil)
+		if d.HasErrors() || k.Type() != cty.String {
+			*diags = append(*diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid key", Detail: "Keys must be plain names.", Subject: kv.Key.Range().Ptr()})
+			continue
+		}
+		name := k.AsString()
+		if prev, dup := keys[name]; dup {
+			*diags = append(*diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Duplicate key",
+				Detail: fmt.Sprintf("%q is already set at %s.", name, prev), Subject: kv.Key.Range().Ptr()})
+			continue
+		}
+		keys[name] = kv.Key.Range()
+		out[name] = &Template{Expr: kv.Value, Range: kv.Value.Range()}
+	}
+	return out, keys
+}
+
+func (a *attrs) regexp(name string) *regexp.Regexp {
+	if !a.has(name) {
+		return nil
+	}
+	s := a.str(name, "")
+	if _, err := regexp.Compile(s); err != nil {
+		a.diags = append(a.diags, attrDiag(a.m[name], "Invalid regular expression", fmt.Sprintf("%s: %v.", name, err)))
+		return nil
+	}
+	// Anchored, as in Prometheus: a pattern must match the whole value, so
+	// that "[a-z]+" cannot pass "a; rm -rf /".
+	return regexp.MustCompile("^(?:" + s + ")$")
+}
+
+func duplicate(kind, name string, first hcl.Range, subject hcl.Range) *hcl.Diagnostic {
+	return &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Duplicate " + kind,
+		Detail: fmt.Sprintf("%s %q is already defined at %s.", kind, name, first), Subject: subject.Ptr()}
+}
+
+// statuses reads a list of HTTP status codes.
+func (a *attrs) statuses(name string) []int {
+	attr, ok := a.m[name]
+	if !ok {
+		return nil
+	}
+	v, d := attr.Expr.Value(nil)
+	a.diags = append(a.diags, d...)
+	var out []int
+	if d.HasErrors() {
+		return nil
+	}
+	if err := gocty.FromCtyValue(v, &out); err != nil {
+		a.diags = append(a.diags, attrDiag(attr, "Invalid value", fmt.Sprintf("%s must be a list of status codes.", name)))
+		return nil
+	}
+	for _, c := range out {
+		if c < 100 || c > 599 {
+			a.diags = append(a.diags, attrDiag(attr, "Invalid status", fmt.Sprintf("%d is not an HTTP status code.", c)))
+		}
+	}
+	return out
+}

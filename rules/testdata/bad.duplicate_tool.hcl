@@ -1,0 +1,18 @@
+tool "restart" {
+  description = "Restart a deployment."
+  risk        = "medium"
+  param "namespace" { pattern = "^[a-z0-9-]{1,63}$" }
+  param "deployment" { pattern = "^[a-z0-9.-]{1,253}$" }
+  exec {
+    command = ["kubectl", "-n", "${param.namespace}", "rollout", "restart", "deployment/${param.deployment}"]
+  }
+}
+tool "restart" {
+  description = "Again."
+  risk        = "medium"
+  param "namespace" { pattern = "^[a-z0-9-]{1,63}$" }
+  param "deployment" { pattern = "^[a-z0-9.-]{1,253}$" }
+  exec {
+    command = ["kubectl", "-n", "${param.namespace}", "rollout", "restart", "deployment/${param.deployment}"]
+  }
+}

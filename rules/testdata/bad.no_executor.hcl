@@ -1,0 +1,4 @@
+tool "noop" {
+  description = "Does nothing."
+  risk        = "low"
+}

@@ -1,0 +1,20 @@
+tool "restart" {
+  description = "Restart a deployment."
+  risk        = "medium"
+  param "namespace" { pattern = "^[a-z0-9-]{1,63}$" }
+  param "deployment" { pattern = "^[a-z0-9.-]{1,253}$" }
+  exec {
+    command = ["kubectl", "-n", "${param.namespace}", "rollout", "restart", "deployment/${param.deployment}"]
+  }
+}
+runbook "crash" {
+  description = "Crash loop."
+  match {
+    alertname = "KubePodCrashLooping"
+  }
+  target = "${label.namespace}/${labels.deployment}"
+  step "restart" {
+    tool = "restart"
+    args = { namespace = "${labels.namespace}", deployment = "${labels.deployment}" }
+  }
+}

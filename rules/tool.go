@@ -1,0 +1,227 @@
+package rules
+
+import (
+	"fmt"
+	"math"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/prometheus/common/model"
+)
+
+// Risk is how much harm a tool can do. The policy gate reads it.
+type Risk string
+
+// The risks.
+const (
+	RiskLow    Risk = "low"
+	RiskMedium Risk = "medium"
+	RiskHigh   Risk = "high"
+)
+
+// ParamType is the type of a tool parameter.
+type ParamType string
+
+// The parameter types.
+const (
+	TypeString   ParamType = "string"
+	TypeInt      ParamType = "int"
+	TypeNumber   ParamType = "number"
+	TypeBool     ParamType = "bool"
+	TypeDuration ParamType = "duration"
+)
+
+// DefaultMaxLength bounds a string parameter that sets no max_length.
+const DefaultMaxLength = 256
+
+// Tool is one entry of the registry: the only things medic can ever run.
+type Tool struct {
+	Name        string
+	Description string
+	Risk        Risk
+	// LLM says whether the LLM may propose this tool.
+	LLM bool
+	// ReadOnly marks a tool that changes nothing; only those may serve as
+	// enrichment queries.
+	ReadOnly bool
+	Timeout  time.Duration
+	Params   []*Param
+	Executor Executor
+	// Rollback, when set, undoes the tool.
+	Rollback *Call
+	// IdempotencyKey renders to a key; a repeat of the same key within
+	// IdempotencyWindow is skipped.
+	IdempotencyKey    *Template
+	IdempotencyWindow time.Duration
+
+	DefRange hcl.Range
+}
+
+// Param returns the parameter with the name, or nil.
+func (t *Tool) Param(name string) *Param {
+	for _, p := range t.Params {
+		if p.Name == name {
+			return p
+		}
+	}
+	return nil
+}
+
+// Param is a typed, bounded tool parameter. Every argument is validated
+// against it before anything is rendered into a command.
+type Param struct {
+	Name        string
+	Description string
+	Type        ParamType
+	Pattern     *regexp.Regexp
+	Enum        []string
+	Min, Max    *float64
+	MaxLength   int
+	Optional    bool
+	Default     *string
+
+	DefRange hcl.Range
+}
+
+// Validate checks a rendered argument against the parameter and returns its
+// canonical form. It refuses control characters whatever the pattern says.
+func (p *Param) Validate(v string) (string, error) {
+	if !utf8.ValidString(v) {
+		return "", fmt.Errorf("parameter %s: not valid UTF-8", p.Name)
+	}
+	for i, r := range v {
+		if isControl(r) {
+			return "", fmt.Errorf("parameter %s: control character %U at byte %d", p.Name, r, i)
+		}
+	}
+	switch p.Type {
+	case TypeString:
+		if len(v) > p.MaxLength {
+			return "", fmt.Errorf("parameter %s: %d bytes exceed max_length %d", p.Name, len(v), p.MaxLength)
+		}
+	case TypeInt:
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return "", fmt.Errorf("parameter %s: %s is not an integer", p.Name, quoteValue(v))
+		}
+		if err := p.bounds(float64(n)); err != nil {
+			return "", err
+		}
+		v = strconv.FormatInt(n, 10)
+	case TypeNumber:
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+			return "", fmt.Errorf("parameter %s: %s is not a finite number", p.Name, quoteValue(v))
+		}
+		if err := p.bounds(f); err != nil {
+			return "", err
+		}
+		v = strconv.FormatFloat(f, 'f', -1, 64)
+	case TypeBool:
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return "", fmt.Errorf("parameter %s: %s is not true or false", p.Name, quoteValue(v))
+		}
+		v = strconv.FormatBool(b)
+	case TypeDuration:
+		d, err := model.ParseDuration(v)
+		if err != nil {
+			return "", fmt.Errorf("parameter %s: %s is not a duration", p.Name, quoteValue(v))
+		}
+		if err := p.bounds(time.Duration(d).Seconds()); err != nil {
+			return "", err
+		}
+		v = d.String()
+	}
+	if p.Pattern != nil && !p.Pattern.MatchString(v) {
+		return "", fmt.Errorf("parameter %s: %s does not match %s", p.Name, quoteValue(v), p.Pattern)
+	}
+	if len(p.Enum) > 0 && !slices.Contains(p.Enum, v) {
+		return "", fmt.Errorf("parameter %s: %s is not one of %s", p.Name, quoteValue(v), strings.Join(p.Enum, ", "))
+	}
+	return v, nil
+}
+
+func (p *Param) bounds(f float64) error {
+	if p.Min != nil && f < *p.Min {
+		return fmt.Errorf("parameter %s: %v is below the minimum %v", p.Name, f, *p.Min)
+	}
+	if p.Max != nil && f > *p.Max {
+		return fmt.Errorf("parameter %s: %v is above the maximum %v", p.Name, f, *p.Max)
+	}
+	return nil
+}
+
+// isControl reports the characters no argument may carry: C0 and C1
+// controls, DEL, line and paragraph separators, and bidirectional controls.
+func isControl(r rune) bool {
+	switch {
+	case r < 0x20, r == 0x7f, r >= 0x80 && r <= 0x9f, r == 0x2028, r == 0x2029:
+		return true
+	case r >= 0x202a && r <= 0x202e, r >= 0x2066 && r <= 0x2069, r == 0x200e, r == 0x200f, r == 0x061c:
+		return true
+	}
+	return false
+}
+
+func quoteValue(s string) string {
+	if len(s) > 64 {
+		s = s[:64] + "…"
+	}
+	return strconv.Quote(s)
+}
+
+// ExecutorKind names an executor block.
+type ExecutorKind string
+
+// The executor kinds.
+const (
+	ExecKind     ExecutorKind = "exec"
+	HTTPKind     ExecutorKind = "http"
+	SilenceKind  ExecutorKind = "silence"
+	NotifyKind   ExecutorKind = "notify"
+	SystemdKind  ExecutorKind = "systemd"
+	executorKind              = "executor"
+)
+
+// Executor is the one executor block of a tool, validated and with its
+// templates checked; the executors that run it live in actions/.
+type Executor struct {
+	Kind ExecutorKind
+	// exec
+	Command []*Template
+	DryRun  []*Template
+	Env     map[string]*Template
+	Dir     string
+	// http
+	Method       string
+	URL          *Template
+	Headers      map[string]*Template
+	Body         *Template
+	ExpectStatus []int
+	// silence
+	Duration time.Duration
+	Comment  *Template
+	// notify
+	Channel string
+	// systemd
+	Unit   *Template
+	Action string
+
+	DefRange hcl.Range
+}
+
+// Call is a tool with arguments, as a step, a rollback or a tool query
+// gives it.
+type Call struct {
+	Tool string
+	Args map[string]*Template
+
+	ToolRange hcl.Range
+	DefRange  hcl.Range
+}
