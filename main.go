@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
+	"github.com/hashicorp/hcl/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
@@ -101,6 +102,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	app.Command("version", "Print version and build information.")
 
+	var checkFiles []string
+	var checkOutput string
+	check := app.Command("check", "Validate medic.hcl and runbook files: tools, runbooks, expr conditions, templates.")
+	check.Arg("files", "Files to check; a medic.hcl is checked with the runbook files it names. Default runbooks.hcl.").StringsVar(&checkFiles)
+	check.Flag("output", "Output format: text or json.").Short('o').Default("text").EnumVar(&checkOutput, "text", "json")
+
 	var cf clientFlags
 	var inf incidentsFlags
 	incidents := app.Command("incidents", "List incidents, or show one, through the daemon's HTTP API.")
@@ -129,6 +136,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	case "serve":
 		return runServe(sf, promslog.New(logCfg), stderr)
+	case "check":
+		if len(checkFiles) == 0 {
+			checkFiles = []string{"runbooks.hcl"}
+		}
+		return runCheck(checkFiles, checkOutput, stdout, stderr)
 	case "incidents":
 		return runIncidents(cf, inf, stdout, stderr)
 	}
@@ -330,6 +342,62 @@ func reloadConfig(sf serveFlags, eng *engine.Engine, stderr io.Writer) error {
 		return err
 	}
 	return eng.ApplyConfig(cfg)
+}
+
+// diagRecord is one diagnostic of `medic check --output json`.
+type diagRecord struct {
+	Severity string `json:"severity"`
+	Summary  string `json:"summary"`
+	Detail   string `json:"detail,omitempty"`
+	File     string `json:"file,omitempty"`
+	Line     int    `json:"line,omitempty"`
+	Column   int    `json:"column,omitempty"`
+}
+
+func runCheck(files []string, output string, stdout, stderr io.Writer) int {
+	results := engine.Check(files)
+	failed := false
+	type fileRecord struct {
+		engine.CheckResult
+		Valid       bool         `json:"valid"`
+		Diagnostics []diagRecord `json:"diagnostics"`
+	}
+	var records []fileRecord
+	for _, r := range results {
+		bad := r.Diags.HasErrors()
+		failed = failed || bad
+		if output == "json" {
+			rec := fileRecord{CheckResult: r, Valid: !bad, Diagnostics: []diagRecord{}}
+			for _, d := range r.Diags {
+				dr := diagRecord{Severity: "error", Summary: d.Summary, Detail: d.Detail}
+				if d.Severity == hcl.DiagWarning {
+					dr.Severity = "warning"
+				}
+				if d.Subject != nil {
+					dr.File, dr.Line, dr.Column = d.Subject.Filename, d.Subject.Start.Line, d.Subject.Start.Column
+				}
+				rec.Diagnostics = append(rec.Diagnostics, dr)
+			}
+			records = append(records, rec)
+			continue
+		}
+		fmt.Fprintf(stdout, "Checking %s\n", r.File)
+		rules.WriteDiagnostics(stderr, r.Diags)
+		if bad {
+			fmt.Fprintf(stdout, "  FAILED: %d error(s)\n\n", len(r.Diags.Errs()))
+			continue
+		}
+		fmt.Fprintf(stdout, "  SUCCESS: %d tools, %d runbooks\n\n", r.Tools, r.Runbooks)
+	}
+	if output == "json" {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(records)
+	}
+	if failed {
+		return exitFailed
+	}
+	return exitOK
 }
 
 func runIncidents(cf clientFlags, f incidentsFlags, stdout, stderr io.Writer) int {

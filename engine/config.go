@@ -23,10 +23,12 @@ const DefaultListenAddress = "127.0.0.1:9095"
 // the defaults, with relative paths made relative to the file's directory.
 type Config struct {
 	// File is the path the config was loaded from; empty for defaults.
-	File    string
-	Web     WebConfig
-	Storage StorageConfig
-	Intake  IntakeConfig
+	File string
+	// Runbooks lists the runbook files, as paths or globs.
+	Runbooks []string
+	Web      WebConfig
+	Storage  StorageConfig
+	Intake   IntakeConfig
 }
 
 // WebConfig configures the HTTP listener and its authentication.
@@ -90,9 +92,10 @@ var DefaultIgnore = []string{
 // no config file.
 func DefaultConfig() *Config {
 	c := &Config{
-		Web:     WebConfig{ListenAddress: DefaultListenAddress},
-		Storage: StorageConfig{Path: filepath.Join("data", "medic.db"), Retention: 30 * 24 * time.Hour},
-		Intake:  IntakeConfig{Limits: DefaultLimits},
+		Runbooks: []string{"runbooks.hcl"},
+		Web:      WebConfig{ListenAddress: DefaultListenAddress},
+		Storage:  StorageConfig{Path: filepath.Join("data", "medic.db"), Retention: 30 * 24 * time.Hour},
+		Intake:   IntakeConfig{Limits: DefaultLimits},
 	}
 	for _, s := range DefaultIgnore {
 		ms, err := labels.ParseMatchers(s)
@@ -105,9 +108,11 @@ func DefaultConfig() *Config {
 }
 
 type fileConfig struct {
-	Web     *webBlock     `hcl:"web,block"`
-	Storage *storageBlock `hcl:"storage,block"`
-	Intake  *intakeBlock  `hcl:"intake,block"`
+	Runbooks      *[]string     `hcl:"runbooks,optional"`
+	RunbooksRange hcl.Range     `hcl:"runbooks,attr_value_range"`
+	Web           *webBlock     `hcl:"web,block"`
+	Storage       *storageBlock `hcl:"storage,block"`
+	Intake        *intakeBlock  `hcl:"intake,block"`
 }
 
 type webBlock struct {
@@ -180,6 +185,16 @@ func ParseConfig(path string, src []byte) (*Config, hcl.Diagnostics) {
 			return p
 		}
 		return filepath.Join(dir, p)
+	}
+	cfg.Runbooks = []string{rel("runbooks.hcl")}
+	if fc.Runbooks != nil {
+		if len(*fc.Runbooks) == 0 {
+			diags = append(diags, attrError(fc.RunbooksRange, "No runbook files", "runbooks lists no file; remove it to use runbooks.hcl."))
+		}
+		cfg.Runbooks = nil
+		for _, p := range *fc.Runbooks {
+			cfg.Runbooks = append(cfg.Runbooks, rel(p))
+		}
 	}
 	if w := fc.Web; w != nil {
 		if w.ListenAddress != nil {

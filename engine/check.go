@@ -1,0 +1,67 @@
+package engine
+
+import (
+	"os"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclparse"
+
+	"medic/rules"
+)
+
+// CheckResult is what `medic check` found in one file.
+type CheckResult struct {
+	File string `json:"file"`
+	// Kind is "config" for a medic.hcl, "runbooks" for a runbook file.
+	Kind     string          `json:"kind"`
+	Tools    int             `json:"tools"`
+	Runbooks int             `json:"runbooks"`
+	Diags    hcl.Diagnostics `json:"-"`
+}
+
+// configSchema tells a medic.hcl from a runbook file: any of these at the
+// top level makes it a config.
+var configSchema = &hcl.BodySchema{
+	Attributes: []hcl.AttributeSchema{{Name: "runbooks"}},
+	Blocks:     []hcl.BlockHeaderSchema{{Type: "web"}, {Type: "storage"}, {Type: "intake"}},
+}
+
+// Check validates each file: a medic.hcl with the runbook files it names, or
+// a runbook file on its own. It collects every diagnostic of every file.
+func Check(paths []string) []CheckResult {
+	out := make([]CheckResult, 0, len(paths))
+	for _, p := range paths {
+		r := CheckResult{File: p, Kind: "runbooks"}
+		src, err := os.ReadFile(p)
+		if err != nil {
+			r.Diags = hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Cannot read file", Detail: err.Error()}}
+			out = append(out, r)
+			continue
+		}
+		f, diags := hclparse.NewParser().ParseHCL(src, p)
+		if diags.HasErrors() {
+			r.Diags = diags
+			out = append(out, r)
+			continue
+		}
+		content, _, _ := f.Body.PartialContent(configSchema)
+		files := []string{p}
+		if len(content.Attributes) > 0 || len(content.Blocks) > 0 {
+			r.Kind = "config"
+			cfg, d := ParseConfig(p, src)
+			r.Diags = append(r.Diags, d...)
+			if cfg == nil {
+				out = append(out, r)
+				continue
+			}
+			files = cfg.Runbooks
+		}
+		set, d := rules.Load(files...)
+		r.Diags = append(r.Diags, d...)
+		if set != nil {
+			r.Tools, r.Runbooks = len(set.Tools), len(set.Runbooks)
+		}
+		out = append(out, r)
+	}
+	return out
+}
