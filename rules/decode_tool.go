@@ -28,6 +28,7 @@ var toolSchema = &hcl.BodySchema{
 var paramSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
 	{Name: "description"}, {Name: "type"}, {Name: "pattern"}, {Name: "enum"},
 	{Name: "min"}, {Name: "max"}, {Name: "max_length"}, {Name: "optional"}, {Name: "default"},
+	{Name: "allow_leading_dash"},
 }}
 
 var executorSchemas = map[ExecutorKind]*hcl.BodySchema{
@@ -139,6 +140,8 @@ func decodeParam(b *hcl.Block) (*Param, hcl.Diagnostics) {
 		MaxLength:   a.integer("max_length", DefaultMaxLength, 1, 1<<20),
 		Optional:    a.boolean("optional", false),
 		DefRange:    b.DefRange,
+
+		AllowLeadingDash: a.boolean("allow_leading_dash", false),
 	}
 	if !nameRE.MatchString(p.Name) {
 		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid name",

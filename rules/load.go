@@ -22,6 +22,8 @@ type Set struct {
 	Runbooks []*Runbook
 	// Files are the sources, for printing diagnostics with snippets.
 	Files map[string]*hcl.File
+
+	index *index
 }
 
 // Tool returns the tool with the name, or nil.
@@ -172,6 +174,7 @@ func (l *loader) resolve() hcl.Diagnostics {
 		}
 	}
 	sort.SliceStable(l.set.Runbooks, func(i, j int) bool { return l.set.Runbooks[i].Name < l.set.Runbooks[j].Name })
+	l.set.index = buildIndex(l.set.Runbooks)
 	return diags
 }
 
@@ -306,7 +309,13 @@ func (a *attrs) template(name string) *Template {
 	if !ok {
 		return nil
 	}
-	return &Template{Expr: attr.Expr, Range: attr.Expr.Range()}
+	return newTemplate(attr.Expr)
+}
+
+func newTemplate(e hcl.Expression) *Template {
+	t := &Template{Expr: e, Range: e.Range()} // the only constructor
+	t.compileFast()
+	return t
 }
 
 // templateList reads a list whose elements are templates.
@@ -319,7 +328,7 @@ func (a *attrs) templateList(name string) []*Template {
 	a.diags = append(a.diags, d...)
 	out := make([]*Template, 0, len(exprs))
 	for _, e := range exprs {
-		out = append(out, &Template{Expr: e, Range: e.Range()})
+		out = append(out, newTemplate(e))
 	}
 	return out
 }
@@ -352,7 +361,7 @@ func templateMapOf(e hcl.Expression, diags *hcl.Diagnostics) (map[string]*Templa
 			continue
 		}
 		keys[name] = kv.Key.Range()
-		out[name] = &Template{Expr: kv.Value, Range: kv.Value.Range()}
+		out[name] = newTemplate(kv.Value)
 	}
 	return out, keys
 }

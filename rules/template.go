@@ -18,6 +18,9 @@ import (
 type Template struct {
 	Expr  hcl.Expression
 	Range hcl.Range
+
+	fast   []part
+	isFast bool
 }
 
 // functions are the only functions templates may call: pure string and

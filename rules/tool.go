@@ -82,8 +82,12 @@ type Param struct {
 	Enum        []string
 	Min, Max    *float64
 	MaxLength   int
-	Optional    bool
-	Default     *string
+	// AllowLeadingDash lets a string value start with "-". By default it
+	// may not, so that a label cannot turn an argument into an option of
+	// the program (`-n`, `--kubeconfig=…`).
+	AllowLeadingDash bool
+	Optional         bool
+	Default          *string
 
 	DefRange hcl.Range
 }
@@ -103,6 +107,9 @@ func (p *Param) Validate(v string) (string, error) {
 	case TypeString:
 		if len(v) > p.MaxLength {
 			return "", fmt.Errorf("parameter %s: %d bytes exceed max_length %d", p.Name, len(v), p.MaxLength)
+		}
+		if strings.HasPrefix(v, "-") && !p.AllowLeadingDash {
+			return "", fmt.Errorf("parameter %s: %s starts with \"-\" and could pass for an option (set allow_leading_dash to allow it)", p.Name, quoteValue(v))
 		}
 	case TypeInt:
 		n, err := strconv.ParseInt(v, 10, 64)

@@ -1,0 +1,196 @@
+package rules
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+
+	"github.com/expr-lang/expr/vm"
+)
+
+// index finds candidate runbooks by exact alertname first, so the cost of a
+// match does not grow with the number of runbooks; runbooks without an exact
+// alertname are checked on every alert.
+type index struct {
+	byName map[string][]*Runbook
+	rest   []*Runbook
+}
+
+func buildIndex(rbs []*Runbook) *index {
+	ix := &index{byName: map[string][]*Runbook{}}
+	for _, rb := range rbs {
+		if name, ok := rb.Match["alertname"]; ok {
+			ix.byName[name] = append(ix.byName[name], rb)
+		} else {
+			ix.rest = append(ix.rest, rb)
+		}
+	}
+	return ix
+}
+
+// Candidates returns the runbooks whose label matchers all match, in name
+// order. Only these have their queries run.
+func (s *Set) Candidates(labels map[string]string) []*Runbook {
+	var out []*Runbook
+	for _, list := range [2][]*Runbook{s.index.byName[labels["alertname"]], s.index.rest} {
+		for _, rb := range list {
+			if matches(rb, labels) {
+				out = append(out, rb)
+			}
+		}
+	}
+	if len(out) > 1 {
+		slices.SortFunc(out, func(a, b *Runbook) int { return cmp.Compare(a.Name, b.Name) })
+	}
+	return out
+}
+
+func matches(rb *Runbook, labels map[string]string) bool {
+	for k, v := range rb.Match {
+		if labels[k] != v {
+			return false
+		}
+	}
+	for k, re := range rb.MatchRE {
+		if !re.MatchString(labels[k]) {
+			return false
+		}
+	}
+	return true
+}
+
+// Results are the enrichment query results for one candidate, by query name.
+// A query that failed or timed out has an entry in Errors instead.
+type Results struct {
+	Query  map[string][]Sample
+	Logs   map[string][]LogLine
+	Tool   map[string]any
+	Errors map[string]string
+}
+
+// Outcome is what one candidate runbook made of an alert.
+type Outcome struct {
+	Runbook    *Runbook `json:"-"`
+	Name       string   `json:"runbook"`
+	Matched    bool     `json:"matched"`
+	Confidence float64  `json:"confidence"`
+	Target     string   `json:"target,omitempty"`
+	// Reason says why it did not match, was below its threshold, or lost
+	// to the chosen runbook.
+	Reason string `json:"reason,omitempty"`
+}
+
+// Decision is the choice between the candidates for one alert.
+type Decision struct {
+	// Chosen is the matched runbook at or above its threshold that wins on
+	// priority, then confidence, then name; nil when none.
+	Chosen *Outcome `json:"chosen,omitempty"`
+	// LowConfidence lists runbooks that matched below their threshold: the
+	// incident goes to the LLM or to escalation, with these as hints.
+	LowConfidence []Outcome `json:"low_confidence,omitempty"`
+	// Alternatives are the other candidates, each with its reason.
+	Alternatives []Outcome `json:"alternatives,omitempty"`
+}
+
+// Decide evaluates each candidate's conditions against env and picks one.
+// env.Query, env.Logs and env.Tool must hold the candidate's results; a
+// query listed in res.Errors, or missing, means the runbook does not match,
+// with the reason recorded: missing data never counts as a match.
+func (s *Set) Decide(cands []*Runbook, env *Env, res *Results) Decision {
+	var d Decision
+	var won []Outcome
+	for _, rb := range cands {
+		o := evaluate(rb, env, res)
+		switch {
+		case !o.Matched:
+			d.Alternatives = append(d.Alternatives, o)
+		case o.Confidence < rb.Threshold:
+			o.Matched = false
+			o.Reason = fmt.Sprintf("confidence %.2f is below the threshold %.2f", o.Confidence, rb.Threshold)
+			d.LowConfidence = append(d.LowConfidence, o)
+		default:
+			won = append(won, o)
+		}
+	}
+	if len(won) == 0 {
+		return d
+	}
+	slices.SortStableFunc(won, func(a, b Outcome) int {
+		return cmp.Or(cmp.Compare(b.Runbook.Priority, a.Runbook.Priority), cmp.Compare(b.Confidence, a.Confidence), cmp.Compare(a.Name, b.Name))
+	})
+	d.Chosen = &won[0]
+	for _, o := range won[1:] {
+		switch {
+		case o.Runbook.Priority != d.Chosen.Runbook.Priority:
+			o.Reason = fmt.Sprintf("lost to %s on priority (%d < %d)", d.Chosen.Name, o.Runbook.Priority, d.Chosen.Runbook.Priority)
+		case o.Confidence != d.Chosen.Confidence:
+			o.Reason = fmt.Sprintf("lost to %s on confidence (%.2f < %.2f)", d.Chosen.Name, o.Confidence, d.Chosen.Confidence)
+		default:
+			o.Reason = fmt.Sprintf("lost to %s on name order", d.Chosen.Name)
+		}
+		o.Matched = false
+		d.Alternatives = append(d.Alternatives, o)
+	}
+	return d
+}
+
+func evaluate(rb *Runbook, env *Env, res *Results) Outcome {
+	o := Outcome{Runbook: rb, Name: rb.Name}
+	for _, q := range rb.Queries {
+		if res != nil {
+			if msg, failed := res.Errors[q.Name]; failed {
+				o.Reason = fmt.Sprintf("query %s failed: %s", q.Name, msg)
+				return o
+			}
+		}
+		var present bool
+		switch q.Kind {
+		case QueryPromQL:
+			_, present = env.Query[q.Name]
+		case QueryLogQL:
+			_, present = env.Logs[q.Name]
+		case QueryTool:
+			_, present = env.Tool[q.Name]
+		}
+		if !present {
+			o.Reason = fmt.Sprintf("query %s has no result", q.Name)
+			return o
+		}
+	}
+	var vmach vm.VM
+	if rb.When != nil {
+		out, err := vmach.Run(rb.When.Program, env)
+		if err != nil {
+			o.Reason = fmt.Sprintf("when failed: %v", err)
+			return o
+		}
+		if ok, _ := out.(bool); !ok {
+			o.Reason = "when is false"
+			return o
+		}
+	}
+	o.Confidence = 1
+	if rb.Confidence != nil {
+		out, err := vmach.Run(rb.Confidence.Program, env)
+		if err != nil {
+			o.Reason = fmt.Sprintf("confidence failed: %v", err)
+			return o
+		}
+		f, _ := out.(float64)
+		if f < 0 || f > 1 || f != f {
+			o.Reason = fmt.Sprintf("confidence %v is outside 0..1", f)
+			return o
+		}
+		o.Confidence = f
+	}
+	if rb.Target != nil {
+		t, err := rb.Target.render(&Vars{Labels: env.Labels, Annotations: env.Annotations})
+		if err != nil {
+			o.Reason = fmt.Sprintf("target: %v", err)
+			return o
+		}
+		o.Target = t
+	}
+	o.Matched = true
+	return o
+}

@@ -1,0 +1,212 @@
+package rules
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+	"github.com/zclconf/go-cty/cty"
+)
+
+// part is one piece of a template on the fast path: a literal, or a lookup
+// of one key under a root (labels.x, param.y).
+type part struct {
+	lit  string
+	root string
+	key  string
+}
+
+// compileFast prepares the fast path for templates made only of literals and
+// one-level lookups, which is nearly all of them. Others keep the general
+// HCL evaluation. Both give the same result and the same failures.
+func (t *Template) compileFast() {
+	var exprs []hclsyntax.Expression
+	switch e := t.Expr.(type) {
+	case *hclsyntax.TemplateExpr:
+		exprs = e.Parts
+	case *hclsyntax.TemplateWrapExpr:
+		exprs = []hclsyntax.Expression{e.Wrapped}
+	case *hclsyntax.LiteralValueExpr, *hclsyntax.ScopeTraversalExpr:
+		exprs = []hclsyntax.Expression{e.(hclsyntax.Expression)}
+	default:
+		return
+	}
+	parts := make([]part, 0, len(exprs))
+	for _, e := range exprs {
+		switch e := e.(type) {
+		case *hclsyntax.LiteralValueExpr:
+			if e.Val.Type() != cty.String || e.Val.IsNull() {
+				return
+			}
+			parts = append(parts, part{lit: e.Val.AsString()})
+		case *hclsyntax.ScopeTraversalExpr:
+			if len(e.Traversal) != 2 {
+				return
+			}
+			var key string
+			switch step := e.Traversal[1].(type) {
+			case hcl.TraverseAttr:
+				key = step.Name
+			case hcl.TraverseIndex:
+				if step.Key.Type() != cty.String {
+					return
+				}
+				key = step.Key.AsString()
+			default:
+				return
+			}
+			parts = append(parts, part{root: e.Traversal.RootName(), key: key})
+		default:
+			return
+		}
+	}
+	t.fast = parts
+	t.isFast = true
+}
+
+// render is Render without the general path's allocations when it can.
+func (t *Template) render(v *Vars) (string, error) {
+	if !t.isFast {
+		return t.Render(*v)
+	}
+	if len(t.fast) == 1 {
+		return t.lookup(&t.fast[0], v)
+	}
+	var b strings.Builder
+	for i := range t.fast {
+		s, err := t.lookup(&t.fast[i], v)
+		if err != nil {
+			return "", err
+		}
+		b.WriteString(s)
+	}
+	return b.String(), nil
+}
+
+func (t *Template) lookup(p *part, v *Vars) (string, error) {
+	if p.root == "" {
+		return p.lit, nil
+	}
+	var m map[string]string
+	switch p.root {
+	case "labels":
+		m = v.Labels
+	case "annotations":
+		m = v.Annotations
+	case "param":
+		m = v.Params
+	}
+	s, ok := m[p.key]
+	if !ok {
+		return "", fmt.Errorf("render %s: %s has no %q", t.Range, p.root, p.key)
+	}
+	return s, nil
+}
+
+// PlannedCall is a step rendered for one alert: every argument validated
+// against its parameter, and the executor's templates filled in. Nothing
+// here came from a label without passing validation.
+type PlannedCall struct {
+	Step string            `json:"step,omitempty"`
+	Tool string            `json:"tool"`
+	Risk Risk              `json:"risk"`
+	Args map[string]string `json:"args"`
+	// Argv is the exec command, element by element; nothing splits or
+	// interprets an element.
+	Argv   []string `json:"argv,omitempty"`
+	DryRun []string `json:"dry_run,omitempty"`
+	// Rollback is the rendered rollback, when the step or the tool has one.
+	Rollback *PlannedCall `json:"rollback,omitempty"`
+}
+
+// Plan renders the runbook's steps for one alert. It fails closed: the
+// first argument that does not render or validate rejects the whole plan,
+// with the reason, and nothing runs.
+func (s *Set) Plan(rb *Runbook, v Vars) ([]PlannedCall, error) {
+	calls := make([]PlannedCall, 0, len(rb.Steps))
+	for _, st := range rb.Steps {
+		pc, err := s.renderCall(&st.Call, &v)
+		if err != nil {
+			return nil, fmt.Errorf("step %q: %w", st.Name, err)
+		}
+		pc.Step = st.Name
+		rbCall := st.Rollback
+		if rbCall == nil {
+			rbCall = s.Tools[st.Call.Tool].Rollback
+		}
+		if rbCall != nil {
+			vars := v
+			if st.Rollback == nil {
+				// A tool's own rollback renders against the tool's arguments.
+				vars = Vars{Params: pc.Args}
+			}
+			r, err := s.renderCall(rbCall, &vars)
+			if err != nil {
+				return nil, fmt.Errorf("step %q rollback: %w", st.Name, err)
+			}
+			pc.Rollback = &r
+		}
+		calls = append(calls, pc)
+	}
+	return calls, nil
+}
+
+// RenderCall renders and validates one call, as the LLM path will propose
+// them; see Plan.
+func (s *Set) RenderCall(c *Call, v Vars) (PlannedCall, error) { return s.renderCall(c, &v) }
+
+func (s *Set) renderCall(c *Call, v *Vars) (PlannedCall, error) {
+	t := s.Tools[c.Tool]
+	if t == nil {
+		return PlannedCall{}, fmt.Errorf("unknown tool %q", c.Tool)
+	}
+	args := make(map[string]string, len(t.Params))
+	for _, p := range t.Params {
+		tmpl, ok := c.Args[p.Name]
+		if !ok {
+			if p.Default != nil {
+				args[p.Name] = *p.Default
+				continue
+			}
+			if p.Optional {
+				continue
+			}
+			return PlannedCall{}, fmt.Errorf("tool %s: missing parameter %s", t.Name, p.Name)
+		}
+		raw, err := tmpl.render(v)
+		if err != nil {
+			return PlannedCall{}, fmt.Errorf("tool %s: %w", t.Name, err)
+		}
+		val, err := p.Validate(raw)
+		if err != nil {
+			return PlannedCall{}, fmt.Errorf("tool %s: %w", t.Name, err)
+		}
+		args[p.Name] = val
+	}
+	pc := PlannedCall{Tool: t.Name, Risk: t.Risk, Args: args}
+	pv := &Vars{Params: args}
+	var err error
+	if pc.Argv, err = renderArgv(t.Executor.Command, pv); err != nil {
+		return PlannedCall{}, fmt.Errorf("tool %s: %w", t.Name, err)
+	}
+	if pc.DryRun, err = renderArgv(t.Executor.DryRun, pv); err != nil {
+		return PlannedCall{}, fmt.Errorf("tool %s: %w", t.Name, err)
+	}
+	return pc, nil
+}
+
+func renderArgv(ts []*Template, v *Vars) ([]string, error) {
+	if len(ts) == 0 {
+		return nil, nil
+	}
+	argv := make([]string, len(ts))
+	for i, t := range ts {
+		s, err := t.render(v)
+		if err != nil {
+			return nil, err
+		}
+		argv[i] = s
+	}
+	return argv, nil
+}
