@@ -634,3 +634,50 @@ func TestTLSAndBasicAuth(t *testing.T) {
 		return err == nil && strings.Contains(string(out), "00000000000000ee")
 	})
 }
+
+// TestCheck runs `medic check` as users and CI do.
+func TestCheck(t *testing.T) {
+	out, err := exec.Command(medicBin, "check", "runbooks.hcl", "examples/medic.hcl").CombinedOutput()
+	if err != nil || strings.Count(string(out), "SUCCESS") != 2 {
+		t.Fatalf("check of the shipped files: %v\n%s", err, out)
+	}
+	out, err = exec.Command(medicBin, "check", "runbooks.hcl", "rules/testdata/bad.unknown_tool.hcl", "rules/testdata/bad.expr_syntax.hcl").CombinedOutput()
+	if exitCode(err) != 1 || !strings.Contains(string(out), "rules/testdata/bad.unknown_tool.hcl:17:12: error: Unknown tool") ||
+		!strings.Contains(string(out), "rules/testdata/bad.expr_syntax.hcl:16:29: error: Invalid expression") || strings.Count(string(out), "FAILED") != 2 {
+		t.Fatalf("check of broken files: exit %d\n%s", exitCode(err), out)
+	}
+	cmd := exec.Command(medicBin, "check", "--output", "json", "rules/testdata/bad.unknown_tool.hcl")
+	stdout, err := cmd.Output()
+	var recs []struct {
+		File        string `json:"file"`
+		Valid       bool   `json:"valid"`
+		Diagnostics []struct {
+			Summary string `json:"summary"`
+			Line    int    `json:"line"`
+			Column  int    `json:"column"`
+		} `json:"diagnostics"`
+	}
+	if exitCode(err) != 1 || json.Unmarshal(stdout, &recs) != nil || len(recs) != 1 || recs[0].Valid ||
+		len(recs[0].Diagnostics) != 1 || recs[0].Diagnostics[0].Line != 17 || recs[0].Diagnostics[0].Column != 12 {
+		t.Fatalf("json: exit %d %s", exitCode(err), stdout)
+	}
+	if out, err := exec.Command(medicBin, "check", "no/such/file.hcl").CombinedOutput(); exitCode(err) != 1 {
+		t.Fatalf("missing file: exit %d %s", exitCode(err), out)
+	}
+}
+
+// TestExampleFilesPassUpstreamTools checks the shipped Prometheus rules and
+// Alertmanager config with promtool and amtool from Debian's packages.
+func TestExampleFilesPassUpstreamTools(t *testing.T) {
+	for _, c := range [][]string{
+		{"/usr/bin/promtool", "check", "rules", "examples/prometheus/medic-rules.yml"},
+		{"/usr/bin/amtool", "check-config", "examples/alertmanager.yml"},
+	} {
+		if _, err := os.Stat(c[0]); err != nil {
+			t.Fatalf("%s is missing: scripts/test.sh installs it", c[0])
+		}
+		if out, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
+			t.Errorf("%v: %v\n%s", c, err, out)
+		}
+	}
+}

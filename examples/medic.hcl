@@ -8,6 +8,10 @@
 # any error and prints file:line:col diagnostics); reload it with SIGHUP or
 # `curl -X POST http://127.0.0.1:9095/-/reload`.
 
+# The runbook files, as paths or globs; a glob that matches nothing is an
+# error. Default: runbooks.hcl next to this file.
+runbooks = ["../runbooks.hcl"]
+
 web {
   # Where the HTTP API listens. Without authentication, medic only accepts a
   # loopback address unless `insecure = true` (or --web.insecure).

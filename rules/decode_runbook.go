@@ -52,6 +52,23 @@ var alertScope = scope{what: "a runbook's templates", roots: map[string]cty.Type
 	"labels": cty.Map(cty.String), "annotations": cty.Map(cty.String),
 }}
 
+// sampleType is a PromQL sample as templates see it.
+var sampleType = cty.Object(map[string]cty.Type{"labels": cty.Map(cty.String), "value": cty.Number})
+
+// stepScope is what step and rollback arguments may use: the alert, and the
+// results of the runbook's promql queries, e.g.
+// "${floor(query.limit[0].value * 1.25 / 1048576)}".
+func stepScope(promql map[string]bool, what string) scope {
+	attrs := map[string]cty.Type{}
+	for name := range promql {
+		attrs[name] = cty.List(sampleType)
+	}
+	sc := scope{what: what, roots: map[string]cty.Type{
+		"labels": cty.Map(cty.String), "annotations": cty.Map(cty.String), "query": cty.Object(attrs),
+	}, attrs: map[string]map[string]bool{"query": promql}}
+	return sc
+}
+
 func (l *loader) runbook(b *hcl.Block) hcl.Diagnostics {
 	name := b.Labels[0]
 	content, diags := b.Body.Content(runbookSchema)
@@ -78,9 +95,6 @@ func (l *loader) runbook(b *hcl.Block) hcl.Diagnostics {
 			diags = append(diags, attrDiag(a.m["threshold"], "Invalid threshold", "The threshold is a confidence, from 0 to 1."))
 		}
 		rb.Threshold = *t
-	}
-	if rb.Target != nil {
-		diags = append(diags, checkTemplate(rb.Target, alertScope)...)
 	}
 
 	// Matchers.
@@ -135,6 +149,9 @@ func (l *loader) runbook(b *hcl.Block) hcl.Diagnostics {
 			decl["tool"][q.Name] = true
 		}
 	}
+	if rb.Target != nil {
+		diags = append(diags, checkTemplate(rb.Target, stepScope(decl["query"], "a runbook's target"))...)
+	}
 	src := l.src(b.DefRange)
 	if attr, ok := a.m["when"]; ok {
 		c, d := compileCondition(attr, src, condBool, Env{}, decl)
@@ -168,7 +185,7 @@ func (l *loader) runbook(b *hcl.Block) hcl.Diagnostics {
 			continue
 		}
 		seen[sb.Labels[0]] = sb.DefRange
-		st, d := l.step(sb, name)
+		st, d := l.step(sb, name, stepScope(decl["query"], "a step's arguments"))
 		diags = append(diags, d...)
 		if st != nil {
 			rb.Steps = append(rb.Steps, st)
@@ -240,7 +257,7 @@ func (l *loader) query(b *hcl.Block, runbook string) (*Query, hcl.Diagnostics) {
 	return q, append(diags, a.diags...)
 }
 
-func (l *loader) step(b *hcl.Block, runbook string) (*Step, hcl.Diagnostics) {
+func (l *loader) step(b *hcl.Block, runbook string, sc scope) (*Step, hcl.Diagnostics) {
 	content, diags := b.Body.Content(stepSchema)
 	if diags.HasErrors() {
 		return nil, diags
@@ -253,7 +270,7 @@ func (l *loader) step(b *hcl.Block, runbook string) (*Step, hcl.Diagnostics) {
 		st.Call.Args = map[string]*Template{}
 	}
 	where := fmt.Sprintf("step %q of runbook %q", st.Name, runbook)
-	l.calls = append(l.calls, pendingCall{call: &st.Call, where: where, vars: alertScope})
+	l.calls = append(l.calls, pendingCall{call: &st.Call, where: where, vars: sc})
 	if rbs := content.Blocks.OfType("rollback"); len(rbs) > 0 {
 		c, d := decodeCall(rbs[0])
 		diags = append(diags, d...)
@@ -268,7 +285,7 @@ func (l *loader) step(b *hcl.Block, runbook string) (*Step, hcl.Diagnostics) {
 				}
 			}
 			st.Rollback = c
-			l.calls = append(l.calls, pendingCall{call: c, where: "the rollback of " + where, vars: alertScope, inherited: inherited})
+			l.calls = append(l.calls, pendingCall{call: c, where: "the rollback of " + where, vars: sc, inherited: inherited})
 		}
 	}
 	return st, append(diags, a.diags...)

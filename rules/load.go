@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/hcl/v2/hclparse"
 	"github.com/prometheus/common/model"
 	"github.com/zclconf/go-cty/cty"
+	"github.com/zclconf/go-cty/cty/convert"
 	"github.com/zclconf/go-cty/cty/gocty"
 )
 
@@ -297,7 +298,11 @@ func (a *attrs) strings(name string) []string {
 	a.diags = append(a.diags, d...)
 	var out []string
 	if !d.HasErrors() {
-		if err := gocty.FromCtyValue(v, &out); err != nil {
+		lv, err := convert.Convert(v, cty.List(cty.String))
+		if err == nil {
+			err = gocty.FromCtyValue(lv, &out)
+		}
+		if err != nil {
 			a.diags = append(a.diags, attrDiag(attr, "Invalid value", fmt.Sprintf("%s must be a list of strings.", name)))
 		}
 	}
@@ -397,7 +402,11 @@ func (a *attrs) statuses(name string) []int {
 	if d.HasErrors() {
 		return nil
 	}
-	if err := gocty.FromCtyValue(v, &out); err != nil {
+	lv, err := convert.Convert(v, cty.List(cty.Number))
+	if err == nil {
+		err = gocty.FromCtyValue(lv, &out)
+	}
+	if err != nil {
 		a.diags = append(a.diags, attrDiag(attr, "Invalid value", fmt.Sprintf("%s must be a list of status codes.", name)))
 		return nil
 	}

@@ -184,7 +184,7 @@ func evaluate(rb *Runbook, env *Env, res *Results) Outcome {
 		o.Confidence = f
 	}
 	if rb.Target != nil {
-		t, err := rb.Target.render(&Vars{Labels: env.Labels, Annotations: env.Annotations})
+		t, err := rb.Target.render(&Vars{Labels: env.Labels, Annotations: env.Annotations, Query: env.Query})
 		if err != nil {
 			o.Reason = fmt.Sprintf("target: %v", err)
 			return o

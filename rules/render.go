@@ -41,7 +41,8 @@ func (t *Template) compileFast() {
 			}
 			parts = append(parts, part{lit: e.Val.AsString()})
 		case *hclsyntax.ScopeTraversalExpr:
-			if len(e.Traversal) != 2 {
+			switch root := e.Traversal.RootName(); {
+			case len(e.Traversal) != 2, root != "labels" && root != "annotations" && root != "param":
 				return
 			}
 			var key string

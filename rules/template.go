@@ -43,6 +43,11 @@ var functions = map[string]function.Function{
 	"format":     stdlib.FormatFunc,
 	"length":     stdlib.LengthFunc,
 	"element":    stdlib.ElementFunc,
+	"floor":      stdlib.FloorFunc,
+	"ceil":       stdlib.CeilFunc,
+	"min":        stdlib.MinFunc,
+	"max":        stdlib.MaxFunc,
+	"abs":        stdlib.AbsoluteFunc,
 }
 
 // scope says which variables a template may use: each root, and for the
@@ -142,6 +147,24 @@ type Vars struct {
 	Labels      map[string]string
 	Annotations map[string]string
 	Params      map[string]string
+	// Query holds promql results, for step arguments.
+	Query map[string][]Sample
+}
+
+func queryValue(q map[string][]Sample) cty.Value {
+	attrs := make(map[string]cty.Value, len(q))
+	for name, samples := range q {
+		if len(samples) == 0 {
+			attrs[name] = cty.ListValEmpty(sampleType)
+			continue
+		}
+		vals := make([]cty.Value, len(samples))
+		for i, s := range samples {
+			vals[i] = cty.ObjectVal(map[string]cty.Value{"labels": stringMap(s.Labels), "value": cty.NumberFloatVal(s.Value)})
+		}
+		attrs[name] = cty.ListVal(vals)
+	}
+	return cty.ObjectVal(attrs)
 }
 
 func stringMap(m map[string]string) cty.Value {
@@ -163,6 +186,7 @@ func (t *Template) Render(v Vars) (string, error) {
 			"labels":      stringMap(v.Labels),
 			"annotations": stringMap(v.Annotations),
 			"param":       stringMap(v.Params),
+			"query":       queryValue(v.Query),
 		},
 		Functions: functions,
 	}

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs what the tests need
 # (Debian's prometheus-alertmanager, started by the tests themselves on free
-# 127.0.0.1 ports), checks formatting, vets, and runs every test with the
-# race detector. .ci/run calls exactly this.
+# 127.0.0.1 ports, and prometheus for promtool), checks formatting, vets,
+# checks the shipped runbooks, and runs every test with the race detector.
+# .ci/run calls exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +11,7 @@ sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
 missing=()
 [ -x /usr/bin/prometheus-alertmanager ] || missing+=(prometheus-alertmanager)
+[ -x /usr/bin/promtool ] || missing+=(prometheus)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]}"
   $sudo apt-get update -qq
@@ -23,4 +25,5 @@ if [ -n "$unformatted" ]; then
   exit 1
 fi
 go vet ./...
+go run . check runbooks.hcl examples/medic.hcl
 go test -race -count=1 "$@" ./...

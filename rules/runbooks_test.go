@@ -1,0 +1,161 @@
+package rules
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestShippedRunbooks runs each runbook of ../runbooks.hcl against the
+// alert and the query results it is written for, and against near misses:
+// which runbook is chosen, and the exact argv it plans.
+func TestShippedRunbooks(t *testing.T) {
+	set, diags := Load("../runbooks.hcl")
+	if diags.HasErrors() {
+		var b bytes.Buffer
+		WriteDiagnostics(&b, diags)
+		t.Fatal(b.String())
+	}
+	s := func(v float64, kv ...string) Sample {
+		l := map[string]string{}
+		for i := 0; i+1 < len(kv); i += 2 {
+			l[kv[i]] = kv[i+1]
+		}
+		return Sample{Labels: l, Value: v}
+	}
+	pod := map[string]string{"alertname": "KubePodCrashLooping", "namespace": "shop", "pod": "api-7d9f-x2", "container": "api", "severity": "warning"}
+	oomAlert := map[string]string{"alertname": "KubeContainerOOMKilled", "namespace": "shop", "pod": "api-7d9f-x2", "container": "api", "severity": "warning"}
+	owner := []Sample{s(1, "namespace", "shop", "owner_name", "api")}
+	limit := []Sample{s(512 * 1024 * 1024)}
+	lag := map[string]string{"alertname": "KafkaConsumerGroupLagHigh", "namespace": "billing", "consumergroup": "invoicer", "topic": "invoices"}
+
+	cases := []struct {
+		name    string
+		labels  map[string]string
+		query   map[string][]Sample
+		chosen  string
+		argv    []string // of the first step
+		target  string
+		escalat bool
+	}{
+		{name: "oom killed", labels: oomAlert, query: map[string][]Sample{"owner": owner, "limit": limit},
+			chosen: "oom_killed_raise_limit", target: "shop/api",
+			argv: []string{"kubectl", "--namespace", "shop", "set", "resources", "deployment/api", "--containers=api", "--limits=memory=640Mi"}},
+		{name: "oom killed near the cap", labels: oomAlert, query: map[string][]Sample{"owner": owner, "limit": {s(15 * 1024 * 1024 * 1024)}},
+			chosen: "oom_killed_raise_limit", target: "shop/api",
+			argv: []string{"kubectl", "--namespace", "shop", "set", "resources", "deployment/api", "--containers=api", "--limits=memory=16384Mi"}},
+		{name: "oom killed, pod without owner", labels: oomAlert, query: map[string][]Sample{"owner": {}, "limit": limit}},
+		{name: "crash loop from OOM", labels: pod, query: map[string][]Sample{"oom": {s(1)}, "owner": owner, "limit": limit},
+			chosen: "crashloop_oom", target: "shop/api",
+			argv: []string{"kubectl", "--namespace", "shop", "set", "resources", "deployment/api", "--containers=api", "--limits=memory=640Mi"}},
+		{name: "crash loop, not OOM", labels: pod, query: map[string][]Sample{"oom": {}, "owner": owner, "limit": limit}},
+		{name: "poison pill on one partition", labels: lag,
+			query:  map[string][]Sample{"lagging": {s(5000, "partition", "3")}, "stuck": {s(1234567, "partition", "3")}, "partitions": {s(5000, "partition", "3"), s(0, "partition", "1")}, "replicas": {s(3)}},
+			chosen: "kafka_poison_pill", target: "invoicer/invoices",
+			argv: []string{"/usr/lib/medic/tools/medic-kafka-dead-letter", "localhost:9092", "invoices", "3", "1234567", "invoices.dlq"}},
+		{name: "lag on all partitions", labels: lag,
+			query:  map[string][]Sample{"lagging": {s(5000, "partition", "0"), s(4000, "partition", "1")}, "stuck": {}, "partitions": {s(5000, "partition", "0"), s(4000, "partition", "1")}, "replicas": {s(3)}},
+			chosen: "kafka_lag_all_partitions", target: "billing/invoicer",
+			argv: []string{"kubectl", "--namespace", "billing", "scale", "deployment/invoicer", "--replicas=5"}},
+		{name: "lag on one partition that still moves", labels: lag,
+			query: map[string][]Sample{"lagging": {s(5000, "partition", "3")}, "stuck": {}, "partitions": {s(5000, "partition", "3"), s(0, "partition", "1"), s(0, "partition", "2")}, "replicas": {s(3)}}},
+		{name: "disk full, logrotate overdue",
+			labels: map[string]string{"alertname": "NodeFilesystemSpaceFillingUp", "instance": "localhost:9100", "mountpoint": "/var/log", "device": "/dev/sda2", "fstype": "ext4"},
+			query:  map[string][]Sample{"last_rotation": {s(3 * 86400)}}, chosen: "disk_full_log_rotation", target: "localhost:9100/var/log"},
+		{name: "disk full on another host",
+			labels: map[string]string{"alertname": "NodeFilesystemSpaceFillingUp", "instance": "db-1:9100", "mountpoint": "/var/log"},
+			query:  map[string][]Sample{"last_rotation": {s(3 * 86400)}}},
+		{name: "circuit breaker, slow downstream",
+			labels: map[string]string{"alertname": "CircuitBreakerOpen", "namespace": "shop", "application": "checkout", "name": "payments"},
+			query:  map[string][]Sample{"downstream_p99": {s(2.5)}, "downstream_errors": {s(0.01)}, "replicas": {s(4)}},
+			chosen: "circuit_breaker_slow_downstream", target: "shop/payments",
+			argv: []string{"kubectl", "--namespace", "shop", "scale", "deployment/payments", "--replicas=6"}},
+		{name: "circuit breaker, failing downstream",
+			labels: map[string]string{"alertname": "CircuitBreakerOpen", "namespace": "shop", "application": "checkout", "name": "payments"},
+			query:  map[string][]Sample{"downstream_p99": {s(2.5)}, "downstream_errors": {s(0.4)}, "replicas": {s(4)}}},
+		{name: "latency over SLO, CPU saturated",
+			labels: map[string]string{"alertname": "HTTPLatencyP99AboveSLO", "namespace": "shop", "deployment": "web"},
+			query:  map[string][]Sample{"cpu_saturation": {s(0.95)}, "replicas": {s(49)}},
+			chosen: "latency_slo_scale_out", target: "shop/web",
+			argv: []string{"kubectl", "--namespace", "shop", "scale", "deployment/web", "--replicas=50"}},
+		{name: "latency over SLO, CPU idle: low confidence",
+			labels: map[string]string{"alertname": "HTTPLatencyP99AboveSLO", "namespace": "shop", "deployment": "web"},
+			query:  map[string][]Sample{"cpu_saturation": {s(0.2)}, "replicas": {s(4)}}},
+		{name: "certificate expiring",
+			labels: map[string]string{"alertname": "CertManagerCertExpirySoon", "exported_namespace": "shop", "name": "shop-tls", "namespace": "cert-manager"},
+			chosen: "certificate_expiring_renew", target: "shop/shop-tls",
+			argv: []string{"cmctl", "renew", "--namespace", "shop", "shop-tls"}},
+		{name: "security alert", labels: map[string]string{"alertname": "FalcoShellInContainer", "namespace": "shop"},
+			query: map[string][]Sample{"firing": {}}, chosen: "security_escalate", escalat: true},
+		{name: "security category beats everything", labels: map[string]string{"alertname": "KubeContainerOOMKilled", "category": "security", "namespace": "shop", "pod": "p", "container": "c"},
+			query: map[string][]Sample{"owner": owner, "limit": limit, "firing": {}}, chosen: "security_category_escalate", escalat: true},
+		{name: "data corruption", labels: map[string]string{"alertname": "PostgresDataChecksumFailure"}, chosen: "data_corruption_escalate", escalat: true},
+		{name: "compliance", labels: map[string]string{"alertname": "AuditLogDisabled"}, chosen: "compliance_escalate", escalat: true},
+		{name: "ambiguous: many alerts in one namespace", labels: pod,
+			query:  map[string][]Sample{"oom": {s(1)}, "owner": owner, "limit": limit, "firing": {s(1, "alertname", "A"), s(1, "alertname", "B"), s(2, "alertname", "C")}},
+			chosen: "ambiguous_multi_signal", escalat: true},
+		{name: "hostile container label", labels: map[string]string{"alertname": "KubeContainerOOMKilled", "namespace": "shop", "pod": "p", "container": "--kubeconfig=/tmp/evil"},
+			query: map[string][]Sample{"owner": owner, "limit": limit}, chosen: "oom_killed_raise_limit", target: "shop/api", argv: nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			q := tc.query
+			if q == nil {
+				q = map[string][]Sample{}
+			}
+			// Queries the case does not mention returned nothing.
+			for _, rb := range set.Candidates(tc.labels) {
+				for _, qq := range rb.Queries {
+					if _, ok := q[qq.Name]; !ok {
+						q[qq.Name] = nil
+					}
+				}
+			}
+			env := &Env{Labels: tc.labels, Query: q, Now: time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)}
+			d := set.Decide(set.Candidates(tc.labels), env, nil)
+			got := ""
+			if d.Chosen != nil {
+				got = d.Chosen.Name
+			}
+			if got != tc.chosen {
+				t.Fatalf("chosen %q, want %q\nlow: %+v\nalternatives: %+v", got, tc.chosen, d.LowConfidence, d.Alternatives)
+			}
+			if d.Chosen == nil {
+				return
+			}
+			if d.Chosen.Runbook.Escalate != tc.escalat {
+				t.Errorf("escalate %v", d.Chosen.Runbook.Escalate)
+			}
+			if d.Chosen.Target != tc.target && !tc.escalat {
+				t.Errorf("target %q, want %q", d.Chosen.Target, tc.target)
+			}
+			if tc.escalat {
+				return
+			}
+			calls, err := set.Plan(d.Chosen.Runbook, Vars{Labels: tc.labels, Query: q})
+			if tc.argv == nil && tc.name == "hostile container label" {
+				if err == nil {
+					t.Fatalf("hostile label planned %q", calls[0].Argv)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.argv != nil && strings.Join(calls[0].Argv, "\x00") != strings.Join(tc.argv, "\x00") {
+				t.Errorf("argv\n got %q\nwant %q", calls[0].Argv, tc.argv)
+			}
+		})
+	}
+	// Every shipped runbook has a case that chooses it.
+	covered := map[string]bool{}
+	for _, tc := range cases {
+		covered[tc.chosen] = true
+	}
+	for _, rb := range set.Runbooks {
+		if !covered[rb.Name] {
+			t.Errorf("runbook %s has no test case", rb.Name)
+		}
+	}
+}
