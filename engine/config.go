@@ -3,6 +3,7 @@ package engine
 import (
 	"fmt"
 	"math"
+	"net/url"
 	"os"
 	"path/filepath"
 	"time"
@@ -29,6 +30,10 @@ type Config struct {
 	Web      WebConfig
 	Storage  StorageConfig
 	Intake   IntakeConfig
+	// Prometheus and Loki serve the runbooks' enrichment queries; an empty
+	// URL leaves the source out, and queries of its kind then fail.
+	Prometheus SourceConfig
+	Loki       SourceConfig
 }
 
 // WebConfig configures the HTTP listener and its authentication.
@@ -113,6 +118,14 @@ type fileConfig struct {
 	Web           *webBlock     `hcl:"web,block"`
 	Storage       *storageBlock `hcl:"storage,block"`
 	Intake        *intakeBlock  `hcl:"intake,block"`
+	Prometheus    *sourceBlock  `hcl:"prometheus,block"`
+	Loki          *sourceBlock  `hcl:"loki,block"`
+}
+
+type sourceBlock struct {
+	URL            string    `hcl:"url"`
+	HTTPConfigFile *string   `hcl:"http_config_file,optional"`
+	URLRange       hcl.Range `hcl:"url,attr_value_range"`
 }
 
 type webBlock struct {
@@ -272,6 +285,22 @@ func ParseConfig(path string, src []byte) (*Config, hcl.Diagnostics) {
 				}
 				cfg.Intake.Ignore = append(cfg.Intake.Ignore, IgnoreRule{Source: s, Matchers: ms})
 			}
+		}
+	}
+	for _, src := range []struct {
+		b   *sourceBlock
+		dst *SourceConfig
+	}{{fc.Prometheus, &cfg.Prometheus}, {fc.Loki, &cfg.Loki}} {
+		if src.b == nil {
+			continue
+		}
+		u, err := url.Parse(src.b.URL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			diags = append(diags, attrError(src.b.URLRange, "Invalid url", fmt.Sprintf("%q is not an http(s) URL.", src.b.URL)))
+		}
+		src.dst.URL = src.b.URL
+		if src.b.HTTPConfigFile != nil {
+			src.dst.HTTPConfigFile = rel(*src.b.HTTPConfigFile)
 		}
 	}
 	if diags.HasErrors() {

@@ -154,3 +154,14 @@ func FuzzParseConfig(f *testing.F) {
 		}
 	})
 }
+
+func TestSourceConfig(t *testing.T) {
+	cfg, diags := ParseConfig("/etc/medic/medic.hcl", []byte("prometheus {\n  url = \"https://prom:9090\"\n  http_config_file = \"prom.yml\"\n}\nloki {\n  url = \"http://loki:3100\"\n}\n"))
+	if diags.HasErrors() || cfg.Prometheus.URL != "https://prom:9090" || cfg.Prometheus.HTTPConfigFile != "/etc/medic/prom.yml" || cfg.Loki.URL != "http://loki:3100" {
+		t.Fatalf("%+v %v", cfg, diags)
+	}
+	_, diags = ParseConfig("m.hcl", []byte("prometheus {\n  url = \"prom:9090\"\n}\n"))
+	if !diags.HasErrors() || diags[0].Subject.Start.Line != 2 || diags[0].Summary != "Invalid url" {
+		t.Fatalf("%v", diags)
+	}
+}

@@ -31,6 +31,19 @@ web {
   insecure = false
 }
 
+# Where the runbooks' enrichment queries go. Without a prometheus block,
+# promql queries fail and the runbooks that use them do not match; likewise
+# loki for logql queries. http_config_file is a Prometheus HTTP client
+# config (authorization, basic_auth, tls_config).
+prometheus {
+  url = "http://127.0.0.1:9090"
+  # http_config_file = "prometheus-client.yml"
+}
+
+# loki {
+#   url = "http://127.0.0.1:3100"
+# }
+
 storage {
   # The single bbolt file that holds all of medic's state.
   path = "data/medic.db"

@@ -92,15 +92,22 @@ type Decision struct {
 	Alternatives []Outcome `json:"alternatives,omitempty"`
 }
 
-// Decide evaluates each candidate's conditions against env and picks one.
-// env.Query, env.Logs and env.Tool must hold the candidate's results; a
-// query listed in res.Errors, or missing, means the runbook does not match,
-// with the reason recorded: missing data never counts as a match.
-func (s *Set) Decide(cands []*Runbook, env *Env, res *Results) Decision {
+// Decide evaluates each candidate's conditions and picks one. Each runbook
+// sees its own results from results (by runbook name), over env; a runbook
+// with no entry there sees env's Query, Logs and Tool as they are. A query
+// listed in Errors, or missing, means the runbook does not match, with the
+// reason recorded: missing data never counts as a match.
+func (s *Set) Decide(cands []*Runbook, env *Env, results map[string]*Results) Decision {
 	var d Decision
 	var won []Outcome
 	for _, rb := range cands {
-		o := evaluate(rb, env, res)
+		e, res := env, results[rb.Name]
+		if res != nil {
+			own := *env
+			own.Query, own.Logs, own.Tool = res.Query, res.Logs, res.Tool
+			e = &own
+		}
+		o := evaluate(rb, e, res)
 		switch {
 		case !o.Matched:
 			d.Alternatives = append(d.Alternatives, o)

@@ -176,7 +176,11 @@ func TestDecide(t *testing.T) {
 			if tc.res != nil {
 				delete(env.Query, "oom")
 			}
-			d := set.Decide(set.Candidates(tc.labels), env, tc.res)
+			var results map[string]*Results
+			if tc.res != nil {
+				results = map[string]*Results{"crashloop_oom": tc.res, "crashloop_restart": {Errors: map[string]string{}}}
+			}
+			d := set.Decide(set.Candidates(tc.labels), env, results)
 			got := ""
 			if d.Chosen != nil {
 				got = d.Chosen.Name
