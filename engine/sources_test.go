@@ -10,8 +10,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"medic/rules"
 )
 
 // Responses recorded from the Prometheus HTTP API's documented format.
@@ -59,32 +62,33 @@ func TestPromClientRecorded(t *testing.T) {
 	}
 }
 
-// TestPromClientRealPrometheus queries a real Prometheus (Debian's package)
-// that scrapes itself.
-func TestPromClientRealPrometheus(t *testing.T) {
+// startPrometheus runs a real Prometheus (Debian's package) that scrapes
+// itself every second, and waits for its first sample.
+func startPrometheus(tb testing.TB) (*PromClient, string) {
+	tb.Helper()
 	const bin = "/usr/bin/prometheus"
 	if _, err := os.Stat(bin); err != nil {
-		t.Fatalf("%s is missing: scripts/test.sh installs Debian's prometheus", bin)
+		tb.Fatalf("%s is missing: scripts/test.sh installs Debian's prometheus", bin)
 	}
-	dir := t.TempDir()
+	dir := tb.TempDir()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	addr := l.Addr().String()
 	l.Close()
 	cfg := filepath.Join(dir, "prometheus.yml")
 	os.WriteFile(cfg, []byte(fmt.Sprintf("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: prometheus\n    static_configs:\n      - targets: [%q]\n", addr)), 0o600)
 	cmd := exec.Command(bin, "--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(dir, "data"), "--web.listen-address="+addr)
-	var log strings.Builder
-	cmd.Stdout, cmd.Stderr = &log, &log
+	log := &lockedBuilder{}
+	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	tb.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	c, err := NewPromClient(SourceConfig{URL: "http://" + addr})
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -92,13 +96,35 @@ func TestPromClientRealPrometheus(t *testing.T) {
 		s, err := c.Query(ctx, `up{job="prometheus"}`, time.Now())
 		cancel()
 		if err == nil && len(s) == 1 && s[0].Value == 1 && s[0].Labels["instance"] == addr {
-			break
+			return c, addr
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no up sample: %v %+v\n%s", err, s, log.String())
+			tb.Fatalf("no up sample: %v %+v\n%s", err, s, log.String())
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+type lockedBuilder struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuilder) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuilder) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestPromClientRealPrometheus queries a real Prometheus.
+func TestPromClientRealPrometheus(t *testing.T) {
+	c, _ := startPrometheus(t)
 	ctx := context.Background()
 	if s, err := c.Query(ctx, `scalar(up{job="prometheus"}) * 2`, time.Now()); err != nil || len(s) != 1 || s[0].Value != 2 {
 		t.Fatalf("scalar: %v %+v", err, s)
@@ -109,6 +135,31 @@ func TestPromClientRealPrometheus(t *testing.T) {
 	if _, err := c.Query(ctx, `up{`, time.Now()); err == nil {
 		t.Fatal("a syntax error passed")
 	}
+}
+
+// BenchmarkEnrichRealPrometheus is the context assembly for one
+// KubePodCrashLooping alert with the shipped runbooks: every candidate's
+// queries, in parallel, against a real Prometheus on loopback.
+func BenchmarkEnrichRealPrometheus(b *testing.B) {
+	c, _ := startPrometheus(b)
+	set, diags := rules.Load("../runbooks.hcl")
+	if diags.HasErrors() {
+		b.Fatal(diags)
+	}
+	labels := map[string]string{"alertname": "KubePodCrashLooping", "namespace": "shop", "pod": "api-0", "container": "api"}
+	cands := set.Candidates(labels)
+	b.ResetTimer()
+	var queries int
+	for b.Loop() {
+		e := set.Enrich(context.Background(), cands, rules.Vars{Labels: labels}, rules.Sources{Prom: c}, time.Now())
+		queries = e.Queries
+		for name, res := range e.Results {
+			if len(res.Errors) > 0 {
+				b.Fatalf("%s: %v", name, res.Errors)
+			}
+		}
+	}
+	b.ReportMetric(float64(queries), "queries/op")
 }
 
 func TestLokiClientRecorded(t *testing.T) {
