@@ -12,6 +12,8 @@ import (
 
 	"github.com/prometheus/alertmanager/notify/webhook"
 	"github.com/prometheus/alertmanager/template"
+
+	"medic/rules"
 )
 
 // WebhookVersion is the only Alertmanager webhook payload version medic reads.
@@ -193,7 +195,7 @@ func checkKV(path string, kv template.KV, what string, maxKeys, maxValue int, mu
 		return badField(ReasonLimitExceeded, path, "%d %ss exceed the limit of %d", len(kv), what, maxKeys)
 	}
 	for k, v := range kv {
-		if !IsLabelName(k) {
+		if !rules.IsLabelName(k) {
 			return badField(ReasonInvalidPayload, path, "%s is not a valid %s name", quote(k), what)
 		}
 		if err := checkText(path+"."+k, v, maxValue, multiline); err != nil {
@@ -214,42 +216,11 @@ func checkText(path, v string, max int, multiline bool) *IntakeError {
 		if multiline && (r == '\n' || r == '\t' || r == '\r') {
 			continue
 		}
-		if IsControl(r) {
+		if rules.IsControl(r) {
 			return badField(ReasonInvalidPayload, path, "control character %U at byte %d", r, i)
 		}
 	}
 	return nil
-}
-
-// IsControl reports whether r is a character medic refuses in label values:
-// C0 and C1 controls, DEL, the line and paragraph separators, and the
-// bidirectional overrides that can make text read differently from what it
-// is.
-func IsControl(r rune) bool {
-	switch {
-	case r < 0x20, r == 0x7f, r >= 0x80 && r <= 0x9f:
-		return true
-	case r == 0x2028, r == 0x2029:
-		return true
-	case r >= 0x202a && r <= 0x202e, r >= 0x2066 && r <= 0x2069, r == 0x200e, r == 0x200f, r == 0x061c:
-		return true
-	}
-	return false
-}
-
-// IsLabelName reports whether s is a valid Prometheus label name.
-func IsLabelName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || i > 0 && c >= '0' && c <= '9' {
-			continue
-		}
-		return false
-	}
-	return true
 }
 
 func isFingerprint(s string) bool {

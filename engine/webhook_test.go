@@ -7,6 +7,8 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"medic/rules"
 )
 
 func mutateAlert(f func(*testAlert)) []byte {
@@ -180,12 +182,12 @@ func TestIntakeAccepts(t *testing.T) {
 
 func TestIsControl(t *testing.T) {
 	for _, r := range []rune{0, '\n', '\t', 0x1b, 0x7f, 0x85, 0x9f, 0x2028, 0x2029, 0x202e, 0x2066, 0x200f, 0x061c} {
-		if !IsControl(r) {
+		if !rules.IsControl(r) {
 			t.Errorf("IsControl(%U) = false", r)
 		}
 	}
 	for _, r := range []rune{' ', 'a', '~', 0xa0, 'é', '日', 0xfffd} {
-		if IsControl(r) {
+		if rules.IsControl(r) {
 			t.Errorf("IsControl(%U) = true", r)
 		}
 	}
@@ -224,12 +226,12 @@ func FuzzDecodeNotification(f *testing.F) {
 				t.Fatalf("accepted %d labels", len(a.Labels))
 			}
 			for k, v := range a.Labels {
-				if !IsLabelName(k) || len(v) > l.MaxLabelValueLength || strings.IndexFunc(v, IsControl) >= 0 {
+				if !rules.IsLabelName(k) || len(v) > l.MaxLabelValueLength || strings.IndexFunc(v, rules.IsControl) >= 0 {
 					t.Fatalf("accepted label %q=%q", k, v)
 				}
 			}
 			for k, v := range a.Annotations {
-				if !IsLabelName(k) || len(v) > l.MaxAnnotationValueLength {
+				if !rules.IsLabelName(k) || len(v) > l.MaxAnnotationValueLength {
 					t.Fatalf("accepted annotation %q=%q", k, v)
 				}
 			}

@@ -109,7 +109,7 @@ func (l *loader) runbook(b *hcl.Block) hcl.Diagnostics {
 			diags = append(diags, d...)
 			ma := &attrs{m: at}
 			for label, attr := range at {
-				if !isLabelName(label) {
+				if !IsLabelName(label) {
 					diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid label name",
 						Detail: fmt.Sprintf("%q is not a valid Prometheus label name.", label), Subject: attr.NameRange.Ptr()})
 					continue
@@ -289,18 +289,4 @@ func (l *loader) step(b *hcl.Block, runbook string, sc scope) (*Step, hcl.Diagno
 		}
 	}
 	return st, append(diags, a.diags...)
-}
-
-func isLabelName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || i > 0 && c >= '0' && c <= '9' {
-			continue
-		}
-		return false
-	}
-	return true
 }

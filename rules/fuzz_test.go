@@ -61,7 +61,7 @@ func FuzzRenderHostileLabels(f *testing.F) {
 		}
 		for name, v := range c.Args {
 			p := tool.Param(name)
-			if !p.Pattern.MatchString(v) || strings.HasPrefix(v, "-") || strings.IndexFunc(v, isControl) >= 0 {
+			if !p.Pattern.MatchString(v) || strings.HasPrefix(v, "-") || strings.IndexFunc(v, IsControl) >= 0 {
 				t.Fatalf("%s = %q passed", name, v)
 			}
 		}

@@ -231,34 +231,14 @@ func (a *attrs) oneOf(name, def string, allowed ...string) string {
 }
 
 func (a *attrs) boolean(name string, def bool) bool {
-	attr, ok := a.m[name]
-	if !ok {
-		return def
-	}
-	v, d := attr.Expr.Value(nil)
-	a.diags = append(a.diags, d...)
-	var b bool
-	if !d.HasErrors() {
-		if err := gocty.FromCtyValue(v, &b); err != nil {
-			a.diags = append(a.diags, attrDiag(attr, "Invalid value", fmt.Sprintf("%s must be true or false.", name)))
-		}
-	}
+	b := def
+	a.decode(name, cty.Bool, &b, "true or false")
 	return b
 }
 
 func (a *attrs) number(name string) *float64 {
-	attr, ok := a.m[name]
-	if !ok {
-		return nil
-	}
-	v, d := attr.Expr.Value(nil)
-	a.diags = append(a.diags, d...)
 	var f float64
-	if d.HasErrors() {
-		return nil
-	}
-	if err := gocty.FromCtyValue(v, &f); err != nil {
-		a.diags = append(a.diags, attrDiag(attr, "Invalid value", fmt.Sprintf("%s must be a number.", name)))
+	if !a.decode(name, cty.Number, &f, "a number") {
 		return nil
 	}
 	return &f
@@ -290,23 +270,33 @@ func (a *attrs) duration(name string, def time.Duration) time.Duration {
 }
 
 func (a *attrs) strings(name string) []string {
+	var out []string
+	a.decode(name, cty.List(cty.String), &out, "a list of strings")
+	return out
+}
+
+// decode reads an attribute with no EvalContext, converts it to ty and
+// stores it in dst. It reports a diagnostic and returns false when the
+// attribute is there but unusable; it returns false, silently, when absent.
+func (a *attrs) decode(name string, ty cty.Type, dst any, want string) bool {
 	attr, ok := a.m[name]
 	if !ok {
-		return nil
+		return false
 	}
 	v, d := attr.Expr.Value(nil)
 	a.diags = append(a.diags, d...)
-	var out []string
-	if !d.HasErrors() {
-		lv, err := convert.Convert(v, cty.List(cty.String))
-		if err == nil {
-			err = gocty.FromCtyValue(lv, &out)
-		}
-		if err != nil {
-			a.diags = append(a.diags, attrDiag(attr, "Invalid value", fmt.Sprintf("%s must be a list of strings.", name)))
-		}
+	if d.HasErrors() {
+		return false
 	}
-	return out
+	cv, err := convert.Convert(v, ty)
+	if err == nil {
+		err = gocty.FromCtyValue(cv, dst)
+	}
+	if err != nil {
+		a.diags = append(a.diags, attrDiag(attr, "Invalid value", fmt.Sprintf("%s must be %s.", name, want)))
+		return false
+	}
+	return true
 }
 
 func (a *attrs) template(name string) *Template {
@@ -392,27 +382,13 @@ func duplicate(kind, name string, first hcl.Range, subject hcl.Range) *hcl.Diagn
 
 // statuses reads a list of HTTP status codes.
 func (a *attrs) statuses(name string) []int {
-	attr, ok := a.m[name]
-	if !ok {
-		return nil
-	}
-	v, d := attr.Expr.Value(nil)
-	a.diags = append(a.diags, d...)
 	var out []int
-	if d.HasErrors() {
-		return nil
-	}
-	lv, err := convert.Convert(v, cty.List(cty.Number))
-	if err == nil {
-		err = gocty.FromCtyValue(lv, &out)
-	}
-	if err != nil {
-		a.diags = append(a.diags, attrDiag(attr, "Invalid value", fmt.Sprintf("%s must be a list of status codes.", name)))
+	if !a.decode(name, cty.List(cty.Number), &out, "a list of status codes") {
 		return nil
 	}
 	for _, c := range out {
 		if c < 100 || c > 599 {
-			a.diags = append(a.diags, attrDiag(attr, "Invalid status", fmt.Sprintf("%d is not an HTTP status code.", c)))
+			a.diags = append(a.diags, attrDiag(a.m[name], "Invalid status", fmt.Sprintf("%d is not an HTTP status code.", c)))
 		}
 	}
 	return out

@@ -99,7 +99,7 @@ func (p *Param) Validate(v string) (string, error) {
 		return "", fmt.Errorf("parameter %s: not valid UTF-8", p.Name)
 	}
 	for i, r := range v {
-		if isControl(r) {
+		if IsControl(r) {
 			return "", fmt.Errorf("parameter %s: control character %U at byte %d", p.Name, r, i)
 		}
 	}
@@ -162,18 +162,6 @@ func (p *Param) bounds(f float64) error {
 		return fmt.Errorf("parameter %s: %v is above the maximum %v", p.Name, f, *p.Max)
 	}
 	return nil
-}
-
-// isControl reports the characters no argument may carry: C0 and C1
-// controls, DEL, line and paragraph separators, and bidirectional controls.
-func isControl(r rune) bool {
-	switch {
-	case r < 0x20, r == 0x7f, r >= 0x80 && r <= 0x9f, r == 0x2028, r == 0x2029:
-		return true
-	case r >= 0x202a && r <= 0x202e, r >= 0x2066 && r <= 0x2069, r == 0x200e, r == 0x200f, r == 0x061c:
-		return true
-	}
-	return false
 }
 
 func quoteValue(s string) string {

@@ -1,0 +1,32 @@
+package rules
+
+// IsControl reports whether r is a character medic refuses in label values
+// and arguments: C0 and C1 controls, DEL, the line and paragraph separators,
+// and the bidirectional controls that can make text read differently from
+// what it is. The intake applies the same classes.
+func IsControl(r rune) bool {
+	switch {
+	case r < 0x20, r == 0x7f, r >= 0x80 && r <= 0x9f:
+		return true
+	case r == 0x2028, r == 0x2029:
+		return true
+	case r >= 0x202a && r <= 0x202e, r >= 0x2066 && r <= 0x2069, r == 0x200e, r == 0x200f, r == 0x061c:
+		return true
+	}
+	return false
+}
+
+// IsLabelName reports whether s is a valid Prometheus label name.
+func IsLabelName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || i > 0 && c >= '0' && c <= '9' {
+			continue
+		}
+		return false
+	}
+	return true
+}
