@@ -180,19 +180,6 @@ func TestIntakeAccepts(t *testing.T) {
 	}
 }
 
-func TestIsControl(t *testing.T) {
-	for _, r := range []rune{0, '\n', '\t', 0x1b, 0x7f, 0x85, 0x9f, 0x2028, 0x2029, 0x202e, 0x2066, 0x200f, 0x061c} {
-		if !rules.IsControl(r) {
-			t.Errorf("IsControl(%U) = false", r)
-		}
-	}
-	for _, r := range []rune{' ', 'a', '~', 0xa0, 'é', '日', 0xfffd} {
-		if rules.IsControl(r) {
-			t.Errorf("IsControl(%U) = true", r)
-		}
-	}
-}
-
 // FuzzDecodeNotification checks that no body panics the decoder and that
 // whatever it accepts really is within the limits: no control characters in
 // label values, valid label names and fingerprints, at least one alert.

@@ -153,10 +153,6 @@ func (s *Set) Plan(rb *Runbook, v Vars) ([]PlannedCall, error) {
 	return calls, nil
 }
 
-// RenderCall renders and validates one call, as the LLM path will propose
-// them; see Plan.
-func (s *Set) RenderCall(c *Call, v Vars) (PlannedCall, error) { return s.renderCall(c, &v) }
-
 func (s *Set) renderCall(c *Call, v *Vars) (PlannedCall, error) {
 	t := s.Tools[c.Tool]
 	if t == nil {

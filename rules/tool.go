@@ -176,12 +176,11 @@ type ExecutorKind string
 
 // The executor kinds.
 const (
-	ExecKind     ExecutorKind = "exec"
-	HTTPKind     ExecutorKind = "http"
-	SilenceKind  ExecutorKind = "silence"
-	NotifyKind   ExecutorKind = "notify"
-	SystemdKind  ExecutorKind = "systemd"
-	executorKind              = "executor"
+	ExecKind    ExecutorKind = "exec"
+	HTTPKind    ExecutorKind = "http"
+	SilenceKind ExecutorKind = "silence"
+	NotifyKind  ExecutorKind = "notify"
+	SystemdKind ExecutorKind = "systemd"
 )
 
 // Executor is the one executor block of a tool, validated and with its

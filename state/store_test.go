@@ -45,7 +45,17 @@ func process(t *testing.T, s *Store, max int, fn func(tx *Tx, e InboxEntry) erro
 }
 
 func TestInboxOrderAndGroupCommit(t *testing.T) {
-	s := open(t, filepath.Join(t.TempDir(), "m.db"))
+	for _, o := range []Options{DefaultOptions, {GroupCommit: GroupBoltBatch, MaxBatchDelay: 2 * time.Millisecond, MaxBatchSize: 1000}} {
+		t.Run(fmt.Sprint(o.GroupCommit), func(t *testing.T) { testInboxOrder(t, o) })
+	}
+}
+
+func testInboxOrder(t *testing.T, o Options) {
+	s, err := Open(filepath.Join(t.TempDir(), "m.db"), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
 	const n = 200
 	var wg sync.WaitGroup
 	for i := 0; i < n; i++ {
