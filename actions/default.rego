@@ -1,0 +1,96 @@
+# medic's default policy. It decides every tool call: allow, deny, or
+# needs_approval, each with reasons. A policy file named in medic.hcl
+# replaces it; it must define data.medic.policy.decision the same way.
+package medic.policy
+
+import rego.v1
+
+# The input document is described in the README ("The policy gate").
+
+default max_per_target_hour := 3
+
+default storm_limit := 10
+
+default max_fleet_share := 0.2
+
+default min_confidence_medium := 0.75
+
+default min_confidence_llm := 0.85
+
+default min_success_rate := 0.5
+
+max_per_target_hour := input.config.max_per_target_hour if input.config.max_per_target_hour
+
+storm_limit := input.config.storm_limit if input.config.storm_limit
+
+# --- deny ---------------------------------------------------------------
+
+deny contains msg if {
+	not input.rollback
+	input.state.executions_target_hour >= max_per_target_hour
+	msg := sprintf("rate limit: %d executions of %s on %s in the last hour (at most %d)", [input.state.executions_target_hour, input.call.tool, input.call.target, max_per_target_hour])
+}
+
+deny contains msg if {
+	input.state.fleet_size > 0
+	share := input.state.targets_affected / input.state.fleet_size
+	share > max_fleet_share
+	msg := sprintf("blast radius: %d of %d targets (share %v) is over %v of the fleet", [input.state.targets_affected, input.state.fleet_size, share, max_fleet_share])
+}
+
+deny contains msg if {
+	input.call.risk == "medium"
+	input.confidence < min_confidence_medium
+	msg := sprintf("confidence %v is below %v, which a medium-risk tool needs", [input.confidence, min_confidence_medium])
+}
+
+deny contains msg if {
+	input.idempotency.repeat
+	msg := sprintf("idempotent repeat: %s already ran within its window", [input.idempotency.key])
+}
+
+# --- needs approval ----------------------------------------------------
+
+approval contains "high-risk tools always need approval" if input.call.risk == "high"
+
+approval contains msg if {
+	input.source == "llm"
+	input.confidence < min_confidence_llm
+	msg := sprintf("an LLM proposal with confidence %v (below %v) needs approval", [input.confidence, min_confidence_llm])
+}
+
+approval contains msg if {
+	not input.rollback
+	input.state.actions_fleet_10m >= storm_limit
+	msg := sprintf("storm brake: %d actions across the fleet in 10 minutes (limit %d)", [input.state.actions_fleet_10m, storm_limit])
+}
+
+approval contains msg if {
+	p := input.config.peak_hours
+	input.service.critical == true
+	[h, _, _] := time.clock([time.now_ns(), p.timezone])
+	h >= p.start
+	h < p.end
+	msg := sprintf("peak hours (%v to %v, %v) on a critical service", [p.start, p.end, p.timezone])
+}
+
+approval contains msg if {
+	input.state.tool_runs >= 5
+	input.state.tool_success_rate < min_success_rate
+	msg := sprintf("%s has a recent success rate of %v (below %v)", [input.call.tool, input.state.tool_success_rate, min_success_rate])
+}
+
+approval contains "mode approve: a human decides" if input.mode == "approve"
+
+# --- decision ------------------------------------------------------------
+
+# One chain, so each set is computed once: any denial wins; then any
+# approval requirement, unless a human approved; then allow.
+decision := {"result": "deny", "reasons": sort(deny)} if {
+	count(deny) > 0
+} else := {"result": "needs_approval", "reasons": sort(approval)} if {
+	count(approval) > 0
+	not input.approved
+} else := {"result": "allow", "reasons": ["approved by a human"]} if {
+	count(approval) > 0
+} else := {"result": "allow", "reasons": ["every rule passed"]}
