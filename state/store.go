@@ -29,7 +29,8 @@ var (
 
 	keySchemaVersion = []byte("schema_version")
 
-	allBuckets = [][]byte{bucketMeta, bucketInbox, bucketDead, bucketIncidents, bucketIncidentKeys, bucketFingerprints, bucketIgnored}
+	allBuckets = [][]byte{bucketMeta, bucketInbox, bucketDead, bucketIncidents, bucketIncidentKeys, bucketFingerprints, bucketIgnored,
+		bucketJournal, bucketIdempotency, bucketToolStats}
 )
 
 // ErrNotFound is returned when a record does not exist.

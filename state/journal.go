@@ -1,0 +1,269 @@
+package state
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// ActionState is where an action is in its life.
+type ActionState string
+
+// The action states. An action is written as running before its tool
+// starts; one found running when medic starts was cut off by a crash and
+// becomes interrupted, and is never re-run blindly.
+const (
+	ActionRunning     ActionState = "running"
+	ActionSucceeded   ActionState = "succeeded"
+	ActionFailed      ActionState = "failed"
+	ActionInterrupted ActionState = "interrupted"
+)
+
+// Action is one journal entry: the intent, then the result.
+type Action struct {
+	ID             uint64            `json:"id"`
+	Incident       uint64            `json:"incident"`
+	Runbook        string            `json:"runbook,omitempty"`
+	Step           string            `json:"step,omitempty"`
+	Tool           string            `json:"tool"`
+	Target         string            `json:"target"`
+	Args           map[string]string `json:"args,omitempty"`
+	Argv           []string          `json:"argv,omitempty"`
+	IdempotencyKey string            `json:"idempotency_key,omitempty"`
+	Rollback       bool              `json:"rollback,omitempty"`
+	State          ActionState       `json:"state"`
+	StartedAt      time.Time         `json:"started_at"`
+	FinishedAt     *time.Time        `json:"finished_at,omitempty"`
+	// Result is the executor's record, kept verbatim for the audit log.
+	Result json.RawMessage `json:"result,omitempty"`
+}
+
+var (
+	bucketJournal     = []byte("journal")
+	bucketIdempotency = []byte("idempotency")
+	bucketToolStats   = []byte("tool_stats")
+)
+
+// ErrIdempotentRepeat is returned by BeginAction when the action's
+// idempotency key ran within its window.
+var ErrIdempotentRepeat = fmt.Errorf("idempotent repeat")
+
+type idemRecord struct {
+	At     time.Time `json:"at"`
+	Action uint64    `json:"action"`
+}
+
+// BeginAction writes the intent to the journal, fsynced, before the tool
+// runs, and claims its idempotency key for window in the same transaction:
+// a second BeginAction with the key inside the window fails with
+// ErrIdempotentRepeat, even after a crash and a restart.
+func (s *Store) BeginAction(a *Action, window time.Duration) error {
+	a.State = ActionRunning
+	return s.db.Update(func(tx *bolt.Tx) error {
+		idem := tx.Bucket(bucketIdempotency)
+		if a.IdempotencyKey != "" && window > 0 {
+			if v := idem.Get([]byte(a.IdempotencyKey)); v != nil {
+				var r idemRecord
+				if err := json.Unmarshal(v, &r); err != nil {
+					return fmt.Errorf("decode idempotency record: %w", err)
+				}
+				if a.StartedAt.Sub(r.At) < window {
+					return fmt.Errorf("%w: %s ran at %s (action %d)", ErrIdempotentRepeat, a.IdempotencyKey, r.At.UTC().Format(time.RFC3339), r.Action)
+				}
+			}
+		}
+		b := tx.Bucket(bucketJournal)
+		id, err := b.NextSequence()
+		if err != nil {
+			return err
+		}
+		a.ID = id
+		buf, err := json.Marshal(a)
+		if err != nil {
+			return err
+		}
+		if err := b.Put(u64(id), buf); err != nil {
+			return err
+		}
+		if a.IdempotencyKey != "" && window > 0 {
+			rec, _ := json.Marshal(idemRecord{At: a.StartedAt, Action: id})
+			return idem.Put([]byte(a.IdempotencyKey), rec)
+		}
+		return nil
+	})
+}
+
+// toolStatsWindow is how many recent outcomes a tool's success rate counts.
+const toolStatsWindow = 20
+
+// ToolStats are a tool's recent outcomes.
+type ToolStats struct {
+	// Recent holds the last outcomes, newest last: true for success.
+	Recent []bool `json:"recent"`
+}
+
+// Rate is the share of recent successes, and the number of runs counted.
+func (t ToolStats) Rate() (float64, int) {
+	if len(t.Recent) == 0 {
+		return 1, 0
+	}
+	ok := 0
+	for _, r := range t.Recent {
+		if r {
+			ok++
+		}
+	}
+	return float64(ok) / float64(len(t.Recent)), len(t.Recent)
+}
+
+// FinishAction records the outcome of an action and counts it in its
+// tool's success rate.
+func (s *Store) FinishAction(id uint64, st ActionState, result json.RawMessage, at time.Time) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketJournal)
+		v := b.Get(u64(id))
+		if v == nil {
+			return fmt.Errorf("action %d: %w", id, ErrNotFound)
+		}
+		var a Action
+		if err := json.Unmarshal(v, &a); err != nil {
+			return fmt.Errorf("decode action %d: %w", id, err)
+		}
+		a.State, a.Result, a.FinishedAt = st, result, &at
+		buf, err := json.Marshal(a)
+		if err != nil {
+			return err
+		}
+		if err := b.Put(u64(id), buf); err != nil {
+			return err
+		}
+		return countOutcome(tx, a.Tool, st == ActionSucceeded)
+	})
+}
+
+func countOutcome(tx *bolt.Tx, tool string, ok bool) error {
+	b := tx.Bucket(bucketToolStats)
+	var ts ToolStats
+	if v := b.Get([]byte(tool)); v != nil {
+		if err := json.Unmarshal(v, &ts); err != nil {
+			return fmt.Errorf("decode tool stats %s: %w", tool, err)
+		}
+	}
+	ts.Recent = append(ts.Recent, ok)
+	if len(ts.Recent) > toolStatsWindow {
+		ts.Recent = ts.Recent[len(ts.Recent)-toolStatsWindow:]
+	}
+	buf, err := json.Marshal(ts)
+	if err != nil {
+		return err
+	}
+	return b.Put([]byte(tool), buf)
+}
+
+// MarkInterrupted turns every action left running by a crash into
+// interrupted, counts it as a failure of its tool, and returns them, so
+// that their incidents escalate. It runs once at start, before any action.
+func (s *Store) MarkInterrupted(at time.Time) ([]Action, error) {
+	var out []Action
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		out = out[:0]
+		b := tx.Bucket(bucketJournal)
+		var keys [][]byte
+		var found []Action
+		if err := b.ForEach(func(k, v []byte) error {
+			var a Action
+			if err := json.Unmarshal(v, &a); err != nil {
+				return fmt.Errorf("decode action %x: %w", k, err)
+			}
+			if a.State == ActionRunning {
+				keys = append(keys, k)
+				found = append(found, a)
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		for i, a := range found {
+			a.State, a.FinishedAt = ActionInterrupted, &at
+			buf, err := json.Marshal(a)
+			if err != nil {
+				return err
+			}
+			if err := b.Put(keys[i], buf); err != nil {
+				return err
+			}
+			if err := countOutcome(tx, a.Tool, false); err != nil {
+				return err
+			}
+			out = append(out, a)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Counts are what the policy reads from the journal.
+type Counts struct {
+	// TargetHour counts actions of the tool on the target in the hour
+	// before now; rollbacks are not counted.
+	TargetHour int
+	// Fleet10m counts actions of any tool in the 10 minutes before now.
+	Fleet10m int
+	Tool     ToolStats
+}
+
+// CountActions reads the journal backwards from the newest entry, so its
+// cost is the number of actions in the last hour, not the journal's size.
+func (s *Store) CountActions(tool, target string, now time.Time) (Counts, error) {
+	var c Counts
+	err := s.db.View(func(tx *bolt.Tx) error {
+		cur := tx.Bucket(bucketJournal).Cursor()
+		hour, tenMin := now.Add(-time.Hour), now.Add(-10*time.Minute)
+		for k, v := cur.Last(); k != nil; k, v = cur.Prev() {
+			var a Action
+			if err := json.Unmarshal(v, &a); err != nil {
+				return fmt.Errorf("decode action %x: %w", k, err)
+			}
+			if a.StartedAt.Before(hour) {
+				break
+			}
+			if a.Rollback {
+				continue
+			}
+			if !a.StartedAt.Before(tenMin) {
+				c.Fleet10m++
+			}
+			if a.Tool == tool && a.Target == target {
+				c.TargetHour++
+			}
+		}
+		if v := tx.Bucket(bucketToolStats).Get([]byte(tool)); v != nil {
+			if err := json.Unmarshal(v, &c.Tool); err != nil {
+				return fmt.Errorf("decode tool stats %s: %w", tool, err)
+			}
+		}
+		return nil
+	})
+	return c, err
+}
+
+// Actions returns the journal entries of an incident, oldest first; incident
+// 0 returns all.
+func (s *Store) Actions(incident uint64) ([]Action, error) {
+	out := []Action{}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketJournal).ForEach(func(k, v []byte) error {
+			var a Action
+			if err := json.Unmarshal(v, &a); err != nil {
+				return fmt.Errorf("decode action %x: %w", k, err)
+			}
+			if incident == 0 || a.Incident == incident {
+				out = append(out, a)
+			}
+			return nil
+		})
+	})
+	return out, err
+}

@@ -1,0 +1,90 @@
+package state
+
+import (
+	"encoding/json"
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+var t0 = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+
+func TestJournalLifecycleAndCounts(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "m.db"))
+	begin := func(tool, target string, at time.Time, rollback bool) uint64 {
+		a := &Action{Incident: 1, Tool: tool, Target: target, StartedAt: at, Rollback: rollback, Argv: []string{"kubectl", "scale"}}
+		if err := s.BeginAction(a, 0); err != nil {
+			t.Fatal(err)
+		}
+		return a.ID
+	}
+	old := begin("k8s_scale", "shop/api", t0.Add(-61*time.Minute), false)
+	a1 := begin("k8s_scale", "shop/api", t0.Add(-59*time.Minute), false)
+	a2 := begin("k8s_scale", "shop/api", t0.Add(-5*time.Minute), false)
+	begin("k8s_scale", "shop/api", t0.Add(-4*time.Minute), true) // a rollback
+	begin("k8s_scale", "shop/web", t0.Add(-3*time.Minute), false)
+	begin("cert_renew", "shop/tls", t0.Add(-11*time.Minute), false)
+	for _, id := range []uint64{old, a1} {
+		if err := s.FinishAction(id, ActionSucceeded, json.RawMessage(`{"exit_code":0}`), t0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.FinishAction(a2, ActionFailed, json.RawMessage(`{"exit_code":1}`), t0); err != nil {
+		t.Fatal(err)
+	}
+	c, err := s.CountActions("k8s_scale", "shop/api", t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.TargetHour != 2 || c.Fleet10m != 2 {
+		t.Fatalf("counts %+v, want 2 on the target in the hour and 2 in the fleet in 10 minutes", c)
+	}
+	if rate, runs := c.Tool.Rate(); runs != 3 || rate < 0.66 || rate > 0.67 {
+		t.Fatalf("rate %v over %d runs", rate, runs)
+	}
+	acts, _ := s.Actions(1)
+	if len(acts) != 6 || acts[2].State != ActionFailed || acts[2].FinishedAt == nil || string(acts[2].Result) != `{"exit_code":1}` {
+		t.Fatalf("journal %+v", acts[2])
+	}
+	if err := s.FinishAction(999, ActionSucceeded, nil, t0); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("finishing an unknown action: %v", err)
+	}
+}
+
+// TestJournalAfterCrash: an action written as running and never finished,
+// because medic died, is interrupted at the next start, and its idempotency
+// key still blocks a re-run inside the window.
+func TestJournalAfterCrash(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "m.db")
+	s, err := Open(p, DefaultOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &Action{Incident: 7, Tool: "k8s_set_memory_limit", Target: "shop/api", IdempotencyKey: "shop/api/memory", StartedAt: t0}
+	if err := s.BeginAction(a, 30*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	s.Close() // the process dies here: no FinishAction
+
+	s = open(t, p)
+	got, err := s.MarkInterrupted(t0.Add(time.Minute))
+	if err != nil || len(got) != 1 || got[0].ID != a.ID || got[0].State != ActionInterrupted || got[0].Incident != 7 {
+		t.Fatalf("%v %+v", err, got)
+	}
+	if again, _ := s.MarkInterrupted(t0.Add(2 * time.Minute)); len(again) != 0 {
+		t.Fatalf("interrupted twice: %+v", again)
+	}
+	retry := &Action{Incident: 7, Tool: "k8s_set_memory_limit", Target: "shop/api", IdempotencyKey: "shop/api/memory", StartedAt: t0.Add(29 * time.Minute)}
+	if err := s.BeginAction(retry, 30*time.Minute); !errors.Is(err, ErrIdempotentRepeat) {
+		t.Fatalf("re-run inside the window: %v", err)
+	}
+	retry.StartedAt = t0.Add(30 * time.Minute)
+	if err := s.BeginAction(retry, 30*time.Minute); err != nil {
+		t.Fatalf("run after the window: %v", err)
+	}
+	c, _ := s.CountActions("k8s_set_memory_limit", "shop/api", t0.Add(31*time.Minute))
+	if rate, runs := c.Tool.Rate(); runs != 1 || rate != 0 {
+		t.Fatalf("the interruption was not counted as a failure: %v over %d", rate, runs)
+	}
+}
