@@ -4,6 +4,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -111,14 +112,23 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var cf clientFlags
 	var inf incidentsFlags
 	incidents := app.Command("incidents", "List incidents, or show one, through the daemon's HTTP API.")
-	incidents.Flag("medic.url", "URL of the medic daemon.").Default("http://" + engine.DefaultListenAddress).Envar("MEDIC_URL").StringVar(&cf.url)
-	incidents.Flag("medic.token-file", "File holding the daemon's bearer token.").Envar("MEDIC_TOKEN_FILE").StringVar(&cf.tokenFile)
-	incidents.Flag("http.config.file", "HTTP client configuration (Prometheus format: TLS, basic auth), as amtool takes it.").StringVar(&cf.httpConfig)
-	incidents.Flag("medic.timeout", "Timeout of the request.").Default("30s").DurationVar(&cf.timeout)
 	incidents.Flag("state", "Which incidents to list: open, closed or all.").Default("open").EnumVar(&inf.state, "open", "closed", "all")
 	incidents.Flag("limit", "List at most this many incidents, newest first; 0 lists all.").Default("0").IntVar(&inf.limit)
 	incidents.Flag("output", "Output format: text or json.").Short('o').Default("text").EnumVar(&inf.output, "text", "json")
 	incidents.Arg("id", "Show this incident in full.").StringVar(&inf.id)
+
+	var af auditFlags
+	audit := app.Command("audit", "Print the audit log, or verify its hash chain, through the daemon's HTTP API.")
+	audit.Flag("incident", "Only this incident's entries.").Uint64Var(&af.incident)
+	audit.Flag("since", "Only entries at or after this RFC 3339 time.").StringVar(&af.since)
+	audit.Flag("verify", "Check the hash chain; exit 1 if it is broken.").BoolVar(&af.verify)
+	audit.Flag("output", "Output format: text or json (JSON lines).").Short('o').Default("text").EnumVar(&af.output, "text", "json")
+	for _, c := range []*kingpin.CmdClause{incidents, audit} {
+		c.Flag("medic.url", "URL of the medic daemon.").Default("http://" + engine.DefaultListenAddress).Envar("MEDIC_URL").StringVar(&cf.url)
+		c.Flag("medic.token-file", "File holding the daemon's bearer token.").Envar("MEDIC_TOKEN_FILE").StringVar(&cf.tokenFile)
+		c.Flag("http.config.file", "HTTP client configuration (Prometheus format: TLS, basic auth), as amtool takes it.").StringVar(&cf.httpConfig)
+		c.Flag("medic.timeout", "Timeout of the request.").Default("30s").DurationVar(&cf.timeout)
+	}
 
 	cmd, err := app.Parse(args)
 	if exited >= 0 {
@@ -143,6 +153,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runCheck(checkFiles, checkOutput, stdout, stderr)
 	case "incidents":
 		return runIncidents(cf, inf, stdout, stderr)
+	case "audit":
+		return runAudit(cf, af, stdout, stderr)
 	}
 	fmt.Fprintf(stderr, "medic: unknown command %q\n", cmd)
 	return exitError
@@ -400,28 +412,21 @@ func runCheck(files []string, output string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-func runIncidents(cf clientFlags, f incidentsFlags, stdout, stderr io.Writer) int {
+// apiGet is a client command's request to the daemon. It returns the body
+// of a 200, or prints the daemon's error and returns the exit code: 1 for a
+// 404, 2 for everything else.
+func apiGet(cf clientFlags, path string, q url.Values, stderr io.Writer) ([]byte, int) {
 	base, err := url.Parse(cf.url)
 	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
 		fmt.Fprintf(stderr, "medic: --medic.url %q is not an http(s) URL\n", cf.url)
-		return exitError
+		return nil, exitError
 	}
 	token := cf.token
 	if cf.tokenFile != "" {
 		token, err = engine.ReadToken(cf.tokenFile)
 		if err != nil {
 			fmt.Fprintf(stderr, "medic: %v\n", err)
-			return exitError
-		}
-	}
-	path := "/api/v1/incidents"
-	q := url.Values{}
-	if f.id != "" {
-		path += "/" + url.PathEscape(f.id)
-	} else {
-		q.Set("state", f.state)
-		if f.limit > 0 {
-			q.Set("limit", fmt.Sprint(f.limit))
+			return nil, exitError
 		}
 	}
 	u := base.JoinPath(path)
@@ -431,7 +436,7 @@ func runIncidents(cf clientFlags, f incidentsFlags, stdout, stderr io.Writer) in
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
 		fmt.Fprintf(stderr, "medic: %v\n", err)
-		return exitError
+		return nil, exitError
 	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
@@ -445,19 +450,19 @@ func runIncidents(cf clientFlags, f incidentsFlags, stdout, stderr io.Writer) in
 		}
 		if err != nil {
 			fmt.Fprintf(stderr, "medic: --http.config.file: %v\n", err)
-			return exitError
+			return nil, exitError
 		}
 	}
 	resp, err := client.Do(req)
 	if err != nil {
 		fmt.Fprintf(stderr, "medic: %v\n", err)
-		return exitError
+		return nil, exitError
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
 	if err != nil {
 		fmt.Fprintf(stderr, "medic: reading response: %v\n", err)
-		return exitError
+		return nil, exitError
 	}
 	if resp.StatusCode != http.StatusOK {
 		var eb struct {
@@ -469,9 +474,27 @@ func runIncidents(cf clientFlags, f incidentsFlags, stdout, stderr io.Writer) in
 		}
 		fmt.Fprintf(stderr, "medic: %s: %s\n", resp.Status, msg)
 		if resp.StatusCode == http.StatusNotFound {
-			return exitFailed
+			return nil, exitFailed
 		}
-		return exitError
+		return nil, exitError
+	}
+	return body, exitOK
+}
+
+func runIncidents(cf clientFlags, f incidentsFlags, stdout, stderr io.Writer) int {
+	path := "/api/v1/incidents"
+	q := url.Values{}
+	if f.id != "" {
+		path += "/" + url.PathEscape(f.id)
+	} else {
+		q.Set("state", f.state)
+		if f.limit > 0 {
+			q.Set("limit", fmt.Sprint(f.limit))
+		}
+	}
+	body, code := apiGet(cf, path, q, stderr)
+	if code != exitOK {
+		return code
 	}
 	var env struct {
 		Data json.RawMessage `json:"data"`
@@ -552,4 +575,67 @@ func printIncident(w io.Writer, inc *state.Incident) {
 	if inc.TimelineDropped > 0 {
 		fmt.Fprintf(w, "  (%d older events dropped)\n", inc.TimelineDropped)
 	}
+}
+
+type auditFlags struct {
+	incident uint64
+	since    string
+	verify   bool
+	output   string
+}
+
+// runAudit prints the audit log, or checks its hash chain with --verify
+// (exit 1 when broken).
+func runAudit(cf clientFlags, f auditFlags, stdout, stderr io.Writer) int {
+	if f.verify {
+		body, code := apiGet(cf, "/api/v1/audit/verify", nil, stderr)
+		if code != exitOK {
+			return code
+		}
+		var r struct {
+			Data struct {
+				Valid   bool   `json:"valid"`
+				Entries int    `json:"entries"`
+				Error   string `json:"error"`
+			} `json:"data"`
+		}
+		if err := json.Unmarshal(body, &r); err != nil {
+			fmt.Fprintf(stderr, "medic: decoding response: %v\n", err)
+			return exitError
+		}
+		if !r.Data.Valid {
+			fmt.Fprintf(stdout, "FAILED: the audit chain is broken after %d good entries: %s\n", r.Data.Entries, r.Data.Error)
+			return exitFailed
+		}
+		fmt.Fprintf(stdout, "SUCCESS: %d entries, hash chain intact\n", r.Data.Entries)
+		return exitOK
+	}
+	q := url.Values{}
+	if f.incident > 0 {
+		q.Set("incident", fmt.Sprint(f.incident))
+	}
+	if f.since != "" {
+		q.Set("since", f.since)
+	}
+	body, code := apiGet(cf, "/api/v1/audit", q, stderr)
+	if code != exitOK {
+		return code
+	}
+	if f.output == "json" {
+		stdout.Write(body)
+		return exitOK
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SEQ\tTIME\tINCIDENT\tKIND\tACTOR\tDETAILS")
+	dec := json.NewDecoder(bytes.NewReader(body))
+	for dec.More() {
+		var e state.AuditEntry
+		if err := dec.Decode(&e); err != nil {
+			fmt.Fprintf(stderr, "medic: decoding the audit log: %v\n", err)
+			return exitError
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%s\t%s\n", e.Seq, e.Time.UTC().Format(time.RFC3339), e.Incident, e.Kind, e.Actor, e.Details)
+	}
+	tw.Flush()
+	return exitOK
 }

@@ -313,6 +313,16 @@ storage { path = "state/medic.db" }
 			t.Errorf("Authorization %q: %d, want 401", auth, resp.StatusCode)
 		}
 	}
+	// Every opening and closing is in the audit log, hash-chained.
+	auditOut, err := exec.Command(medicBin, "audit", "--medic.url", "http://"+medicAddr, "--medic.token-file", tokenFile).CombinedOutput()
+	if err != nil || strings.Count(string(auditOut), `"event":"opened"`) != 3 || strings.Count(string(auditOut), `"event":"closed"`) != 3 {
+		t.Fatalf("medic audit: %v\n%s", err, auditOut)
+	}
+	verifyOut, err := exec.Command(medicBin, "audit", "--verify", "--medic.url", "http://"+medicAddr, "--medic.token-file", tokenFile).CombinedOutput()
+	if err != nil || !strings.Contains(string(verifyOut), "SUCCESS: 6 entries") {
+		t.Fatalf("medic audit --verify: %v\n%s", err, verifyOut)
+	}
+
 	eventually(t, 10*time.Second, "the Watchdog alert to be counted as ignored", func() bool {
 		return !strings.Contains(get(t, "http://"+medicAddr+"/metrics"), `medic_alerts_processed_total{result="ignored"} 0`+"\n")
 	})

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -32,6 +33,8 @@ func (e *Engine) Handler() http.Handler {
 	handle("GET /api/v1/incidents", "/api/v1/incidents", e.authed(e.serveIncidents))
 	handle("GET /api/v1/incidents/{id}", "/api/v1/incidents/{id}", e.authed(e.serveIncident))
 	handle("GET /api/v1/ignored", "/api/v1/ignored", e.authed(e.serveIgnored))
+	handle("GET /api/v1/audit", "/api/v1/audit", e.authed(e.serveAudit))
+	handle("GET /api/v1/audit/verify", "/api/v1/audit/verify", e.authed(e.serveAuditVerify))
 	handle("GET /api/v1/admin/backup", "/api/v1/admin/backup", e.authed(e.serveBackup))
 	handle("POST /-/reload", "/-/reload", e.authed(e.serveReload))
 	handle("GET /-/healthy", "/-/healthy", func(w http.ResponseWriter, _ *http.Request) {
@@ -162,4 +165,41 @@ func (e *Engine) serveReload(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, successBody{Status: "success", Data: "configuration reloaded"})
 	case <-r.Context().Done():
 	}
+}
+
+// serveAudit streams the audit log as JSON lines, oldest first:
+// ?incident=ID&since=RFC3339.
+func (e *Engine) serveAudit(w http.ResponseWriter, r *http.Request) {
+	var f state.AuditFilter
+	if s := r.URL.Query().Get("incident"); s != "" {
+		id, err := strconv.ParseUint(s, 10, 64)
+		if err != nil || id == 0 {
+			apiError(w, http.StatusBadRequest, "bad_data", "incident %s is not a positive integer", quote(s))
+			return
+		}
+		f.Incident = id
+	}
+	if s := r.URL.Query().Get("since"); s != "" {
+		t, err := time.Parse(time.RFC3339, s)
+		if err != nil {
+			apiError(w, http.StatusBadRequest, "bad_data", "since %s is not an RFC 3339 time", quote(s))
+			return
+		}
+		f.Since = t
+	}
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	enc := json.NewEncoder(w)
+	if err := e.store.AuditEntries(f, func(a state.AuditEntry) error { return enc.Encode(a) }); err != nil {
+		e.logger.Error("streaming the audit log failed", "component", "api", "err", err)
+	}
+}
+
+// serveAuditVerify checks the audit log's hash chain.
+func (e *Engine) serveAuditVerify(w http.ResponseWriter, _ *http.Request) {
+	n, err := e.store.VerifyAudit()
+	if err != nil {
+		writeJSON(w, http.StatusOK, successBody{Status: "success", Data: map[string]any{"valid": false, "entries": n, "error": err.Error()}})
+		return
+	}
+	writeJSON(w, http.StatusOK, successBody{Status: "success", Data: map[string]any{"valid": true, "entries": n}})
 }

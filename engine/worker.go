@@ -223,6 +223,11 @@ func (e *Engine) applyAlert(tx *state.Tx, cfg *Config, a *template.Alert, now ti
 		if err := tx.PutIncident(inc); err != nil {
 			return 0, 0, 0, err
 		}
+		if closed == 1 {
+			if err := tx.Audit(incidentAudit(inc, now, "closed", a)); err != nil {
+				return 0, 0, 0, err
+			}
+		}
 		return rResolved, 0, closed, tx.PutFingerprint(fp, state.Fingerprint{IncidentID: inc.ID, StartsAt: a.StartsAt, Resolved: true, UpdatedAt: now})
 	}
 
@@ -263,6 +268,11 @@ func (e *Engine) applyAlert(tx *state.Tx, cfg *Config, a *template.Alert, now ti
 	if err := tx.PutIncident(inc); err != nil {
 		return 0, 0, 0, err
 	}
+	if opened == 1 {
+		if err := tx.Audit(incidentAudit(inc, now, "opened", a)); err != nil {
+			return 0, 0, 0, err
+		}
+	}
 	return result, opened, 0, tx.PutFingerprint(fp, state.Fingerprint{IncidentID: inc.ID, StartsAt: a.StartsAt, UpdatedAt: now, Digest: digest})
 }
 
@@ -281,6 +291,13 @@ func alertDigest(a *template.Alert) uint64 {
 	}
 	h.Write([]byte(a.GeneratorURL))
 	return h.Sum64()
+}
+
+// incidentAudit records an incident opening or closing, with the alert that
+// caused it.
+func incidentAudit(inc *state.Incident, now time.Time, what string, a *template.Alert) state.AuditEntry {
+	details, _ := json.Marshal(map[string]any{"event": what, "key": inc.Key, "fingerprint": a.Fingerprint, "labels": a.Labels})
+	return state.AuditEntry{Time: now, Incident: inc.ID, Kind: "incident", Actor: "alertmanager", Details: details}
 }
 
 func update(rec *state.Alert, a *template.Alert, now time.Time) {

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -197,6 +198,12 @@ func TestIncidentAPI(t *testing.T) {
 		{"/api/v1/incidents/99", "tkn", 404},
 		{"/api/v1/incidents/abc", "tkn", 400},
 		{"/api/v1/incidents/0", "tkn", 400},
+		{"/api/v1/audit", "", 401},
+		{"/api/v1/audit", "tkn", 200},
+		{"/api/v1/audit?incident=1&since=2026-11-26T00:00:00Z", "tkn", 200},
+		{"/api/v1/audit?incident=x", "tkn", 400},
+		{"/api/v1/audit?since=yesterday", "tkn", 400},
+		{"/api/v1/audit/verify", "tkn", 200},
 		{"/-/healthy", "", 200},
 		{"/-/ready", "", 200},
 		{"/metrics", "", 200},
@@ -204,6 +211,9 @@ func TestIncidentAPI(t *testing.T) {
 		if rec := do(tc.path, tc.token); rec.Code != tc.code {
 			t.Errorf("GET %s (token %q): %d, want %d: %s", tc.path, tc.token, rec.Code, tc.code, rec.Body)
 		}
+	}
+	if rec := do("/api/v1/audit?incident=1", "tkn"); !strings.Contains(rec.Body.String(), `"kind":"incident"`) || rec.Header().Get("Content-Type") != "application/x-ndjson" {
+		t.Errorf("audit stream: %s %v", rec.Body, rec.Header())
 	}
 	env.eng.SetReady(false)
 	if rec := do("/-/ready", ""); rec.Code != 503 {

@@ -30,7 +30,7 @@ var (
 	keySchemaVersion = []byte("schema_version")
 
 	allBuckets = [][]byte{bucketMeta, bucketInbox, bucketDead, bucketIncidents, bucketIncidentKeys, bucketFingerprints, bucketIgnored,
-		bucketJournal, bucketIdempotency, bucketToolStats}
+		bucketJournal, bucketIdempotency, bucketToolStats, bucketAudit}
 )
 
 // ErrNotFound is returned when a record does not exist.
