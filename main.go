@@ -34,6 +34,7 @@ import (
 	"github.com/prometheus/common/version"
 	"github.com/prometheus/exporter-toolkit/web"
 
+	"medic/actions"
 	"medic/engine"
 	"medic/rules"
 	"medic/state"
@@ -109,6 +110,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	check.Arg("files", "Files to check; a medic.hcl is checked with the runbook files it names. Default runbooks.hcl.").StringsVar(&checkFiles)
 	check.Flag("output", "Output format: text or json.").Short('o').Default("text").EnumVar(&checkOutput, "text", "json")
 
+	var rf replayFlags
+	replay := app.Command("replay", "Run one webhook payload through the whole decision path, in dry-run: nothing executes, the live state is not touched.")
+	replay.Flag("config.file", "medic configuration file (HCL). Without one, built-in defaults apply.").StringVar(&rf.configFile)
+	replay.Flag("series", "Answer PromQL queries from this JSON file instead of the configured Prometheus.").StringVar(&rf.series)
+	replay.Flag("at", "The time of the decision, RFC 3339. Default now.").StringVar(&rf.at)
+	replay.Flag("output", "Output format: text or json.").Short('o').Default("text").EnumVar(&rf.output, "text", "json")
+	replay.Arg("payload", "The webhook body, as Alertmanager would send it.").Required().StringVar(&rf.payload)
+
 	var cf clientFlags
 	var inf incidentsFlags
 	incidents := app.Command("incidents", "List incidents, or show one, through the daemon's HTTP API.")
@@ -155,6 +164,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runIncidents(cf, inf, stdout, stderr)
 	case "audit":
 		return runAudit(cf, af, stdout, stderr)
+	case "replay":
+		return runReplay(rf, stdout, stderr)
 	}
 	fmt.Fprintf(stderr, "medic: unknown command %q\n", cmd)
 	return exitError
@@ -637,5 +648,96 @@ func runAudit(cf clientFlags, f auditFlags, stdout, stderr io.Writer) int {
 		fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%s\t%s\n", e.Seq, e.Time.UTC().Format(time.RFC3339), e.Incident, e.Kind, e.Actor, e.Details)
 	}
 	tw.Flush()
+	return exitOK
+}
+
+type replayFlags struct {
+	configFile, series, at, output, payload string
+}
+
+// runReplay decides one payload in dry-run. It exits 0 with the decision,
+// whatever it is, and 2 when the payload, config, runbooks or series cannot
+// be read.
+func runReplay(f replayFlags, stdout, stderr io.Writer) int {
+	now := time.Now()
+	if f.at != "" {
+		t, err := time.Parse(time.RFC3339, f.at)
+		if err != nil {
+			fmt.Fprintf(stderr, "medic: --at %q is not an RFC 3339 time\n", f.at)
+			return exitError
+		}
+		now = t
+	}
+	cfg, diags := engine.LoadConfig(f.configFile)
+	rules.WriteDiagnostics(stderr, diags)
+	if diags.HasErrors() {
+		return exitError
+	}
+	set, diags := rules.Load(cfg.Runbooks...)
+	rules.WriteDiagnostics(stderr, diags)
+	if diags.HasErrors() {
+		return exitError
+	}
+	ctx := context.Background()
+	gate, err := actions.NewGate(ctx, "")
+	if err != nil {
+		fmt.Fprintf(stderr, "medic: %v\n", err)
+		return exitError
+	}
+	d := &engine.Decider{Config: cfg, Rules: set, Gate: gate}
+	switch {
+	case f.series != "":
+		sf, err := engine.LoadSeriesFile(f.series)
+		if err != nil {
+			fmt.Fprintf(stderr, "medic: %v\n", err)
+			return exitError
+		}
+		d.Sources.Prom = sf
+	case cfg.Prometheus.URL != "":
+		pc, err := engine.NewPromClient(cfg.Prometheus)
+		if err != nil {
+			fmt.Fprintf(stderr, "medic: %v\n", err)
+			return exitError
+		}
+		d.Sources.Prom = pc
+	}
+	body, err := os.ReadFile(f.payload)
+	if err != nil {
+		fmt.Fprintf(stderr, "medic: %v\n", err)
+		return exitError
+	}
+	t := d.DecidePayload(ctx, body, now)
+	if f.output == "json" {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(t)
+		return exitOK
+	}
+	fmt.Fprintf(stdout, "decision: %s\n", t.Decision)
+	if t.Error != "" {
+		fmt.Fprintf(stdout, "  rejected by the intake: %s\n", t.Error)
+	}
+	for _, a := range t.Alerts {
+		fmt.Fprintf(stdout, "alert %s (%s): %s", a.Alertname, a.Fingerprint, a.Decision)
+		if a.Reason != "" {
+			fmt.Fprintf(stdout, ": %s", a.Reason)
+		}
+		fmt.Fprintln(stdout)
+		if a.Runbook != "" {
+			fmt.Fprintf(stdout, "  runbook %s, confidence %.2f, target %s (%d queries, %.1f ms)\n", a.Runbook, a.Confidence, a.Target, a.Queries, a.EnrichMillis)
+		}
+		for _, o := range a.Considered {
+			fmt.Fprintf(stdout, "  considered %s: %s\n", o.Name, o.Reason)
+		}
+		for _, o := range a.LowConfidence {
+			fmt.Fprintf(stdout, "  low confidence %s: %s\n", o.Name, o.Reason)
+		}
+		for _, c := range a.Calls {
+			fmt.Fprintf(stdout, "  call %s %q: policy %s (%s)\n", c.Tool, c.Argv, c.Policy.Result, strings.Join(c.Policy.Reasons, "; "))
+			if c.Rollback != nil {
+				fmt.Fprintf(stdout, "    rollback %s %q: policy %s\n", c.Rollback.Tool, c.Rollback.Argv, c.RollbackPolicy.Result)
+			}
+		}
+	}
 	return exitOK
 }

@@ -691,3 +691,113 @@ func TestExampleFilesPassUpstreamTools(t *testing.T) {
 		}
 	}
 }
+
+// TestReplay runs `medic replay --output json` over examples/replay and
+// checks each decision.
+func TestReplay(t *testing.T) {
+	cases := []struct {
+		file, series, decision, runbook string
+		argv                            []string
+		errText                         string
+	}{
+		{file: "oom-killed", series: "oom-killed.series.json", decision: "remediate", runbook: "oom_killed_raise_limit",
+			argv: []string{"kubectl", "--namespace", "shop", "set", "resources", "deployment/api", "--containers=api", "--limits=memory=640Mi"}},
+		{file: "cert-expiring", decision: "remediate", runbook: "certificate_expiring_renew", argv: []string{"cmctl", "renew", "--namespace", "shop", "shop-tls"}},
+		{file: "cert-hostile-name", decision: "reject", runbook: "certificate_expiring_renew"},
+		{file: "watchdog", decision: "ignore"},
+		{file: "unknown-alert", decision: "escalate"},
+		{file: "falco", decision: "escalate", runbook: "security_escalate"},
+		{file: "malformed", decision: "reject", errText: "alerts[0].labels.pod: control character U+0000 at byte 1"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.file, func(t *testing.T) {
+			args := []string{"replay", "--output", "json", "--at", "2026-11-26T12:00:00Z"}
+			if tc.series != "" {
+				args = append(args, "--series", "examples/replay/"+tc.series)
+			}
+			args = append(args, "examples/replay/"+tc.file+".json")
+			out, err := exec.Command(medicBin, args...).Output()
+			if err != nil {
+				t.Fatalf("%v\n%s", err, out)
+			}
+			var tr struct {
+				Decision string `json:"decision"`
+				Error    string `json:"error"`
+				Alerts   []struct {
+					Runbook string `json:"runbook"`
+					Calls   []struct {
+						Argv   []string `json:"argv"`
+						Policy struct {
+							Result string `json:"result"`
+						} `json:"policy"`
+					} `json:"calls"`
+				} `json:"alerts"`
+			}
+			if err := json.Unmarshal(out, &tr); err != nil {
+				t.Fatalf("%v\n%s", err, out)
+			}
+			if tr.Decision != tc.decision || tr.Error != tc.errText {
+				t.Fatalf("decision %q error %q, want %q %q\n%s", tr.Decision, tr.Error, tc.decision, tc.errText, out)
+			}
+			if tc.runbook != "" && (len(tr.Alerts) != 1 || tr.Alerts[0].Runbook != tc.runbook) {
+				t.Fatalf("runbook: %s", out)
+			}
+			if tc.argv != nil && (len(tr.Alerts[0].Calls) == 0 || strings.Join(tr.Alerts[0].Calls[0].Argv, " ") != strings.Join(tc.argv, " ") ||
+				tr.Alerts[0].Calls[0].Policy.Result != "allow") {
+				t.Fatalf("calls: %s", out)
+			}
+		})
+	}
+}
+
+// TestReplayHasNoSideEffects: replay executes no tool and leaves a state
+// file next to it untouched.
+func TestReplayHasNoSideEffects(t *testing.T) {
+	dir := t.TempDir()
+	marker := filepath.Join(dir, "marker")
+	writeFile(t, filepath.Join(dir, "runbooks.hcl"), fmt.Sprintf(`
+tool "touch_marker" {
+  description = "Creates a marker file."
+  risk        = "low"
+  param "name" { pattern = "[a-z]+" }
+  exec {
+    command = ["/usr/bin/touch", %q]
+  }
+}
+runbook "marker" {
+  description = "Touches the marker."
+  match { alertname = "Marker" }
+  target = "${labels.name}"
+  step "touch" {
+    tool = "touch_marker"
+    args = { name = "${labels.name}" }
+  }
+}
+`, marker))
+	payload := writeFile(t, filepath.Join(dir, "p.json"), `{"version":"4","status":"firing","alerts":[{"status":"firing","labels":{"alertname":"Marker","name":"x"},"startsAt":"2026-11-26T10:00:00Z","fingerprint":"0000000000000001"}]}`)
+	// A state file where a daemon would keep one.
+	addr := freeAddr(t)
+	p := start(t, dir, medicBin, "serve", "--web.listen-address", addr)
+	waitReady(t, p, "http://"+addr+"/-/ready")
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	<-p.done
+	p.done <- nil
+	db := filepath.Join(dir, "data", "medic.db")
+	before, err := os.ReadFile(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(medicBin, "replay", "--output", "json", payload)
+	cmd.Dir = dir
+	out, err := cmd.Output()
+	if err != nil || !strings.Contains(string(out), `"decision": "remediate"`) || !strings.Contains(string(out), marker) {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if _, err := os.Stat(marker); !os.IsNotExist(err) {
+		t.Fatal("replay ran the tool")
+	}
+	after, _ := os.ReadFile(db)
+	if !bytes.Equal(before, after) {
+		t.Fatal("replay changed the state file")
+	}
+}

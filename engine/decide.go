@@ -1,0 +1,174 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/prometheus/alertmanager/notify/webhook"
+	"github.com/prometheus/alertmanager/template"
+
+	"medic/actions"
+	"medic/rules"
+)
+
+// The decisions, from the least to the most involved.
+const (
+	DecisionIgnore    = "ignore"
+	DecisionEscalate  = "escalate"
+	DecisionRemediate = "remediate"
+	DecisionApprove   = "approve"
+	DecisionReject    = "reject"
+)
+
+// Decider runs the decision path for one notification: ignore rules,
+// matching, enrichment, the choice between runbooks, rendering and the
+// policy gate. It executes nothing; `medic replay` prints what it returns,
+// and the daemon will act on it.
+type Decider struct {
+	Config  *Config
+	Rules   *rules.Set
+	Gate    *actions.Gate
+	Sources rules.Sources
+}
+
+// Trace is the decision for one notification, with the reasons for every
+// step. Its JSON form is what `medic replay --output json` prints.
+type Trace struct {
+	Decision string       `json:"decision"`
+	Error    string       `json:"error,omitempty"`
+	Field    string       `json:"field,omitempty"`
+	Alerts   []AlertTrace `json:"alerts,omitempty"`
+}
+
+// AlertTrace is the decision for one alert.
+type AlertTrace struct {
+	Fingerprint   string          `json:"fingerprint"`
+	Alertname     string          `json:"alertname"`
+	Decision      string          `json:"decision"`
+	Reason        string          `json:"reason,omitempty"`
+	Runbook       string          `json:"runbook,omitempty"`
+	Confidence    float64         `json:"confidence,omitempty"`
+	Target        string          `json:"target,omitempty"`
+	Considered    []rules.Outcome `json:"considered,omitempty"`
+	LowConfidence []rules.Outcome `json:"low_confidence,omitempty"`
+	Calls         []CallTrace     `json:"calls,omitempty"`
+	Queries       int             `json:"queries"`
+	EnrichMillis  float64         `json:"enrichment_ms"`
+}
+
+// CallTrace is one planned call and the policy's verdict on it.
+type CallTrace struct {
+	rules.PlannedCall
+	Policy         actions.Decision  `json:"policy"`
+	RollbackPolicy *actions.Decision `json:"rollback_policy,omitempty"`
+}
+
+// rank orders decisions for a notification with several alerts: the most
+// involved one speaks for the notification.
+var rank = map[string]int{DecisionIgnore: 0, DecisionEscalate: 1, DecisionRemediate: 2, DecisionApprove: 3, DecisionReject: 4}
+
+// DecidePayload validates a webhook body exactly as the intake does and
+// decides each alert. A body the intake would refuse gives reject with the
+// intake's error text.
+func (d *Decider) DecidePayload(ctx context.Context, body []byte, now time.Time) Trace {
+	m, err := DecodeNotification(body, d.Config.Intake.Limits)
+	if err != nil {
+		t := Trace{Decision: DecisionReject, Error: err.Error()}
+		var ie *IntakeError
+		if errors.As(err, &ie) {
+			t.Field = ie.Field
+		}
+		return t
+	}
+	return d.DecideMessage(ctx, m, now)
+}
+
+// DecideMessage decides every alert of a validated notification.
+func (d *Decider) DecideMessage(ctx context.Context, m *webhook.Message, now time.Time) Trace {
+	t := Trace{Decision: DecisionIgnore}
+	for i := range m.Alerts {
+		at := d.decideAlert(ctx, &m.Alerts[i], now)
+		if rank[at.Decision] > rank[t.Decision] {
+			t.Decision = at.Decision
+		}
+		t.Alerts = append(t.Alerts, at)
+	}
+	return t
+}
+
+func (d *Decider) decideAlert(ctx context.Context, a *template.Alert, now time.Time) AlertTrace {
+	at := AlertTrace{Fingerprint: a.Fingerprint, Alertname: a.Labels["alertname"]}
+	if rule := ignoredBy(d.Config.Intake.Ignore, a.Labels); rule != "" {
+		at.Decision, at.Reason = DecisionIgnore, "ignored by "+rule
+		return at
+	}
+	if a.Status == "resolved" {
+		at.Decision, at.Reason = DecisionIgnore, "resolved: closes its incident"
+		return at
+	}
+	cands := d.Rules.Candidates(a.Labels)
+	if len(cands) == 0 {
+		at.Decision, at.Reason = DecisionEscalate, "no runbook matches"
+		return at
+	}
+	vars := rules.Vars{Labels: a.Labels, Annotations: a.Annotations}
+	enr := d.Rules.Enrich(ctx, cands, vars, d.Sources, now)
+	at.Queries, at.EnrichMillis = enr.Queries, float64(enr.Duration.Microseconds())/1000
+	env := &rules.Env{Labels: a.Labels, Annotations: a.Annotations, Now: now,
+		Incident: rules.History{Alerts: 1, Firing: now.Sub(a.StartsAt)}}
+	dec := d.Rules.Decide(cands, env, enr.Results)
+	at.Considered, at.LowConfidence = dec.Alternatives, dec.LowConfidence
+	if dec.Chosen == nil {
+		at.Decision = DecisionEscalate
+		at.Reason = "no runbook matched"
+		if len(dec.LowConfidence) > 0 {
+			at.Reason = fmt.Sprintf("%s matched with confidence %.2f, below its threshold", dec.LowConfidence[0].Name, dec.LowConfidence[0].Confidence)
+		}
+		return at
+	}
+	rb := dec.Chosen.Runbook
+	at.Runbook, at.Confidence, at.Target = rb.Name, dec.Chosen.Confidence, dec.Chosen.Target
+	if rb.Escalate {
+		at.Decision, at.Reason = DecisionEscalate, "escalate-only runbook"
+		return at
+	}
+	vars.Query = enr.Results[rb.Name].Query
+	calls, err := d.Rules.Plan(rb, vars)
+	if err != nil {
+		at.Decision, at.Reason = DecisionReject, err.Error()
+		return at
+	}
+	at.Decision = DecisionRemediate
+	for _, c := range calls {
+		ct := CallTrace{PlannedCall: c}
+		in := actions.Input{
+			Call:       actions.Call{Tool: c.Tool, Type: string(d.Rules.Tool(c.Tool).Executor.Kind), Args: c.Args, Risk: string(c.Risk), Target: at.Target},
+			Source:     "runbook",
+			Runbook:    rb.Name,
+			Confidence: at.Confidence,
+			Mode:       string(rb.Mode),
+		}
+		ct.Policy, _ = d.Gate.Evaluate(ctx, in, now)
+		switch ct.Policy.Result {
+		case actions.Deny:
+			at.Decision = DecisionReject
+			at.Reason = fmt.Sprintf("policy denied %s: %s", c.Tool, ct.Policy.Reasons[0])
+		case actions.NeedsApproval:
+			if at.Decision == DecisionRemediate {
+				at.Decision = DecisionApprove
+				at.Reason = fmt.Sprintf("%s needs approval: %s", c.Tool, ct.Policy.Reasons[0])
+			}
+		}
+		if c.Rollback != nil {
+			rin := in
+			rin.Call = actions.Call{Tool: c.Rollback.Tool, Type: string(d.Rules.Tool(c.Rollback.Tool).Executor.Kind), Args: c.Rollback.Args, Risk: string(c.Rollback.Risk), Target: at.Target}
+			rin.Rollback = true
+			rd, _ := d.Gate.Evaluate(ctx, rin, now)
+			ct.RollbackPolicy = &rd
+		}
+		at.Calls = append(at.Calls, ct)
+	}
+	return at
+}
