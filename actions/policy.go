@@ -143,6 +143,8 @@ func (e *PolicyError) Error() string {
 	return b.String()
 }
 
+func keepTerm(t *ast.Term, _ *rego.EvalContext) (any, error) { return t, nil }
+
 // capabilities are OPA's built-ins without the ones that reach outside:
 // no http.send, no net.*, no opa.runtime.
 func capabilities() *ast.Capabilities {
@@ -228,24 +230,37 @@ func (g *Gate) decide(ctx context.Context, in Input, now time.Time) Decision {
 	input := in.value()
 	ctx, cancel := context.WithTimeout(ctx, EvalTimeout)
 	defer cancel()
-	rs, err := q.Eval(ctx, rego.EvalParsedInput(input), rego.EvalTime(now))
+	// Keep the result as an AST term: converting it to Go values through
+	// JSON cost a quarter of the evaluation.
+	rs, err := q.Eval(ctx, rego.EvalParsedInput(input), rego.EvalTime(now), rego.EvalGenerateJSON(keepTerm))
 	if err != nil {
 		return Decision{Result: Deny, Reasons: []string{"policy evaluation failed: " + err.Error()}}
 	}
 	if len(rs) != 1 || len(rs[0].Expressions) != 1 {
 		return Decision{Result: Deny, Reasons: []string{"policy gave no decision (undefined means deny)"}}
 	}
-	m, ok := rs[0].Expressions[0].Value.(map[string]any)
-	if !ok {
+	term, _ := rs[0].Expressions[0].Value.(*ast.Term)
+	var obj ast.Object
+	if term != nil {
+		obj, _ = term.Value.(ast.Object)
+	}
+	if obj == nil {
 		return Decision{Result: Deny, Reasons: []string{"policy decision is not an object"}}
 	}
-	res, _ := m["result"].(string)
+	var res string
+	if t := obj.Get(ast.InternedTerm("result")); t != nil {
+		if s, ok := t.Value.(ast.String); ok {
+			res = string(s)
+		}
+	}
 	var reasons []string
-	if list, ok := m["reasons"].([]any); ok {
-		for _, r := range list {
-			if s, ok := r.(string); ok {
-				reasons = append(reasons, s)
-			}
+	if t := obj.Get(ast.InternedTerm("reasons")); t != nil {
+		if arr, ok := t.Value.(*ast.Array); ok {
+			arr.Foreach(func(e *ast.Term) {
+				if s, ok := e.Value.(ast.String); ok {
+					reasons = append(reasons, string(s))
+				}
+			})
 		}
 	}
 	switch Result(res) {
