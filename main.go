@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"regexp"
 	"runtime"
 	"sort"
 	"strings"
@@ -110,6 +111,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	check.Arg("files", "Files to check; a medic.hcl is checked with the runbook files it names. Default runbooks.hcl.").StringsVar(&checkFiles)
 	check.Flag("output", "Output format: text or json.").Short('o').Default("text").EnumVar(&checkOutput, "text", "json")
 
+	var testFiles []string
+	var testRun string
+	testCmd := app.Command("test", "Run runbook unit tests: alerts and stubbed queries in, expected decisions and calls out, in dry-run.")
+	testCmd.Flag("run", "Only run the tests whose name matches this regular expression.").StringVar(&testRun)
+	testCmd.Arg("files", "Test files (HCL).").Required().StringsVar(&testFiles)
+
 	var rf replayFlags
 	replay := app.Command("replay", "Run one webhook payload through the whole decision path, in dry-run: nothing executes, the live state is not touched.")
 	replay.Flag("config.file", "medic configuration file (HCL). Without one, built-in defaults apply.").StringVar(&rf.configFile)
@@ -166,6 +173,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runAudit(cf, af, stdout, stderr)
 	case "replay":
 		return runReplay(rf, stdout, stderr)
+	case "test":
+		return runTests(testFiles, testRun, stdout, stderr)
 	}
 	fmt.Fprintf(stderr, "medic: unknown command %q\n", cmd)
 	return exitError
@@ -740,4 +749,47 @@ func runReplay(f replayFlags, stdout, stderr io.Writer) int {
 		}
 	}
 	return exitOK
+}
+
+// runTests prints SUCCESS or FAILED per file, as promtool test rules does,
+// with a line per difference. Exit 0 when all pass, 1 when any fails, 2 when
+// a file cannot be loaded.
+func runTests(files []string, run string, stdout, stderr io.Writer) int {
+	var re *regexp.Regexp
+	if run != "" {
+		var err error
+		if re, err = regexp.Compile(run); err != nil {
+			fmt.Fprintf(stderr, "medic: --run: %v\n", err)
+			return exitError
+		}
+	}
+	code := exitOK
+	for _, r := range engine.RunTests(files, re) {
+		fmt.Fprintf(stdout, "Unit Testing: %s\n", r.File)
+		if r.Diags.HasErrors() {
+			rules.WriteDiagnostics(stderr, r.Diags)
+			fmt.Fprintf(stdout, "  FAILED: the file could not be loaded\n\n")
+			code = exitError
+			continue
+		}
+		if !r.Failed() {
+			fmt.Fprintf(stdout, "  SUCCESS (%d tests)\n\n", len(r.Results))
+			continue
+		}
+		fmt.Fprintln(stdout, "  FAILED:")
+		for _, t := range r.Results {
+			if len(t.Diffs) == 0 {
+				continue
+			}
+			fmt.Fprintf(stdout, "    test %q:\n", t.Name)
+			for _, d := range t.Diffs {
+				fmt.Fprintf(stdout, "      %s\n", d)
+			}
+		}
+		fmt.Fprintln(stdout)
+		if code == exitOK {
+			code = exitFailed
+		}
+	}
+	return code
 }

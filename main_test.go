@@ -801,3 +801,56 @@ runbook "marker" {
 		t.Fatal("replay changed the state file")
 	}
 }
+
+// TestMedicTest runs `medic test` on the shipped tests, and on tests with
+// wrong expectations to prove the harness fails and names the field.
+func TestMedicTest(t *testing.T) {
+	out, err := exec.Command(medicBin, "test", "examples/tests/runbooks_test.hcl").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "SUCCESS") {
+		t.Fatalf("shipped tests: %v\n%s", err, out)
+	}
+	rb, _ := filepath.Abs("runbooks.hcl")
+	dir := t.TempDir()
+	wrong := writeFile(t, filepath.Join(dir, "wrong_test.hcl"), fmt.Sprintf(`
+runbooks = [%q]
+test "wrong runbook and args" {
+  alert {
+    labels = { alertname = "CertManagerCertExpirySoon", exported_namespace = "shop", name = "shop-tls" }
+  }
+  expect {
+    decision = "escalate"
+    runbook  = "security_escalate"
+    calls = [
+      { tool = "cert_manager_renew", args = { namespace = "prod", certificate = "shop-tls" }, policy = "needs_approval" },
+    ]
+  }
+}
+test "right" {
+  alert {
+    labels = { alertname = "Watchdog" }
+  }
+  expect {
+    decision = "ignore"
+  }
+}
+`, rb))
+	out, err = exec.Command(medicBin, "test", wrong).CombinedOutput()
+	for _, want := range []string{"FAILED", `decision: got "remediate", want "escalate"`, `runbook: got "certificate_expiring_renew", want "security_escalate"`,
+		`calls[0].args.namespace: got "shop", want "prod"`, `calls[0].policy: got "allow", want "needs_approval"`} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("output lacks %q", want)
+		}
+	}
+	if exitCode(err) != 1 || strings.Contains(string(out), `test "right"`) {
+		t.Fatalf("exit %d\n%s", exitCode(err), out)
+	}
+	// --run selects tests by name.
+	if out, err := exec.Command(medicBin, "test", "--run", "^right$", wrong).CombinedOutput(); err != nil || !strings.Contains(string(out), "SUCCESS (1 tests)") {
+		t.Fatalf("--run: %v\n%s", err, out)
+	}
+	// A file that cannot load is exit 2.
+	broken := writeFile(t, filepath.Join(dir, "broken_test.hcl"), "runbooks = [\"nope.hcl\"]\n")
+	if out, err := exec.Command(medicBin, "test", broken).CombinedOutput(); exitCode(err) != 2 {
+		t.Fatalf("broken file: exit %d\n%s", exitCode(err), out)
+	}
+}

@@ -31,6 +31,9 @@ type Decider struct {
 	Rules   *rules.Set
 	Gate    *actions.Gate
 	Sources rules.Sources
+	// QueryStubs replace the results of promql queries by query name, in
+	// every runbook; `medic test` uses them.
+	QueryStubs map[string][]rules.Sample
 }
 
 // Trace is the decision for one notification, with the reasons for every
@@ -115,6 +118,15 @@ func (d *Decider) decideAlert(ctx context.Context, a *template.Alert, now time.T
 	}
 	vars := rules.Vars{Labels: a.Labels, Annotations: a.Annotations}
 	enr := d.Rules.Enrich(ctx, cands, vars, d.Sources, now)
+	for _, rb := range cands {
+		for _, q := range rb.Queries {
+			if stub, ok := d.QueryStubs[q.Name]; ok && q.Kind == rules.QueryPromQL {
+				res := enr.Results[rb.Name]
+				res.Query[q.Name] = stub
+				delete(res.Errors, q.Name)
+			}
+		}
+	}
 	at.Queries, at.EnrichMillis = enr.Queries, float64(enr.Duration.Microseconds())/1000
 	env := &rules.Env{Labels: a.Labels, Annotations: a.Annotations, Now: now,
 		Incident: rules.History{Alerts: 1, Firing: now.Sub(a.StartsAt)}}

@@ -2,7 +2,8 @@
 # The whole test suite, on a fresh machine: installs what the tests need
 # (Debian's prometheus-alertmanager, started by the tests themselves on free
 # 127.0.0.1 ports, and prometheus for promtool), checks formatting, vets,
-# checks the shipped runbooks, and runs every test with the race detector.
+# checks the shipped runbooks and runs their unit tests, and runs every Go
+# test with the race detector.
 # .ci/run calls exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,4 +27,5 @@ if [ -n "$unformatted" ]; then
 fi
 go vet ./...
 go run . check runbooks.hcl examples/medic.hcl
+go run . test examples/tests/*.hcl
 go test -race -count=1 "$@" ./...

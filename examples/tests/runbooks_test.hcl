@@ -1,0 +1,130 @@
+# Unit tests for runbooks.hcl: `medic test examples/tests/*.hcl`.
+# Each test gives one alert and the results of the queries it needs (by
+# query name), and states the decision, the runbook, and the calls with
+# their arguments and the policy's verdict. Queries without a stub fail, so
+# the runbooks that need them do not match.
+runbooks = ["../../runbooks.hcl"]
+at       = "2026-11-26T12:00:00Z"
+
+test "OOMKilled raises the limit by 25%" {
+  alert {
+    labels = { alertname = "KubeContainerOOMKilled", namespace = "shop", pod = "api-7d9f-x2", container = "api", severity = "warning" }
+  }
+  queries = {
+    owner  = [{ labels = { namespace = "shop", owner_name = "api" }, value = 1 }]
+    limit  = [{ labels = {}, value = 536870912 }]
+    firing = []
+  }
+  expect {
+    decision   = "remediate"
+    runbook    = "oom_killed_raise_limit"
+    confidence = 0.9
+    target     = "shop/api"
+    calls = [
+      { tool = "k8s_set_memory_limit", args = { namespace = "shop", deployment = "api", container = "api", memory_mib = "640" }, policy = "allow" },
+    ]
+  }
+}
+
+test "OOMKilled with a hostile container label is rejected" {
+  alert {
+    labels = { alertname = "KubeContainerOOMKilled", namespace = "shop", pod = "api-7d9f-x2", container = "$(reboot)" }
+  }
+  queries = {
+    owner  = [{ labels = { namespace = "shop", owner_name = "api" }, value = 1 }]
+    limit  = [{ labels = {}, value = 536870912 }]
+    firing = []
+  }
+  expect {
+    decision = "reject"
+    runbook  = "oom_killed_raise_limit"
+  }
+}
+
+test "crash loop without OOM evidence escalates" {
+  alert {
+    labels = { alertname = "KubePodCrashLooping", namespace = "shop", pod = "api-7d9f-x2", container = "api" }
+  }
+  queries = {
+    oom    = []
+    owner  = [{ labels = { namespace = "shop", owner_name = "api" }, value = 1 }]
+    limit  = [{ labels = {}, value = 536870912 }]
+    firing = []
+  }
+  expect {
+    decision = "escalate"
+  }
+}
+
+test "a poison pill waits for approval" {
+  alert {
+    labels = { alertname = "KafkaConsumerGroupLagHigh", namespace = "billing", consumergroup = "invoicer", topic = "invoices" }
+  }
+  queries = {
+    lagging    = [{ labels = { partition = "3" }, value = 5000 }]
+    stuck      = [{ labels = { partition = "3" }, value = 1234567 }]
+    partitions = [{ labels = { partition = "3" }, value = 5000 }, { labels = { partition = "1" }, value = 0 }]
+    replicas   = [{ labels = {}, value = 3 }]
+    firing     = []
+  }
+  expect {
+    decision = "approve"
+    runbook  = "kafka_poison_pill"
+    calls = [
+      { tool = "kafka_dead_letter", args = { bootstrap = "localhost:9092", topic = "invoices", partition = "3", offset = "1234567", dead_letter_topic = "invoices.dlq" }, policy = "needs_approval" },
+      { tool = "kafka_skip_offset", args = { bootstrap = "localhost:9092", group = "invoicer", topic = "invoices", partition = "3", to_offset = "1234568" }, policy = "needs_approval" },
+    ]
+  }
+}
+
+test "lag on every partition scales the consumers" {
+  alert {
+    labels = { alertname = "KafkaConsumerGroupLagHigh", namespace = "billing", consumergroup = "invoicer", topic = "invoices" }
+  }
+  queries = {
+    lagging    = [{ labels = { partition = "0" }, value = 5000 }, { labels = { partition = "1" }, value = 4000 }]
+    stuck      = []
+    partitions = [{ labels = { partition = "0" }, value = 5000 }, { labels = { partition = "1" }, value = 4000 }]
+    replicas   = [{ labels = {}, value = 3 }]
+    firing     = []
+  }
+  expect {
+    decision = "remediate"
+    runbook  = "kafka_lag_all_partitions"
+    calls = [
+      { tool = "k8s_scale", args = { namespace = "billing", deployment = "invoicer", replicas = "5" }, policy = "allow" },
+    ]
+  }
+}
+
+test "an expiring certificate is renewed" {
+  alert {
+    labels = { alertname = "CertManagerCertExpirySoon", exported_namespace = "shop", name = "shop-tls" }
+  }
+  expect {
+    decision = "remediate"
+    runbook  = "certificate_expiring_renew"
+    calls = [
+      { tool = "cert_manager_renew", args = { namespace = "shop", certificate = "shop-tls" }, policy = "allow" },
+    ]
+  }
+}
+
+test "a Falco alert is only escalated" {
+  alert {
+    labels = { alertname = "FalcoShellInContainer" }
+  }
+  expect {
+    decision = "escalate"
+    runbook  = "security_escalate"
+  }
+}
+
+test "Watchdog is ignored" {
+  alert {
+    labels = { alertname = "Watchdog", severity = "none" }
+  }
+  expect {
+    decision = "ignore"
+  }
+}
