@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"encoding/xml"
 	"errors"
 	"fmt"
 	"io"
@@ -115,6 +116,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var testRun string
 	testCmd := app.Command("test", "Run runbook unit tests: alerts and stubbed queries in, expected decisions and calls out, in dry-run.")
 	testCmd.Flag("run", "Only run the tests whose name matches this regular expression.").StringVar(&testRun)
+	var testOutput string
+	testCmd.Flag("output", "Output format: text or junit.").Short('o').Default("text").EnumVar(&testOutput, "text", "junit")
 	testCmd.Arg("files", "Test files (HCL).").Required().StringsVar(&testFiles)
 
 	var rf replayFlags
@@ -174,7 +177,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "replay":
 		return runReplay(rf, stdout, stderr)
 	case "test":
-		return runTests(testFiles, testRun, stdout, stderr)
+		return runTests(testFiles, testRun, testOutput, stdout, stderr)
 	}
 	fmt.Fprintf(stderr, "medic: unknown command %q\n", cmd)
 	return exitError
@@ -754,7 +757,7 @@ func runReplay(f replayFlags, stdout, stderr io.Writer) int {
 // runTests prints SUCCESS or FAILED per file, as promtool test rules does,
 // with a line per difference. Exit 0 when all pass, 1 when any fails, 2 when
 // a file cannot be loaded.
-func runTests(files []string, run string, stdout, stderr io.Writer) int {
+func runTests(files []string, run, output string, stdout, stderr io.Writer) int {
 	var re *regexp.Regexp
 	if run != "" {
 		var err error
@@ -763,8 +766,12 @@ func runTests(files []string, run string, stdout, stderr io.Writer) int {
 			return exitError
 		}
 	}
+	results := engine.RunTests(files, re)
+	if output == "junit" {
+		return writeJUnit(results, stdout, stderr)
+	}
 	code := exitOK
-	for _, r := range engine.RunTests(files, re) {
+	for _, r := range results {
 		fmt.Fprintf(stdout, "Unit Testing: %s\n", r.File)
 		if r.Diags.HasErrors() {
 			rules.WriteDiagnostics(stderr, r.Diags)
@@ -791,5 +798,64 @@ func runTests(files []string, run string, stdout, stderr io.Writer) int {
 			code = exitFailed
 		}
 	}
+	return code
+}
+
+type junitSuites struct {
+	XMLName xml.Name     `xml:"testsuites"`
+	Suites  []junitSuite `xml:"testsuite"`
+}
+
+type junitSuite struct {
+	Name     string      `xml:"name,attr"`
+	Tests    int         `xml:"tests,attr"`
+	Failures int         `xml:"failures,attr"`
+	Errors   int         `xml:"errors,attr"`
+	Cases    []junitCase `xml:"testcase"`
+}
+
+type junitCase struct {
+	Name      string        `xml:"name,attr"`
+	Classname string        `xml:"classname,attr"`
+	Time      float64       `xml:"time,attr"`
+	Failure   *junitFailure `xml:"failure,omitempty"`
+}
+
+type junitFailure struct {
+	Message string `xml:"message,attr"`
+	Text    string `xml:",chardata"`
+}
+
+// writeJUnit prints the results as JUnit XML for CI systems; a file that
+// cannot load is a suite with one error.
+func writeJUnit(results []engine.TestFileResult, stdout, stderr io.Writer) int {
+	code := exitOK
+	var out junitSuites
+	for _, r := range results {
+		s := junitSuite{Name: r.File}
+		if r.Diags.HasErrors() {
+			rules.WriteDiagnostics(stderr, r.Diags)
+			s.Errors = 1
+			code = exitError
+		}
+		for _, t := range r.Results {
+			c := junitCase{Name: t.Name, Classname: r.File, Time: t.Duration.Seconds()}
+			if len(t.Diffs) > 0 {
+				c.Failure = &junitFailure{Message: t.Diffs[0], Text: strings.Join(t.Diffs, "\n")}
+				s.Failures++
+				if code == exitOK {
+					code = exitFailed
+				}
+			}
+			s.Cases = append(s.Cases, c)
+		}
+		s.Tests = len(s.Cases)
+		out.Suites = append(out.Suites, s)
+	}
+	fmt.Fprint(stdout, xml.Header)
+	enc := xml.NewEncoder(stdout)
+	enc.Indent("", "  ")
+	_ = enc.Encode(out)
+	fmt.Fprintln(stdout)
 	return code
 }

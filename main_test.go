@@ -796,9 +796,28 @@ runbook "marker" {
 	if _, err := os.Stat(marker); !os.IsNotExist(err) {
 		t.Fatal("replay ran the tool")
 	}
+	// medic test goes down the same path.
+	testFile := writeFile(t, filepath.Join(dir, "marker_test.hcl"), `
+runbooks = ["runbooks.hcl"]
+test "marker" {
+  alert {
+    labels = { alertname = "Marker", name = "x" }
+  }
+  expect {
+    decision = "remediate"
+    calls    = [{ tool = "touch_marker", policy = "allow" }]
+  }
+}
+`)
+	if out, err := exec.Command(medicBin, "test", testFile).CombinedOutput(); err != nil || !strings.Contains(string(out), "SUCCESS") {
+		t.Fatalf("medic test: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(marker); !os.IsNotExist(err) {
+		t.Fatal("a tool ran")
+	}
 	after, _ := os.ReadFile(db)
 	if !bytes.Equal(before, after) {
-		t.Fatal("replay changed the state file")
+		t.Fatal("replay or test changed the state file")
 	}
 }
 

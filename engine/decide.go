@@ -34,6 +34,11 @@ type Decider struct {
 	// QueryStubs replace the results of promql queries by query name, in
 	// every runbook; `medic test` uses them.
 	QueryStubs map[string][]rules.Sample
+	// State gives the policy its counts for a call; nil gives zeros, as
+	// replay, which reads no state, does.
+	State func(tool, target string) actions.State
+	// History is what the conditions see of the incident; tests set it.
+	History *rules.History
 }
 
 // Trace is the decision for one notification, with the reasons for every
@@ -57,8 +62,10 @@ type AlertTrace struct {
 	Considered    []rules.Outcome `json:"considered,omitempty"`
 	LowConfidence []rules.Outcome `json:"low_confidence,omitempty"`
 	Calls         []CallTrace     `json:"calls,omitempty"`
-	Queries       int             `json:"queries"`
-	EnrichMillis  float64         `json:"enrichment_ms"`
+	// Verify is the chosen runbook's verify block, for tests to evaluate.
+	Verify       *rules.Verify `json:"-"`
+	Queries      int           `json:"queries"`
+	EnrichMillis float64       `json:"enrichment_ms"`
 }
 
 // CallTrace is one planned call and the policy's verdict on it.
@@ -130,6 +137,9 @@ func (d *Decider) decideAlert(ctx context.Context, a *template.Alert, now time.T
 	at.Queries, at.EnrichMillis = enr.Queries, float64(enr.Duration.Microseconds())/1000
 	env := &rules.Env{Labels: a.Labels, Annotations: a.Annotations, Now: now,
 		Incident: rules.History{Alerts: 1, Firing: now.Sub(a.StartsAt)}}
+	if d.History != nil {
+		env.Incident = *d.History
+	}
 	dec := d.Rules.Decide(cands, env, enr.Results)
 	at.Considered, at.LowConfidence = dec.Alternatives, dec.LowConfidence
 	if dec.Chosen == nil {
@@ -153,6 +163,7 @@ func (d *Decider) decideAlert(ctx context.Context, a *template.Alert, now time.T
 		return at
 	}
 	at.Decision = DecisionRemediate
+	at.Verify = rb.Verify
 	for _, c := range calls {
 		ct := CallTrace{PlannedCall: c}
 		in := actions.Input{
@@ -161,6 +172,9 @@ func (d *Decider) decideAlert(ctx context.Context, a *template.Alert, now time.T
 			Runbook:    rb.Name,
 			Confidence: at.Confidence,
 			Mode:       string(rb.Mode),
+		}
+		if d.State != nil {
+			in.State = d.State(c.Tool, at.Target)
 		}
 		ct.Policy, _ = d.Gate.Evaluate(ctx, in, now)
 		switch ct.Policy.Result {

@@ -18,6 +18,8 @@ import (
 // replay --series` uses it.
 type SeriesFile struct {
 	series map[string][]rules.Sample
+	// what names the source in errors.
+	what string
 }
 
 // LoadSeriesFile reads a series file.
@@ -32,14 +34,14 @@ func LoadSeriesFile(path string) (*SeriesFile, error) {
 	if err := dec.Decode(&m); err != nil {
 		return nil, fmt.Errorf("series file %s: %w", path, err)
 	}
-	return &SeriesFile{series: m}, nil
+	return &SeriesFile{series: m, what: "the series file " + path}, nil
 }
 
 // Query returns the samples stored for q.
 func (s *SeriesFile) Query(_ context.Context, q string, _ time.Time) ([]rules.Sample, error) {
 	samples, ok := s.series[q]
 	if !ok {
-		return nil, fmt.Errorf("the series file has no result for %q", q)
+		return nil, fmt.Errorf("%s has no result for %q", s.what, q)
 	}
 	return samples, nil
 }

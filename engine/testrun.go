@@ -3,6 +3,10 @@ package engine
 import (
 	"context"
 	"fmt"
+	"github.com/expr-lang/expr"
+	"github.com/zclconf/go-cty/cty"
+	"github.com/zclconf/go-cty/cty/convert"
+	"github.com/zclconf/go-cty/cty/gocty"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -25,18 +29,46 @@ import (
 var DefaultTestTime = time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
 
 type testFile struct {
-	Runbooks []string    `hcl:"runbooks"`
-	At       *string     `hcl:"at,optional"`
-	Tests    []testBlock `hcl:"test,block"`
+	// Runbooks lists runbook files; without it, the config's runbooks.
+	Runbooks *[]string `hcl:"runbooks,optional"`
+	// Config is a medic.hcl whose ignore rules and runbooks apply.
+	Config *string `hcl:"config,optional"`
+	// Policy replaces the default policy.
+	Policy *string     `hcl:"policy,optional"`
+	At     *string     `hcl:"at,optional"`
+	Tests  []testBlock `hcl:"test,block"`
+	Range  hcl.Range   `hcl:",def_range"`
 }
 
 type testBlock struct {
-	Name    string                     `hcl:"name,label"`
-	At      *string                    `hcl:"at,optional"`
-	Alert   alertBlock                 `hcl:"alert,block"`
+	Name  string     `hcl:"name,label"`
+	At    *string    `hcl:"at,optional"`
+	Alert alertBlock `hcl:"alert,block"`
+	// Queries stub promql results by query name; Series by query text.
 	Queries map[string][]sampleLiteral `hcl:"queries,optional"`
+	Series  map[string][]sampleLiteral `hcl:"series,optional"`
+	State   *stateBlock                `hcl:"state,block"`
+	Verify  *verifyBlock               `hcl:"verify,block"`
 	Expect  expectBlock                `hcl:"expect,block"`
 	Range   hcl.Range                  `hcl:",def_range"`
+}
+
+// stateBlock is the prior state a test assumes: the counts the policy
+// reads, and the runbook's attempts so far.
+type stateBlock struct {
+	ExecutionsTargetHour *int     `hcl:"executions_target_hour,optional"`
+	ActionsFleet10m      *int     `hcl:"actions_fleet_10m,optional"`
+	ToolRuns             *int     `hcl:"tool_runs,optional"`
+	ToolSuccessRate      *float64 `hcl:"tool_success_rate,optional"`
+	TargetsAffected      *int     `hcl:"targets_affected,optional"`
+	FleetSize            *int     `hcl:"fleet_size,optional"`
+	Attempts             *int     `hcl:"attempts,optional"`
+}
+
+// verifyBlock gives the verification query's values before and after.
+type verifyBlock struct {
+	Before float64 `hcl:"before"`
+	After  float64 `hcl:"after"`
 }
 
 type sampleLiteral struct {
@@ -51,24 +83,36 @@ type alertBlock struct {
 }
 
 type expectBlock struct {
-	Decision   string        `hcl:"decision"`
-	Runbook    *string       `hcl:"runbook,optional"`
-	Confidence *float64      `hcl:"confidence,optional"`
-	Target     *string       `hcl:"target,optional"`
-	Calls      *[]callExpect `hcl:"calls,optional"`
+	Decision   string   `hcl:"decision"`
+	Runbook    *string  `hcl:"runbook,optional"`
+	Confidence *float64 `hcl:"confidence,optional"`
+	Target     *string  `hcl:"target,optional"`
+	// Calls is a list of objects: tool (required), args, argv, policy and
+	// reasons (substrings the policy's reasons must contain), each
+	// optional.
+	Calls hcl.Expression `hcl:"calls,optional"`
+	// Verified says whether the runbook's expect holds for the test's
+	// verify values.
+	Verified *bool `hcl:"verified,optional"`
 }
 
 type callExpect struct {
-	Tool   string            `cty:"tool"`
-	Args   map[string]string `cty:"args"`
-	Policy string            `cty:"policy"`
+	Tool    string
+	Args    map[string]string
+	Argv    []string
+	Policy  string
+	Reasons []string
 }
 
 // TestResult is one test's outcome: the differences between what was
 // expected and what the decision path did, one line each.
 type TestResult struct {
-	Name  string
-	Diffs []string
+	Name string
+	// Runbook is the runbook the test expects, if it names one.
+	Runbook  string
+	Decision string
+	Diffs    []string
+	Duration time.Duration
 }
 
 // TestFileResult is one file's outcome.
@@ -117,11 +161,26 @@ func runTestFile(path string, run *regexp.Regexp) TestFileResult {
 		return r
 	}
 	dir := filepath.Dir(path)
-	files := make([]string, len(tf.Runbooks))
-	for i, rb := range tf.Runbooks {
-		files[i] = rb
-		if !filepath.IsAbs(rb) {
-			files[i] = filepath.Join(dir, rb)
+	rel := func(p string) string {
+		if filepath.IsAbs(p) {
+			return p
+		}
+		return filepath.Join(dir, p)
+	}
+	cfg := DefaultConfig()
+	if tf.Config != nil {
+		c, d := LoadConfig(rel(*tf.Config))
+		if d.HasErrors() {
+			r.Diags = d
+			return r
+		}
+		cfg = c
+	}
+	files := cfg.Runbooks
+	if tf.Runbooks != nil {
+		files = nil
+		for _, rb := range *tf.Runbooks {
+			files = append(files, rel(rb))
 		}
 	}
 	set, diags := rules.Load(files...)
@@ -129,29 +188,58 @@ func runTestFile(path string, run *regexp.Regexp) TestFileResult {
 		r.Diags = diags
 		return r
 	}
-	gate, err := actions.NewGate(context.Background(), "")
+	policy := ""
+	if tf.Policy != nil {
+		policy = rel(*tf.Policy)
+	}
+	gate, err := actions.NewGate(context.Background(), policy)
 	if err != nil {
-		r.Diags = hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Policy", Detail: err.Error()}}
+		r.Diags = hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Invalid policy", Detail: err.Error(), Subject: tf.Range.Ptr()}}
 		return r
 	}
 	fileAt := DefaultTestTime
 	if tf.At != nil {
 		if fileAt, err = time.Parse(time.RFC3339, *tf.At); err != nil {
-			r.Diags = hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Invalid at", Detail: err.Error()}}
+			r.Diags = hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Invalid at", Detail: err.Error(), Subject: tf.Range.Ptr()}}
 			return r
 		}
+	}
+	for _, tb := range tf.Tests {
+		calls, d := decodeCallExpects(tb.Expect.Calls)
+		if d.HasErrors() {
+			r.Diags = append(r.Diags, d...)
+		}
+		_ = calls
+	}
+	if r.Diags.HasErrors() {
+		return r
 	}
 	for _, tb := range tf.Tests {
 		if run != nil && !run.MatchString(tb.Name) {
 			continue
 		}
-		r.Results = append(r.Results, runTest(set, gate, tb, fileAt))
+		calls, _ := decodeCallExpects(tb.Expect.Calls)
+		start := time.Now()
+		tr := runTest(cfg, set, gate, tb, calls, fileAt)
+		tr.Duration = time.Since(start)
+		r.Results = append(r.Results, tr)
 	}
 	return r
 }
 
-func runTest(set *rules.Set, gate *actions.Gate, tb testBlock, at time.Time) TestResult {
+func samples(in []sampleLiteral) []rules.Sample {
+	out := make([]rules.Sample, 0, len(in))
+	for _, s := range in {
+		out = append(out, rules.Sample{Labels: s.Labels, Value: s.Value})
+	}
+	return out
+}
+
+func runTest(cfg *Config, set *rules.Set, gate *actions.Gate, tb testBlock, want []callExpect, at time.Time) TestResult {
 	res := TestResult{Name: tb.Name}
+	if tb.Expect.Runbook != nil {
+		res.Runbook = *tb.Expect.Runbook
+	}
 	if tb.At != nil {
 		t, err := time.Parse(time.RFC3339, *tb.At)
 		if err != nil {
@@ -161,13 +249,12 @@ func runTest(set *rules.Set, gate *actions.Gate, tb testBlock, at time.Time) Tes
 		at = t
 	}
 	stubs := map[string][]rules.Sample{}
-	for name, samples := range tb.Queries {
-		for _, s := range samples {
-			stubs[name] = append(stubs[name], rules.Sample{Labels: s.Labels, Value: s.Value})
-		}
-		if stubs[name] == nil {
-			stubs[name] = []rules.Sample{}
-		}
+	for name, s := range tb.Queries {
+		stubs[name] = samples(s)
+	}
+	series := &SeriesFile{series: map[string][]rules.Sample{}, what: "the test (stub it in queries by name or series by text)"}
+	for q, s := range tb.Series {
+		series.series[q] = samples(s)
 	}
 	status := "firing"
 	if tb.Alert.Status != nil {
@@ -176,10 +263,25 @@ func runTest(set *rules.Set, gate *actions.Gate, tb testBlock, at time.Time) Tes
 	alert := template.Alert{Status: status, Labels: tb.Alert.Labels, Annotations: tb.Alert.Annotations,
 		StartsAt: at.Add(-5 * time.Minute), Fingerprint: "0000000000000000"}
 	msg := &webhook.Message{Data: &template.Data{Status: status, Alerts: template.Alerts{alert}}, Version: WebhookVersion}
-	cfg := DefaultConfig()
-	d := &Decider{Config: cfg, Rules: set, Gate: gate, QueryStubs: stubs, Sources: rules.Sources{Prom: noQueries{}}}
+	d := &Decider{Config: cfg, Rules: set, Gate: gate, QueryStubs: stubs, Sources: rules.Sources{Prom: series}}
+	if st := tb.State; st != nil {
+		state := actions.State{ToolSuccessRate: 1}
+		setInt(&state.ExecutionsTargetHour, st.ExecutionsTargetHour)
+		setInt(&state.ActionsFleet10m, st.ActionsFleet10m)
+		setInt(&state.ToolRuns, st.ToolRuns)
+		setInt(&state.TargetsAffected, st.TargetsAffected)
+		setInt(&state.FleetSize, st.FleetSize)
+		if st.ToolSuccessRate != nil {
+			state.ToolSuccessRate = *st.ToolSuccessRate
+		}
+		d.State = func(string, string) actions.State { return state }
+		if st.Attempts != nil {
+			d.History = &rules.History{Attempts: *st.Attempts, Alerts: 1, Firing: 5 * time.Minute}
+		}
+	}
 	tr := d.DecideMessage(context.Background(), msg, at)
 	a := tr.Alerts[0]
+	res.Decision = tr.Decision
 	diff := func(field, got, want string) {
 		if got != want {
 			res.Diffs = append(res.Diffs, fmt.Sprintf("%s: got %q, want %q", field, got, want))
@@ -195,8 +297,7 @@ func runTest(set *rules.Set, gate *actions.Gate, tb testBlock, at time.Time) Tes
 	if tb.Expect.Target != nil {
 		diff("target", a.Target, *tb.Expect.Target)
 	}
-	if tb.Expect.Calls != nil {
-		want := *tb.Expect.Calls
+	if want != nil {
 		if len(a.Calls) != len(want) {
 			res.Diffs = append(res.Diffs, fmt.Sprintf("calls: got %d, want %d", len(a.Calls), len(want)))
 		}
@@ -204,16 +305,42 @@ func runTest(set *rules.Set, gate *actions.Gate, tb testBlock, at time.Time) Tes
 			got, w := a.Calls[i], want[i]
 			field := fmt.Sprintf("calls[%d]", i)
 			diff(field+".tool", got.Tool, w.Tool)
-			for _, k := range sortedKeys(w.Args) {
-				diff(field+".args."+k, got.Args[k], w.Args[k])
-			}
-			for _, k := range sortedKeys(got.Args) {
-				if _, ok := w.Args[k]; !ok && len(w.Args) > 0 {
-					res.Diffs = append(res.Diffs, fmt.Sprintf("%s.args.%s: got %q, not expected", field, k, got.Args[k]))
+			if w.Args != nil {
+				for _, k := range sortedKeys(w.Args) {
+					diff(field+".args."+k, got.Args[k], w.Args[k])
 				}
+				for _, k := range sortedKeys(got.Args) {
+					if _, ok := w.Args[k]; !ok {
+						res.Diffs = append(res.Diffs, fmt.Sprintf("%s.args.%s: got %q, not expected", field, k, got.Args[k]))
+					}
+				}
+			}
+			if w.Argv != nil {
+				diff(field+".argv", fmt.Sprintf("%q", got.Argv), fmt.Sprintf("%q", w.Argv))
 			}
 			if w.Policy != "" {
 				diff(field+".policy", string(got.Policy.Result), w.Policy)
+			}
+			for _, r := range w.Reasons {
+				if !slices.ContainsFunc(got.Policy.Reasons, func(s string) bool { return strings.Contains(s, r) }) {
+					res.Diffs = append(res.Diffs, fmt.Sprintf("%s.reasons: %q not among %q", field, r, got.Policy.Reasons))
+				}
+			}
+		}
+	}
+	if tb.Expect.Verified != nil {
+		switch {
+		case tb.Verify == nil:
+			res.Diffs = append(res.Diffs, "verified: the test has no verify block")
+		case a.Verify == nil || a.Verify.Expect == nil:
+			res.Diffs = append(res.Diffs, "verified: the chosen runbook has no verify block")
+		default:
+			out, err := expr.Run(a.Verify.Expect.Program, rules.VerifyEnv{Before: tb.Verify.Before, After: tb.Verify.After})
+			got, _ := out.(bool)
+			if err != nil {
+				res.Diffs = append(res.Diffs, fmt.Sprintf("verified: %v", err))
+			} else if got != *tb.Expect.Verified {
+				res.Diffs = append(res.Diffs, fmt.Sprintf("verified: got %v, want %v (expect = %q)", got, *tb.Expect.Verified, a.Verify.Expect.Source))
 			}
 		}
 	}
@@ -223,6 +350,77 @@ func runTest(set *rules.Set, gate *actions.Gate, tb testBlock, at time.Time) Tes
 	return res
 }
 
+func setInt(dst *int, v *int) {
+	if v != nil {
+		*dst = *v
+	}
+}
+
+// decodeCallExpects reads expect.calls: a list of objects whose keys are
+// tool, args, argv, policy and reasons, all but tool optional.
+func decodeCallExpects(e hcl.Expression) ([]callExpect, hcl.Diagnostics) {
+	if e == nil {
+		return nil, nil
+	}
+	v, diags := e.Value(nil)
+	if diags.HasErrors() || v.IsNull() {
+		return nil, diags
+	}
+	bad := func(msg string) hcl.Diagnostics {
+		return hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Invalid calls", Detail: msg, Subject: e.Range().Ptr()}}
+	}
+	if !v.Type().IsTupleType() && !v.Type().IsListType() {
+		return nil, bad("calls must be a list of objects.")
+	}
+	out := []callExpect{}
+	for it := v.ElementIterator(); it.Next(); {
+		_, ev := it.Element()
+		if !ev.Type().IsObjectType() && !ev.Type().IsMapType() {
+			return nil, bad("each call must be an object with tool, and optionally args, argv, policy and reasons.")
+		}
+		var c callExpect
+		for k, av := range ev.AsValueMap() {
+			var err error
+			switch k {
+			case "tool":
+				err = gocty.FromCtyValue(av, &c.Tool)
+			case "policy":
+				err = gocty.FromCtyValue(av, &c.Policy)
+			case "args":
+				var m map[string]string
+				if cv, cerr := convert.Convert(av, cty.Map(cty.String)); cerr == nil {
+					err = gocty.FromCtyValue(cv, &m)
+				} else {
+					err = cerr
+				}
+				c.Args = m
+			case "argv", "reasons":
+				var l []string
+				if cv, cerr := convert.Convert(av, cty.List(cty.String)); cerr == nil {
+					err = gocty.FromCtyValue(cv, &l)
+				} else {
+					err = cerr
+				}
+				if k == "argv" {
+					c.Argv = l
+				} else {
+					c.Reasons = l
+				}
+			default:
+				return nil, bad(fmt.Sprintf("unknown key %q in a call; use tool, args, argv, policy, reasons.", k))
+			}
+			if err != nil {
+				return nil, bad(fmt.Sprintf("%s: %v.", k, err))
+			}
+		}
+		if c.Tool == "" {
+			return nil, bad("each call needs a tool.")
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
 func sortedKeys(m map[string]string) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {
@@ -230,12 +428,4 @@ func sortedKeys(m map[string]string) []string {
 	}
 	slices.Sort(keys)
 	return keys
-}
-
-// noQueries fails every PromQL query a test did not stub, so that a missing
-// stub shows up as a runbook that did not match, with the query named.
-type noQueries struct{}
-
-func (noQueries) Query(_ context.Context, q string, _ time.Time) ([]rules.Sample, error) {
-	return nil, fmt.Errorf("no stub for this query (add it to queries by name): %s", strings.TrimSpace(q))
 }
