@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"regexp"
 	"runtime"
 	"sort"
@@ -126,7 +127,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	replay.Flag("series", "Answer PromQL queries from this JSON file instead of the configured Prometheus.").StringVar(&rf.series)
 	replay.Flag("at", "The time of the decision, RFC 3339. Default now.").StringVar(&rf.at)
 	replay.Flag("output", "Output format: text or json.").Short('o').Default("text").EnumVar(&rf.output, "text", "json")
-	replay.Arg("payload", "The webhook body, as Alertmanager would send it.").Required().StringVar(&rf.payload)
+	replay.Flag("dir", "Replay every *.json payload of this folder (NAME.series.json beside a payload is its series file) and print a summary.").StringVar(&rf.dir)
+	replay.Arg("payload", "The webhook body, as Alertmanager would send it.").StringVar(&rf.payload)
 
 	var cf clientFlags
 	var inf incidentsFlags
@@ -664,7 +666,7 @@ func runAudit(cf clientFlags, f auditFlags, stdout, stderr io.Writer) int {
 }
 
 type replayFlags struct {
-	configFile, series, at, output, payload string
+	configFile, series, at, output, payload, dir string
 }
 
 // runReplay decides one payload in dry-run. It exits 0 with the decision,
@@ -696,29 +698,45 @@ func runReplay(f replayFlags, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "medic: %v\n", err)
 		return exitError
 	}
-	d := &engine.Decider{Config: cfg, Rules: set, Gate: gate}
-	switch {
-	case f.series != "":
-		sf, err := engine.LoadSeriesFile(f.series)
-		if err != nil {
-			fmt.Fprintf(stderr, "medic: %v\n", err)
-			return exitError
-		}
-		d.Sources.Prom = sf
-	case cfg.Prometheus.URL != "":
-		pc, err := engine.NewPromClient(cfg.Prometheus)
-		if err != nil {
-			fmt.Fprintf(stderr, "medic: %v\n", err)
-			return exitError
-		}
-		d.Sources.Prom = pc
+	if (f.payload == "") == (f.dir == "") {
+		fmt.Fprintln(stderr, "medic: replay takes one PAYLOAD or --dir DIR")
+		return exitError
 	}
-	body, err := os.ReadFile(f.payload)
+	var prom *engine.PromClient
+	if cfg.Prometheus.URL != "" {
+		if prom, err = engine.NewPromClient(cfg.Prometheus); err != nil {
+			fmt.Fprintf(stderr, "medic: %v\n", err)
+			return exitError
+		}
+	}
+	// decide replays one payload with the series file given, if any.
+	decide := func(payload, series string) (engine.Trace, error) {
+		d := &engine.Decider{Config: cfg, Rules: set, Gate: gate}
+		switch {
+		case series != "":
+			sf, err := engine.LoadSeriesFile(series)
+			if err != nil {
+				return engine.Trace{}, err
+			}
+			d.Sources.Prom, d.QueryStubs = sf, sf.Queries
+		case prom != nil:
+			d.Sources.Prom = prom
+		}
+		body, err := os.ReadFile(payload)
+		if err != nil {
+			return engine.Trace{}, err
+		}
+		return d.DecidePayload(ctx, body, now), nil
+	}
+	if f.dir != "" {
+		return replayDir(f, decide, stdout, stderr)
+	}
+	t, err := decide(f.payload, f.series)
 	if err != nil {
 		fmt.Fprintf(stderr, "medic: %v\n", err)
 		return exitError
 	}
-	t := d.DecidePayload(ctx, body, now)
+
 	if f.output == "json" {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
@@ -858,4 +876,56 @@ func writeJUnit(results []engine.TestFileResult, stdout, stderr io.Writer) int {
 	_ = enc.Encode(out)
 	fmt.Fprintln(stdout)
 	return code
+}
+
+// replayDir replays every payload of a folder and prints a summary table,
+// or a JSON list of {file, trace}.
+func replayDir(f replayFlags, decide func(payload, series string) (engine.Trace, error), stdout, stderr io.Writer) int {
+	all, err := filepath.Glob(filepath.Join(f.dir, "*.json"))
+	if err != nil {
+		fmt.Fprintf(stderr, "medic: %v\n", err)
+		return exitError
+	}
+	type entry struct {
+		File  string       `json:"file"`
+		Trace engine.Trace `json:"trace"`
+	}
+	var entries []entry
+	for _, p := range all {
+		if strings.HasSuffix(p, ".series.json") {
+			continue
+		}
+		series := f.series
+		if sib := strings.TrimSuffix(p, ".json") + ".series.json"; series == "" {
+			if _, err := os.Stat(sib); err == nil {
+				series = sib
+			}
+		}
+		t, err := decide(p, series)
+		if err != nil {
+			fmt.Fprintf(stderr, "medic: %s: %v\n", p, err)
+			return exitError
+		}
+		entries = append(entries, entry{File: p, Trace: t})
+	}
+	if f.output == "json" {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(entries)
+		return exitOK
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "FILE\tDECISION\tRUNBOOK\tREASON")
+	for _, e := range entries {
+		runbook, reason := "", e.Trace.Error
+		if len(e.Trace.Alerts) > 0 {
+			runbook, reason = e.Trace.Alerts[0].Runbook, e.Trace.Alerts[0].Reason
+		}
+		if len(reason) > 100 {
+			reason = reason[:100] + "…"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", filepath.Base(e.File), e.Trace.Decision, runbook, reason)
+	}
+	tw.Flush()
+	return exitOK
 }

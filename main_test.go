@@ -873,3 +873,65 @@ test "right" {
 		t.Fatalf("broken file: exit %d\n%s", exitCode(err), out)
 	}
 }
+
+// TestReplayDir replays examples/replay, one payload per shipped runbook
+// plus ignore, reject and escalate cases, and checks every decision.
+func TestReplayDir(t *testing.T) {
+	want := map[string][2]string{
+		"ambiguous-multi-signal.json":   {"escalate", "ambiguous_multi_signal"},
+		"cert-expiring.json":            {"remediate", "certificate_expiring_renew"},
+		"cert-hostile-name.json":        {"reject", "certificate_expiring_renew"},
+		"circuit-breaker.json":          {"remediate", "circuit_breaker_slow_downstream"},
+		"compliance.json":               {"escalate", "compliance_escalate"},
+		"crashloop-oom.json":            {"remediate", "crashloop_oom"},
+		"data-corruption.json":          {"escalate", "data_corruption_escalate"},
+		"disk-full-log-rotation.json":   {"remediate", "disk_full_log_rotation"},
+		"falco.json":                    {"escalate", "security_escalate"},
+		"kafka-lag-all-partitions.json": {"remediate", "kafka_lag_all_partitions"},
+		"kafka-poison-pill.json":        {"approve", "kafka_poison_pill"},
+		"latency-slo.json":              {"remediate", "latency_slo_scale_out"},
+		"malformed.json":                {"reject", ""},
+		"oom-killed.json":               {"remediate", "oom_killed_raise_limit"},
+		"security-category.json":        {"escalate", "security_category_escalate"},
+		"unknown-alert.json":            {"escalate", ""},
+		"watchdog.json":                 {"ignore", ""},
+	}
+	out, err := exec.Command(medicBin, "replay", "--dir", "examples/replay", "--at", "2026-11-26T12:00:00Z", "--output", "json").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var entries []struct {
+		File  string `json:"file"`
+		Trace struct {
+			Decision string `json:"decision"`
+			Alerts   []struct {
+				Runbook string `json:"runbook"`
+			} `json:"alerts"`
+		} `json:"trace"`
+	}
+	if err := json.Unmarshal(out, &entries); err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != len(want) {
+		t.Fatalf("%d payloads replayed, want %d", len(entries), len(want))
+	}
+	for _, e := range entries {
+		w, ok := want[filepath.Base(e.File)]
+		runbook := ""
+		if len(e.Trace.Alerts) > 0 {
+			runbook = e.Trace.Alerts[0].Runbook
+		}
+		if !ok || e.Trace.Decision != w[0] || runbook != w[1] {
+			t.Errorf("%s: %s %q, want %s %q", e.File, e.Trace.Decision, runbook, w[0], w[1])
+		}
+	}
+	// The text summary is a table.
+	out, err = exec.Command(medicBin, "replay", "--dir", "examples/replay", "--at", "2026-11-26T12:00:00Z").Output()
+	if err != nil || !strings.HasPrefix(string(out), "FILE") || strings.Count(string(out), "\n") != len(want)+1 {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	// One payload or --dir, not both or neither.
+	if _, err := exec.Command(medicBin, "replay").CombinedOutput(); exitCode(err) != 2 {
+		t.Fatalf("replay without a payload: exit %d", exitCode(err))
+	}
+}

@@ -12,12 +12,15 @@ import (
 )
 
 // SeriesFile answers PromQL queries from a JSON file instead of a
-// Prometheus: an object whose keys are the exact query texts (as rendered)
-// and whose values are lists of {"labels": {...}, "value": n}. A query the
-// file does not hold is an error, so its runbook does not match. `medic
-// replay --series` uses it.
+// Prometheus. The file holds an object with two optional keys: "queries",
+// results by runbook query name, and "series", results by the exact query
+// text as rendered; each result is a list of {"labels": {...}, "value": n}.
+// A query the file does not hold is an error, so its runbook does not
+// match. `medic replay --series` uses it.
 type SeriesFile struct {
 	series map[string][]rules.Sample
+	// Queries are the results by query name, for Decider.QueryStubs.
+	Queries map[string][]rules.Sample
 	// what names the source in errors.
 	what string
 }
@@ -28,13 +31,19 @@ func LoadSeriesFile(path string) (*SeriesFile, error) {
 	if err != nil {
 		return nil, fmt.Errorf("series file: %w", err)
 	}
-	var m map[string][]rules.Sample
+	var f struct {
+		Queries map[string][]rules.Sample `json:"queries"`
+		Series  map[string][]rules.Sample `json:"series"`
+	}
 	dec := json.NewDecoder(strings.NewReader(string(b)))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&m); err != nil {
+	if err := dec.Decode(&f); err != nil {
 		return nil, fmt.Errorf("series file %s: %w", path, err)
 	}
-	return &SeriesFile{series: m, what: "the series file " + path}, nil
+	if f.Series == nil {
+		f.Series = map[string][]rules.Sample{}
+	}
+	return &SeriesFile{series: f.Series, Queries: f.Queries, what: "the series file " + path}, nil
 }
 
 // Query returns the samples stored for q.
