@@ -80,6 +80,8 @@ type alertBlock struct {
 	Labels      map[string]string `hcl:"labels"`
 	Annotations map[string]string `hcl:"annotations,optional"`
 	Status      *string           `hcl:"status,optional"`
+	// StartsAt defaults to five minutes before the test's time.
+	StartsAt *string `hcl:"starts_at,optional"`
 }
 
 type expectBlock struct {
@@ -260,8 +262,17 @@ func runTest(cfg *Config, set *rules.Set, gate *actions.Gate, tb testBlock, want
 	if tb.Alert.Status != nil {
 		status = *tb.Alert.Status
 	}
+	startsAt := at.Add(-5 * time.Minute)
+	if tb.Alert.StartsAt != nil {
+		t, err := time.Parse(time.RFC3339, *tb.Alert.StartsAt)
+		if err != nil {
+			res.Diffs = append(res.Diffs, fmt.Sprintf("alert.starts_at: %v", err))
+			return res
+		}
+		startsAt = t
+	}
 	alert := template.Alert{Status: status, Labels: tb.Alert.Labels, Annotations: tb.Alert.Annotations,
-		StartsAt: at.Add(-5 * time.Minute), Fingerprint: "0000000000000000"}
+		StartsAt: startsAt, Fingerprint: "0000000000000000"}
 	msg := &webhook.Message{Data: &template.Data{Status: status, Alerts: template.Alerts{alert}}, Version: WebhookVersion}
 	d := &Decider{Config: cfg, Rules: set, Gate: gate, QueryStubs: stubs, Sources: rules.Sources{Prom: series}}
 	if st := tb.State; st != nil {
