@@ -22,11 +22,13 @@ import (
 	"runtime"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"text/tabwriter"
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
+	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/hashicorp/hcl/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -36,6 +38,7 @@ import (
 	promslogflag "github.com/prometheus/common/promslog/flag"
 	"github.com/prometheus/common/version"
 	"github.com/prometheus/exporter-toolkit/web"
+	"golang.org/x/sys/unix"
 
 	"medic/actions"
 	"medic/engine"
@@ -271,7 +274,10 @@ func runServe(sf serveFlags, logger *slog.Logger, stderr io.Writer) int {
 	noSocket := false
 	webCfg := cfg.Web.ConfigFile
 	srvErr := make(chan error, 1)
+	var serving atomic.Bool
+	serving.Store(true)
 	go func() {
+		defer serving.Store(false)
 		srvErr <- web.Serve(ln, srv, &web.FlagConfig{
 			WebListenAddresses: &[]string{cfg.Web.ListenAddress},
 			WebSystemdSocket:   &noSocket,
@@ -286,6 +292,15 @@ func runServe(sf serveFlags, logger *slog.Logger, stderr io.Writer) int {
 	eng.SetReady(true)
 	logger.Info("medic is ready", "address", ln.Addr().String(), "storage", cfg.Storage.Path,
 		"inbox_depth", store.InboxDepth(), "open_incidents", store.OpenIncidents())
+	// systemd: READY=1 only now, with the state open, the config loaded and
+	// the listener bound.
+	notify(logger, daemon.SdNotifyReady, statusLine(store))
+	stopWatchdog := make(chan struct{})
+	watchdogDone := make(chan struct{})
+	go func() {
+		defer close(watchdogDone)
+		runWatchdog(logger, eng, store, serving.Load, stopWatchdog)
+	}()
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -295,6 +310,8 @@ func runServe(sf serveFlags, logger *slog.Logger, stderr io.Writer) int {
 	defer signal.Stop(term)
 
 	reload := func() error {
+		notify(logger, daemon.SdNotifyReloading, monotonicUsec())
+		defer notify(logger, daemon.SdNotifyReady, statusLine(store))
 		err := reloadConfig(sf, eng, stderr)
 		eng.ReloadResult(err)
 		if err != nil {
@@ -332,6 +349,9 @@ loop:
 
 	// Stop intake first: requests in flight finish and get their answer,
 	// new ones are refused. Then let the worker drain, then close the state.
+	notify(logger, daemon.SdNotifyStopping, "STATUS=draining")
+	close(stopWatchdog)
+	<-watchdogDone
 	eng.SetReady(false)
 	ctx, cancel := context.WithTimeout(context.Background(), sf.drainTimeout)
 	defer cancel()
@@ -928,4 +948,70 @@ func replayDir(f replayFlags, decide func(payload, series string) (engine.Trace,
 	}
 	tw.Flush()
 	return exitOK
+}
+
+// notify sends sd_notify lines when NOTIFY_SOCKET is set; elsewhere it does
+// nothing.
+func notify(logger *slog.Logger, lines ...string) {
+	if _, err := daemon.SdNotify(false, strings.Join(lines, "\n")); err != nil {
+		logger.Warn("sd_notify failed", "err", err)
+	}
+}
+
+func statusLine(store *state.Store) string {
+	return fmt.Sprintf("STATUS=%d open incidents, inbox depth %d", store.OpenIncidents(), store.InboxDepth())
+}
+
+// monotonicUsec is the MONOTONIC_USEC= line systemd wants with RELOADING=1.
+func monotonicUsec() string {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return ""
+	}
+	return fmt.Sprintf("MONOTONIC_USEC=%d", ts.Nano()/1000)
+}
+
+// statusEvery is how often STATUS= is refreshed without a watchdog.
+const statusEvery = 10 * time.Second
+
+// runWatchdog sends WATCHDOG=1 at half of WatchdogSec, but only while the
+// HTTP server is serving and the worker loop went round within a watchdog
+// period: a wedged worker stops the pings, and systemd restarts medic. It
+// refreshes STATUS= on the way.
+func runWatchdog(logger *slog.Logger, eng *engine.Engine, store *state.Store, serving func() bool, stop <-chan struct{}) {
+	interval, err := daemon.SdWatchdogEnabled(false)
+	if err != nil {
+		logger.Warn("reading the systemd watchdog settings failed", "err", err)
+	}
+	tick := statusEvery
+	maxAge := time.Duration(0)
+	if interval > 0 {
+		tick = interval / 2
+		maxAge = max(interval, 3*time.Second)
+		logger.Info("systemd watchdog enabled", "interval", interval)
+	}
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	wedged := false
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		if interval == 0 {
+			notify(logger, statusLine(store))
+			continue
+		}
+		alive := serving() && eng.WorkerAlive(maxAge)
+		if !alive {
+			if !wedged {
+				logger.Error("withholding the systemd watchdog ping: the HTTP server or the worker is not making progress")
+			}
+			wedged = true
+			continue
+		}
+		wedged = false
+		notify(logger, daemon.SdNotifyWatchdog, statusLine(store))
+	}
 }

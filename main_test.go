@@ -935,3 +935,110 @@ func TestReplayDir(t *testing.T) {
 		t.Fatalf("replay without a payload: exit %d", exitCode(err))
 	}
 }
+
+// TestSystemdNotify runs the binary, built with the medicfault tag, under a
+// NOTIFY_SOCKET the test owns, as systemd would.
+func TestSystemdNotify(t *testing.T) {
+	dir, err := os.MkdirTemp("", "mn") // short: a socket path has a length limit
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	bin := filepath.Join(dir, "medic-fault")
+	if out, err := exec.Command("go", "build", "-tags", "medicfault", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	sock := filepath.Join(dir, "notify.sock")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	msgs := make(chan string, 1000)
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := conn.Read(buf)
+			if err != nil {
+				close(msgs)
+				return
+			}
+			msgs <- string(buf[:n])
+		}
+	}()
+	next := func(want string, within time.Duration) string {
+		t.Helper()
+		deadline := time.After(within)
+		for {
+			select {
+			case m := <-msgs:
+				if strings.Contains(m, want) {
+					return m
+				}
+			case <-deadline:
+				t.Fatalf("no %q within %v", want, within)
+			}
+		}
+	}
+	count := func(want string, during time.Duration) int {
+		n := 0
+		deadline := time.After(during)
+		for {
+			select {
+			case m := <-msgs:
+				if strings.Contains(m, want) {
+					n++
+				}
+			case <-deadline:
+				return n
+			}
+		}
+	}
+
+	wedge := filepath.Join(dir, "wedge")
+	addr := freeAddr(t)
+	cmd := exec.Command(bin, "serve", "--web.listen-address", addr, "--storage.path", filepath.Join(dir, "medic.db"))
+	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+sock, "WATCHDOG_USEC=2000000", "MEDIC_FAULT_WEDGE_FILE="+wedge)
+	var log lockedWriter
+	log.mu, log.b = new(sync.Mutex), new(bytes.Buffer)
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+
+	ready := next("READY=1", 20*time.Second)
+	resp, err := http.Get("http://" + addr + "/-/ready")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("READY=1 (%q) came before /-/ready answered: %v %v", ready, err, resp)
+	}
+	resp.Body.Close()
+	if !strings.Contains(ready, "STATUS=0 open incidents, inbox depth 0") {
+		t.Errorf("READY=1 without STATUS: %q", ready)
+	}
+	if n := count("WATCHDOG=1", 3500*time.Millisecond); n < 2 {
+		t.Fatalf("%d watchdog pings in 3.5s at WatchdogSec=2s", n)
+	}
+
+	cmd.Process.Signal(syscall.SIGHUP)
+	next("RELOADING=1", 5*time.Second)
+	next("READY=1", 5*time.Second)
+
+	// Wedge the worker: after a watchdog period the pings stop.
+	writeFile(t, wedge, "x")
+	time.Sleep(4500 * time.Millisecond)
+	for len(msgs) > 0 {
+		<-msgs
+	}
+	if n := count("WATCHDOG=1", 3*time.Second); n != 0 {
+		t.Fatalf("%d watchdog pings while the worker is wedged", n)
+	}
+	os.Remove(wedge)
+	next("WATCHDOG=1", 5*time.Second)
+
+	cmd.Process.Signal(syscall.SIGTERM)
+	next("STOPPING=1", 10*time.Second)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("exit after SIGTERM: %v\n%s", err, log.b.String())
+	}
+}

@@ -50,9 +50,10 @@ type Engine struct {
 	reload   chan<- chan error
 	metrics  *metrics
 
-	settings atomic.Pointer[settings]
-	ready    atomic.Bool
-	wake     chan struct{}
+	settings  atomic.Pointer[settings]
+	ready     atomic.Bool
+	wake      chan struct{}
+	heartbeat atomic.Int64
 }
 
 // settings is what a config reload swaps in one step.

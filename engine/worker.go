@@ -40,6 +40,15 @@ const (
 	pruneInterval = time.Hour
 )
 
+// WorkerAlive reports whether the worker loop went round within maxAge; the
+// loop goes round at least once a second (the poll), so a worker stuck in a
+// drain or a fault shows up here. systemd's watchdog is fed only while this
+// holds.
+func (e *Engine) WorkerAlive(maxAge time.Duration) bool {
+	hb := e.heartbeat.Load()
+	return hb != 0 && e.now().Sub(time.Unix(0, hb)) <= maxAge
+}
+
 // RunOptions bound the worker.
 type RunOptions struct {
 	// DrainTimeout bounds the final drain when ctx is cancelled; entries
@@ -56,6 +65,8 @@ func (e *Engine) Run(ctx context.Context, o RunOptions) error {
 	defer prune.Stop()
 	e.prune()
 	for {
+		e.heartbeat.Store(e.now().UnixNano())
+		workerFault()
 		if err := e.drain(ctx); err != nil && ctx.Err() == nil {
 			e.logger.Error("processing the inbox failed", "component", "worker", "err", err)
 		}
@@ -84,6 +95,8 @@ func (e *Engine) finalDrain(timeout time.Duration) error {
 // drain processes the inbox until it is empty or ctx ends.
 func (e *Engine) drain(ctx context.Context) error {
 	for ctx.Err() == nil {
+		// A long drain is progress, not a wedge.
+		e.heartbeat.Store(e.now().UnixNano())
 		res, err := e.ProcessInbox()
 		if err != nil {
 			return err
