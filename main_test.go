@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -1040,5 +1041,108 @@ func TestSystemdNotify(t *testing.T) {
 	next("STOPPING=1", 10*time.Second)
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("exit after SIGTERM: %v\n%s", err, log.b.String())
+	}
+}
+
+// TestSystemdUnit runs systemd-analyze verify on the unit, with the binary
+// path pointed at the built binary, and requires an offline security
+// exposure of 2.5 or below.
+func TestSystemdUnit(t *testing.T) {
+	if _, err := exec.LookPath("systemd-analyze"); err != nil {
+		t.Fatal("systemd-analyze is missing: scripts/test.sh installs systemd")
+	}
+	src, err := os.ReadFile("scripts/medic.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	unit := writeFile(t, filepath.Join(t.TempDir(), "medic.service"), strings.ReplaceAll(string(src), "/usr/local/bin/medic", medicBin))
+	if out, err := exec.Command("systemd-analyze", "verify", unit).CombinedOutput(); err != nil || len(bytes.TrimSpace(out)) > 0 {
+		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
+	}
+	out, err := exec.Command("systemd-analyze", "security", "--offline=true", unit).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	i := bytes.Index(out, []byte("Overall exposure level for medic.service: "))
+	if i < 0 {
+		t.Fatalf("no exposure level:\n%s", out)
+	}
+	fields := strings.Fields(string(out[i:]))
+	score, err := strconv.ParseFloat(fields[5], 64)
+	if err != nil {
+		t.Fatalf("%v: %q", err, fields)
+	}
+	t.Logf("systemd-analyze security --offline=true: exposure %.1f", score)
+	if score > 2.5 {
+		t.Fatalf("exposure %.1f is above 2.5", score)
+	}
+}
+
+// TestInstallScript installs into a temporary root, checks the layout and
+// modes, runs again without touching the token, and uninstalls keeping the
+// state, then purges.
+func TestInstallScript(t *testing.T) {
+	root := t.TempDir()
+	run := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command("scripts/install.sh", args...)
+		cmd.Env = append(os.Environ(), "DESTDIR="+root, "MEDIC_BIN="+medicBin)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("install.sh %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	run()
+	modes := map[string]os.FileMode{
+		"usr/local/bin/medic":                         0o755,
+		"etc/systemd/system/medic.service":            0o644,
+		"usr/lib/medic/tools/medic-kafka-dead-letter": 0o755,
+		"etc/medic":              0o750 | os.ModeDir,
+		"etc/medic/medic.hcl":    0o640,
+		"etc/medic/runbooks.hcl": 0o640,
+		"etc/medic/token":        0o600,
+		"var/lib/medic":          0o700 | os.ModeDir,
+	}
+	for p, want := range modes {
+		fi, err := os.Stat(filepath.Join(root, p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode() != want {
+			t.Errorf("%s: mode %v, want %v", p, fi.Mode(), want)
+		}
+	}
+	tok, _ := os.ReadFile(filepath.Join(root, "etc/medic/token"))
+	if len(strings.TrimSpace(string(tok))) != 64 {
+		t.Fatalf("token %q", tok)
+	}
+	// The installed config is valid.
+	if out, err := exec.Command(medicBin, "check", filepath.Join(root, "etc/medic/medic.hcl")).CombinedOutput(); err != nil {
+		t.Fatalf("medic check on the installed config: %v\n%s", err, out)
+	}
+	// Idempotent: a second run keeps the token and an edited config.
+	writeFile(t, filepath.Join(root, "etc/medic/medic.hcl"), "# edited\n")
+	writeFile(t, filepath.Join(root, "var/lib/medic/medic.db"), "state")
+	run()
+	tok2, _ := os.ReadFile(filepath.Join(root, "etc/medic/token"))
+	cfg, _ := os.ReadFile(filepath.Join(root, "etc/medic/medic.hcl"))
+	if string(tok2) != string(tok) || string(cfg) != "# edited\n" {
+		t.Fatal("a second install changed the token or the config")
+	}
+	run("--uninstall")
+	for _, p := range []string{"usr/local/bin/medic", "etc/systemd/system/medic.service"} {
+		if _, err := os.Stat(filepath.Join(root, p)); !os.IsNotExist(err) {
+			t.Errorf("%s survived --uninstall", p)
+		}
+	}
+	if b, err := os.ReadFile(filepath.Join(root, "var/lib/medic/medic.db")); err != nil || string(b) != "state" {
+		t.Fatal("--uninstall lost the state")
+	}
+	run("--uninstall", "--purge")
+	for _, p := range []string{"etc/medic", "var/lib/medic"} {
+		if _, err := os.Stat(filepath.Join(root, p)); !os.IsNotExist(err) {
+			t.Errorf("%s survived --purge", p)
+		}
 	}
 }

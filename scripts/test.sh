@@ -13,6 +13,7 @@ sudo=""
 missing=()
 [ -x /usr/bin/prometheus-alertmanager ] || missing+=(prometheus-alertmanager)
 [ -x /usr/bin/promtool ] || missing+=(prometheus)
+command -v systemd-analyze >/dev/null || missing+=(systemd)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]}"
   $sudo apt-get update -qq
