@@ -55,9 +55,9 @@ func startAlertmanager(t *testing.T) *url.URL {
 }
 
 type amSilence struct {
-	ID       string `json:"id"`
+	ID       string                 `json:"id"`
 	Status   struct{ State string } `json:"status"`
-	Comment  string `json:"comment"`
+	Comment  string                 `json:"comment"`
 	Matchers []struct {
 		Name, Value      string
 		IsRegex, IsEqual bool
