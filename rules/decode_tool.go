@@ -1,7 +1,10 @@
 package rules
 
 import (
+	"regexp"
+
 	"fmt"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"net/http"
 	"time"
 
@@ -36,7 +39,7 @@ var executorSchemas = map[ExecutorKind]*hcl.BodySchema{
 		{Name: "command", Required: true}, {Name: "dry_run"}, {Name: "env"}, {Name: "dir"},
 	}},
 	HTTPKind: {Attributes: []hcl.AttributeSchema{
-		{Name: "url", Required: true}, {Name: "method"}, {Name: "headers"}, {Name: "body"}, {Name: "expect_status"},
+		{Name: "url", Required: true}, {Name: "method"}, {Name: "headers"}, {Name: "body_json"}, {Name: "expect_status"},
 	}},
 	SilenceKind: {Attributes: []hcl.AttributeSchema{{Name: "duration", Required: true}, {Name: "comment"}}},
 	NotifyKind: {Attributes: []hcl.AttributeSchema{
@@ -224,13 +227,26 @@ func decodeExecutor(b *hcl.Block, sc scope) (Executor, hcl.Diagnostics) {
 		ex.URL = a.template("url")
 		ex.Method = a.oneOf("method", http.MethodPost, http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete)
 		ex.Headers, _ = a.templateMap("headers")
-		ex.Body = a.template("body")
+		ex.BodyJSON, _ = a.templateMap("body_json")
 		ex.ExpectStatus = a.statuses("expect_status")
-		templates = append(templates, ex.URL)
-		if ex.Body != nil {
-			templates = append(templates, ex.Body)
+		if ex.URL != nil {
+			// Like an argv's program, the scheme and host are never
+			// templated: a label must not choose where a request goes.
+			if !ex.URL.isFast {
+				diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Complex url template",
+					Detail:  "A url may only join literals and ${param.x} lookups, so that each value can be escaped.",
+					Subject: ex.URL.Range.Ptr()})
+			} else if !fixedOrigin(ex.URL) {
+				diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Templated origin",
+					Detail:  "The url must start with a literal scheme, host and \"/\", such as \"https://api.example.com/\", before any ${…}.",
+					Subject: ex.URL.Range.Ptr()})
+			}
+			templates = append(templates, ex.URL)
 		}
 		for _, t := range ex.Headers {
+			templates = append(templates, t)
+		}
+		for _, t := range ex.BodyJSON {
 			templates = append(templates, t)
 		}
 	case SilenceKind:
@@ -241,9 +257,9 @@ func decodeExecutor(b *hcl.Block, sc scope) (Executor, hcl.Diagnostics) {
 		}
 	case NotifyKind:
 		ex.Channel = a.oneOf("channel", "webhook", "slack", "pagerduty", "webhook")
-		ex.Body = a.template("message")
-		if ex.Body != nil {
-			templates = append(templates, ex.Body)
+		ex.Message = a.template("message")
+		if ex.Message != nil {
+			templates = append(templates, ex.Message)
 		}
 	case SystemdKind:
 		ex.Unit = a.template("unit")
@@ -270,4 +286,28 @@ func decodeCall(b *hcl.Block) (*Call, hcl.Diagnostics) {
 		c.Args = map[string]*Template{}
 	}
 	return c, append(diags, a.diags...)
+}
+
+var originRE = regexp.MustCompile(`^https?://[^/${}%]+/`)
+
+// fixedOrigin reports whether a url template starts with a literal
+// scheme://host/.
+func fixedOrigin(t *Template) bool {
+	var first hclsyntax.Expression
+	switch e := t.Expr.(type) {
+	case *hclsyntax.TemplateExpr:
+		if len(e.Parts) == 0 {
+			return false
+		}
+		first = e.Parts[0]
+	case *hclsyntax.LiteralValueExpr:
+		first = e
+	default:
+		return false
+	}
+	lit, ok := first.(*hclsyntax.LiteralValueExpr)
+	if !ok || lit.Val.Type() != cty.String || lit.Val.IsNull() {
+		return false
+	}
+	return originRE.MatchString(lit.Val.AsString())
 }

@@ -2,6 +2,8 @@ package rules
 
 import (
 	"bytes"
+	"encoding/json"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -345,5 +347,53 @@ func TestFastTemplatesAgreeWithHCL(t *testing.T) {
 	}
 	if n < 10 {
 		t.Fatalf("checked only %d templates", n)
+	}
+}
+
+// TestHTTPBodyIsEncodedJSON: whatever a permissive parameter lets through,
+// the body stays valid JSON holding exactly that string.
+func TestHTTPBodyIsEncodedJSON(t *testing.T) {
+	set := mustParse(t, `
+tool "ticket" {
+  description = "Open a ticket."
+  risk        = "low"
+  param "summary" {
+    pattern    = "[^\\x00-\\x1f]{1,300}"
+    max_length = 300
+  }
+  http {
+    url           = "https://tickets.example.com/api/${param.summary}"
+    method        = "POST"
+    headers       = { "X-Source" = "medic" }
+    body_json     = { summary = "${param.summary}", kind = "incident" }
+    expect_status = [201]
+  }
+}
+runbook "ticket" {
+  description = "Open a ticket."
+  match { alertname = "T" }
+  target = "${labels.s}"
+  step "open" {
+    tool = "ticket"
+    args = { summary = "${labels.s}" }
+  }
+}
+`)
+	for _, v := range []string{`"}, "admin": true, "x": {"`, `\"`, "ok", "$(touch /tmp/x)", `</script>`, "日本", "a/../../admin", "x?admin=1&y=2#frag"} {
+		calls, err := set.Plan(set.Runbooks[0], Vars{Labels: map[string]string{"s": v}})
+		if err != nil {
+			t.Fatalf("%q: %v", v, err)
+		}
+		h := calls[0].HTTP
+		var body map[string]string
+		if err := json.Unmarshal(h.Body, &body); err != nil || len(body) != 2 || body["summary"] != v || body["kind"] != "incident" {
+			t.Fatalf("%q gave body %s (%v)", v, h.Body, err)
+		}
+		if h.Method != "POST" || h.URL != "https://tickets.example.com/api/"+url.PathEscape(v) || h.Headers["X-Source"] != "medic" || h.ExpectStatus[0] != 201 {
+			t.Fatalf("%+v", h)
+		}
+		if u, err := url.Parse(h.URL); err != nil || u.RawQuery != "" || strings.Count(u.EscapedPath(), "/") != 2 {
+			t.Fatalf("%q escaped its segment: %q", v, h.URL)
+		}
 	}
 }

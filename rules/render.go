@@ -1,7 +1,9 @@
 package rules
 
 import (
+	"encoding/json"
 	"fmt"
+	"net/url"
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
@@ -66,6 +68,27 @@ func (t *Template) compileFast() {
 	t.isFast = true
 }
 
+// renderEscaped renders a fast-path template with every looked-up value
+// passed through esc; literals stay as written. It is for URLs, where a
+// value must not add a path segment or a query parameter.
+func (t *Template) renderEscaped(v *Vars, esc func(string) string) (string, error) {
+	if !t.isFast {
+		return "", fmt.Errorf("render %s: this template may only join literals and ${param.x} lookups", t.Range)
+	}
+	var b strings.Builder
+	for i := range t.fast {
+		s, err := t.lookup(&t.fast[i], v)
+		if err != nil {
+			return "", err
+		}
+		if t.fast[i].root != "" {
+			s = esc(s)
+		}
+		b.WriteString(s)
+	}
+	return b.String(), nil
+}
+
 // render is Render without the general path's allocations when it can.
 func (t *Template) render(v *Vars) (string, error) {
 	if !t.isFast {
@@ -117,8 +140,20 @@ type PlannedCall struct {
 	// interprets an element.
 	Argv   []string `json:"argv,omitempty"`
 	DryRun []string `json:"dry_run,omitempty"`
+	// HTTP is the rendered request of an http tool.
+	HTTP *PlannedHTTP `json:"http,omitempty"`
 	// Rollback is the rendered rollback, when the step or the tool has one.
 	Rollback *PlannedCall `json:"rollback,omitempty"`
+}
+
+// PlannedHTTP is an http tool's request, rendered from validated
+// arguments. Body is JSON produced by an encoder, never by splicing text.
+type PlannedHTTP struct {
+	Method       string            `json:"method"`
+	URL          string            `json:"url"`
+	Headers      map[string]string `json:"headers,omitempty"`
+	Body         json.RawMessage   `json:"body,omitempty"`
+	ExpectStatus []int             `json:"expect_status,omitempty"`
 }
 
 // Plan renders the runbook's steps for one alert. It fails closed: the
@@ -190,7 +225,45 @@ func (s *Set) renderCall(c *Call, v *Vars) (PlannedCall, error) {
 	if pc.DryRun, err = renderArgv(t.Executor.DryRun, pv); err != nil {
 		return PlannedCall{}, fmt.Errorf("tool %s: %w", t.Name, err)
 	}
+	if t.Executor.Kind == HTTPKind {
+		if pc.HTTP, err = renderHTTP(&t.Executor, pv); err != nil {
+			return PlannedCall{}, fmt.Errorf("tool %s: %w", t.Name, err)
+		}
+	}
 	return pc, nil
+}
+
+func renderHTTP(ex *Executor, v *Vars) (*PlannedHTTP, error) {
+	// Each value is path-escaped: "a/../b" or "x?admin=1" stays one
+	// segment of the tool author's URL.
+	u, err := ex.URL.renderEscaped(v, url.PathEscape)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := url.ParseRequestURI(u); err != nil {
+		return nil, fmt.Errorf("url %q: %w", u, err)
+	}
+	h := &PlannedHTTP{Method: ex.Method, URL: u, ExpectStatus: ex.ExpectStatus}
+	if len(ex.Headers) > 0 {
+		h.Headers = map[string]string{}
+		for k, t := range ex.Headers {
+			if h.Headers[k], err = t.render(v); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if ex.BodyJSON != nil {
+		body := map[string]string{}
+		for k, t := range ex.BodyJSON {
+			if body[k], err = t.render(v); err != nil {
+				return nil, err
+			}
+		}
+		if h.Body, err = json.Marshal(body); err != nil {
+			return nil, err
+		}
+	}
+	return h, nil
 }
 
 func renderArgv(ts []*Template, v *Vars) ([]string, error) {

@@ -192,17 +192,19 @@ type Executor struct {
 	DryRun  []*Template
 	Env     map[string]*Template
 	Dir     string
-	// http
+	// http: the body is a JSON object whose string values are rendered,
+	// then encoded, so that no value can break out of its string.
 	Method       string
 	URL          *Template
 	Headers      map[string]*Template
-	Body         *Template
+	BodyJSON     map[string]*Template
 	ExpectStatus []int
 	// silence
 	Duration time.Duration
 	Comment  *Template
 	// notify
 	Channel string
+	Message *Template
 	// systemd
 	Unit   *Template
 	Action string
