@@ -67,6 +67,7 @@ type serveFlags struct {
 	webConfigFile string
 	storagePath   string
 	insecure      bool
+	dryRun        bool
 	drainTimeout  time.Duration
 }
 
@@ -106,6 +107,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	serve.Flag("web.config.file", "Web config file for TLS and basic auth (Prometheus exporter-toolkit format); overrides web.config_file.").StringVar(&sf.webConfigFile)
 	serve.Flag("storage.path", "Path of the state file; overrides storage.path. Default data/medic.db.").StringVar(&sf.storagePath)
 	serve.Flag("web.insecure", "Allow a non-loopback listener with no authentication.").BoolVar(&sf.insecure)
+	serve.Flag("dry-run", "Decide and record, but run no tool: shadow mode everywhere.").BoolVar(&sf.dryRun)
 	serve.Flag("shutdown.timeout", "How long SIGTERM waits for requests and inbox work in flight.").Default("15s").DurationVar(&sf.drainTimeout)
 
 	app.Command("version", "Print version and build information.")
@@ -147,7 +149,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 	audit.Flag("since", "Only entries at or after this RFC 3339 time.").StringVar(&af.since)
 	audit.Flag("verify", "Check the hash chain; exit 1 if it is broken.").BoolVar(&af.verify)
 	audit.Flag("output", "Output format: text or json (JSON lines).").Short('o').Default("text").EnumVar(&af.output, "text", "json")
-	for _, c := range []*kingpin.CmdClause{incidents, audit} {
+	var apf approveFlags
+	approve := app.Command("approve", "Approve an incident's pending call; it is re-checked against the policy, then runs.")
+	approve.Arg("id", "The incident.").Required().Uint64Var(&apf.id)
+	deny := app.Command("deny", "Deny an incident's pending call, with a reason.")
+	deny.Arg("id", "The incident.").Required().Uint64Var(&apf.id)
+	deny.Flag("reason", "Why; recorded in the audit log.").Required().StringVar(&apf.reason)
+	for _, c := range []*kingpin.CmdClause{approve, deny} {
+		c.Flag("medic.approver-token-file", "File holding the approver token.").Envar("MEDIC_APPROVER_TOKEN_FILE").StringVar(&apf.tokenFile)
+		c.Flag("by", "Who decides, for the audit log.").Default(os.Getenv("USER")).StringVar(&apf.by)
+	}
+	for _, c := range []*kingpin.CmdClause{incidents, audit, approve, deny} {
 		c.Flag("medic.url", "URL of the medic daemon.").Default("http://" + engine.DefaultListenAddress).Envar("MEDIC_URL").StringVar(&cf.url)
 		c.Flag("medic.token-file", "File holding the daemon's bearer token.").Envar("MEDIC_TOKEN_FILE").StringVar(&cf.tokenFile)
 		c.Flag("http.config.file", "HTTP client configuration (Prometheus format: TLS, basic auth), as amtool takes it.").StringVar(&cf.httpConfig)
@@ -181,6 +193,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runAudit(cf, af, stdout, stderr)
 	case "replay":
 		return runReplay(rf, stdout, stderr)
+	case "approve", "deny":
+		return runApprove(cf, apf, cmd == "approve", stdout, stderr)
 	case "test":
 		return runTests(testFiles, testRun, testOutput, stdout, stderr)
 	}
@@ -259,6 +273,26 @@ func runServe(sf serveFlags, logger *slog.Logger, stderr io.Writer) int {
 	}
 	eng.ReloadResult(nil)
 
+	decider, err := buildDecider(cfg, logger)
+	if err != nil {
+		logger.Error("invalid runbooks or policy", "err", err)
+		return exitFailed
+	}
+	var current atomic.Pointer[engine.Decider]
+	current.Store(decider)
+	rem := &engine.Remediator{Logger: logger, Store: store, Decider: current.Load,
+		DryRun: sf.dryRun || cfg.Remediation.DryRun, ApprovalTTL: cfg.Remediation.ApprovalTTL,
+		Executors: engine.Executors{Exec: &actions.Exec{}, HTTP: &actions.HTTPExec{}, Notifier: &actions.Notifier{}}}
+	if cfg.Alertmanager.URL != "" {
+		u, _ := url.Parse(cfg.Alertmanager.URL)
+		rem.Executors.Silencer = actions.NewSilencer(u, nil)
+	}
+	if err := rem.Recover(); err != nil {
+		logger.Error("recovering the action journal failed", "err", err)
+		return exitError
+	}
+	eng.SetRemediator(rem)
+
 	ln, err := net.Listen("tcp", cfg.Web.ListenAddress)
 	if err != nil {
 		logger.Error("cannot listen", "address", cfg.Web.ListenAddress, "err", err)
@@ -288,6 +322,12 @@ func runServe(sf serveFlags, logger *slog.Logger, stderr io.Writer) int {
 	workCtx, stopWork := context.WithCancel(context.Background())
 	workDone := make(chan error, 1)
 	go func() { workDone <- eng.Run(workCtx, engine.RunOptions{DrainTimeout: sf.drainTimeout}) }()
+	remCtx, stopRemediation := context.WithCancel(context.Background())
+	remDone := make(chan struct{})
+	go func() {
+		defer close(remDone)
+		rem.Run(remCtx, cfg.Remediation.Parallel)
+	}()
 
 	eng.SetReady(true)
 	logger.Info("medic is ready", "address", ln.Addr().String(), "storage", cfg.Storage.Path,
@@ -312,7 +352,10 @@ func runServe(sf serveFlags, logger *slog.Logger, stderr io.Writer) int {
 	reload := func() error {
 		notify(logger, daemon.SdNotifyReloading, monotonicUsec())
 		defer notify(logger, daemon.SdNotifyReady, statusLine(store))
-		err := reloadConfig(sf, eng, stderr)
+		d, err := reloadConfig(sf, eng, logger, stderr)
+		if err == nil {
+			current.Store(d)
+		}
 		eng.ReloadResult(err)
 		if err != nil {
 			logger.Error("reload failed; keeping the previous configuration", "err", err)
@@ -360,6 +403,11 @@ loop:
 		srv.Close()
 	}
 	stopWork()
+	defer func() {
+		// Remediations in flight finish their call; none starts after this.
+		stopRemediation()
+		<-remDone
+	}()
 	select {
 	case err := <-workDone:
 		if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
@@ -376,10 +424,10 @@ loop:
 // reloadConfig is all or nothing: a config with any error leaves the running
 // one in place. Settings bound at start (listener, state file, web config
 // file) need a restart; a change to them is logged and not applied.
-func reloadConfig(sf serveFlags, eng *engine.Engine, stderr io.Writer) error {
+func reloadConfig(sf serveFlags, eng *engine.Engine, logger *slog.Logger, stderr io.Writer) (*engine.Decider, error) {
 	cfg, err := loadConfig(sf, stderr)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	cur := eng.Config()
 	var restart []string
@@ -393,12 +441,17 @@ func reloadConfig(sf serveFlags, eng *engine.Engine, stderr io.Writer) error {
 		restart = append(restart, "storage.path")
 	}
 	if len(restart) > 0 {
-		return fmt.Errorf("%s changed; these need a restart", strings.Join(restart, ", "))
+		return nil, fmt.Errorf("%s changed; these need a restart", strings.Join(restart, ", "))
 	}
 	if _, err := engine.CheckExposure(cfg.Web); err != nil {
-		return err
+		return nil, err
 	}
-	return eng.ApplyConfig(cfg)
+	// The runbooks and the policy load with the config, or nothing changes.
+	d, err := buildDecider(cfg, logger)
+	if err != nil {
+		return nil, err
+	}
+	return d, eng.ApplyConfig(cfg)
 }
 
 // diagRecord is one diagnostic of `medic check --output json`.
@@ -461,6 +514,11 @@ func runCheck(files []string, output string, stdout, stderr io.Writer) int {
 // of a 200, or prints the daemon's error and returns the exit code: 1 for a
 // 404, 2 for everything else.
 func apiGet(cf clientFlags, path string, q url.Values, stderr io.Writer) ([]byte, int) {
+	return apiRequest(cf, http.MethodGet, path, q, nil, stderr)
+}
+
+// apiRequest is apiGet for any method, with an optional JSON body.
+func apiRequest(cf clientFlags, method, path string, q url.Values, reqBody []byte, stderr io.Writer) ([]byte, int) {
 	base, err := url.Parse(cf.url)
 	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
 		fmt.Fprintf(stderr, "medic: --medic.url %q is not an http(s) URL\n", cf.url)
@@ -478,10 +536,13 @@ func apiGet(cf clientFlags, path string, q url.Values, stderr io.Writer) ([]byte
 	u.RawQuery = q.Encode()
 	ctx, cancel := context.WithTimeout(context.Background(), cf.timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), bytes.NewReader(reqBody))
 	if err != nil {
 		fmt.Fprintf(stderr, "medic: %v\n", err)
 		return nil, exitError
+	}
+	if reqBody != nil {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
@@ -1014,4 +1075,77 @@ func runWatchdog(logger *slog.Logger, eng *engine.Engine, store *state.Store, se
 		wedged = false
 		notify(logger, daemon.SdNotifyWatchdog, statusLine(store))
 	}
+}
+
+type approveFlags struct {
+	id        uint64
+	reason    string
+	by        string
+	tokenFile string
+}
+
+// runApprove approves or denies a pending call with the approver token
+// (from --medic.approver-token-file or $MEDIC_APPROVER_TOKEN).
+func runApprove(cf clientFlags, f approveFlags, approve bool, stdout, stderr io.Writer) int {
+	cf.tokenFile, cf.token = f.tokenFile, os.Getenv("MEDIC_APPROVER_TOKEN")
+	verb := "deny"
+	if approve {
+		verb = "approve"
+	}
+	body, _ := json.Marshal(map[string]string{"by": f.by, "reason": f.reason})
+	out, code := apiRequest(cf, http.MethodPost, fmt.Sprintf("/api/v1/incidents/%d/%s", f.id, verb), nil, body, stderr)
+	if code != exitOK {
+		return code
+	}
+	var r struct {
+		Data state.Approval `json:"data"`
+	}
+	if err := json.Unmarshal(out, &r); err != nil {
+		fmt.Fprintf(stderr, "medic: decoding response: %v\n", err)
+		return exitError
+	}
+	fmt.Fprintf(stdout, "incident %d: %s %s\n", f.id, r.Data.Tool, r.Data.State)
+	return exitOK
+}
+
+// buildDecider loads the runbooks and the policy a config names. When the
+// config names no runbooks, a missing default runbooks.hcl means no
+// runbooks, so that serve starts with no file at all; named files must
+// exist.
+func buildDecider(cfg *engine.Config, logger *slog.Logger) (*engine.Decider, error) {
+	files := cfg.Runbooks
+	if !cfg.RunbooksSet {
+		if _, err := os.Stat(files[0]); os.IsNotExist(err) {
+			files = nil
+		}
+	}
+	var set *rules.Set
+	if len(files) == 0 {
+		set, _ = rules.Parse("(no runbooks)", nil)
+		logger.Warn("no runbook file: every incident escalates", "file", cfg.Runbooks[0])
+	} else {
+		var diags hcl.Diagnostics
+		set, diags = rules.Load(files...)
+		if diags.HasErrors() {
+			var b strings.Builder
+			rules.WriteDiagnostics(&b, diags)
+			return nil, fmt.Errorf("runbooks:\n%s", b.String())
+		}
+	}
+	gate, err := actions.NewGate(context.Background(), cfg.Policy)
+	if err != nil {
+		return nil, err
+	}
+	d := &engine.Decider{Config: cfg, Rules: set, Gate: gate}
+	if cfg.Prometheus.URL != "" {
+		if d.Sources.Prom, err = engine.NewPromClient(cfg.Prometheus); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Loki.URL != "" {
+		if d.Sources.Logs, err = engine.NewLokiClient(cfg.Loki); err != nil {
+			return nil, err
+		}
+	}
+	return d, nil
 }

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -33,6 +34,10 @@ func (e *Engine) Handler() http.Handler {
 	handle("GET /api/v1/incidents", "/api/v1/incidents", e.authed(e.serveIncidents))
 	handle("GET /api/v1/incidents/{id}", "/api/v1/incidents/{id}", e.authed(e.serveIncident))
 	handle("GET /api/v1/ignored", "/api/v1/ignored", e.authed(e.serveIgnored))
+	handle("GET /api/v1/incidents/{id}/approval", "/api/v1/incidents/{id}/approval", e.authed(e.serveApproval))
+	handle("POST /api/v1/incidents/{id}/approve", "/api/v1/incidents/{id}/approve", e.serveDecideApproval(true))
+	handle("POST /api/v1/incidents/{id}/deny", "/api/v1/incidents/{id}/deny", e.serveDecideApproval(false))
+	handle("GET /api/v1/actions", "/api/v1/actions", e.authed(e.serveActions))
 	handle("GET /api/v1/audit", "/api/v1/audit", e.authed(e.serveAudit))
 	handle("GET /api/v1/audit/verify", "/api/v1/audit/verify", e.authed(e.serveAuditVerify))
 	handle("GET /api/v1/admin/backup", "/api/v1/admin/backup", e.authed(e.serveBackup))
@@ -202,4 +207,107 @@ func (e *Engine) serveAuditVerify(w http.ResponseWriter, _ *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, successBody{Status: "success", Data: map[string]any{"valid": true, "entries": n}})
+}
+
+func incidentID(w http.ResponseWriter, r *http.Request) (uint64, bool) {
+	raw := r.PathValue("id")
+	id, err := strconv.ParseUint(raw, 10, 64)
+	if err != nil || id == 0 {
+		apiError(w, http.StatusBadRequest, "bad_data", "incident ID %s is not a positive integer", quote(raw))
+		return 0, false
+	}
+	return id, true
+}
+
+func (e *Engine) serveApproval(w http.ResponseWriter, r *http.Request) {
+	id, ok := incidentID(w, r)
+	if !ok {
+		return
+	}
+	a, err := e.store.Approval(id)
+	if errors.Is(err, state.ErrNotFound) {
+		apiError(w, http.StatusNotFound, "not_found", "incident %d has no approval", id)
+		return
+	}
+	if err != nil {
+		apiError(w, http.StatusInternalServerError, "internal", "%v", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, successBody{Status: "success", Data: a})
+}
+
+// serveDecideApproval is POST /api/v1/incidents/{id}/approve and /deny.
+// They need the approver token, not the API token. An approval re-checks
+// the call against the policy, minus the approval requirement, before it
+// runs; a denial records the reason.
+func (e *Engine) serveDecideApproval(approve bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !e.settings.Load().approverAuthorized(r.Header.Get("Authorization")) {
+			writeError(w, &IntakeError{Status: http.StatusUnauthorized, Reason: ReasonUnauthorized, Msg: "missing or wrong approver token"})
+			return
+		}
+		id, ok := incidentID(w, r)
+		if !ok {
+			return
+		}
+		var body struct {
+			By     string `json:"by"`
+			Reason string `json:"reason"`
+		}
+		if r.ContentLength != 0 {
+			if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(&body); err != nil {
+				apiError(w, http.StatusBadRequest, "bad_data", "body: %v", err)
+				return
+			}
+		}
+		if !approve && body.Reason == "" {
+			apiError(w, http.StatusBadRequest, "bad_data", "a denial needs a reason")
+			return
+		}
+		by := "human"
+		if body.By != "" {
+			by = "human:" + body.By
+		}
+		now := e.now()
+		kind := "approval"
+		a, err := e.store.DecideApproval(id, approve, by, body.Reason, now, state.AuditEntry{Time: now, Incident: id, Kind: kind, Actor: by})
+		if err != nil {
+			if errors.Is(err, state.ErrNotPending) {
+				apiError(w, http.StatusConflict, "conflict", "%v", err)
+				return
+			}
+			apiError(w, http.StatusInternalServerError, "internal", "%v", err)
+			return
+		}
+		msg := fmt.Sprintf("%s %s by %s", a.Tool, a.State, by)
+		if body.Reason != "" {
+			msg += ": " + body.Reason
+		}
+		_ = e.store.AddIncidentEvent(id, state.Event{Time: now, Kind: "approval_" + string(a.State), Message: msg})
+		if approve && e.remediator != nil {
+			if err := e.remediator.Resume(context.WithoutCancel(r.Context()), a); err != nil {
+				apiError(w, http.StatusConflict, "conflict", "%v", err)
+				return
+			}
+		}
+		writeJSON(w, http.StatusOK, successBody{Status: "success", Data: a})
+	}
+}
+
+func (e *Engine) serveActions(w http.ResponseWriter, r *http.Request) {
+	var id uint64
+	if s := r.URL.Query().Get("incident"); s != "" {
+		n, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			apiError(w, http.StatusBadRequest, "bad_data", "incident %s is not a positive integer", quote(s))
+			return
+		}
+		id = n
+	}
+	acts, err := e.store.Actions(id)
+	if err != nil {
+		apiError(w, http.StatusInternalServerError, "internal", "%v", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, successBody{Status: "success", Data: acts})
 }

@@ -27,13 +27,31 @@ type Config struct {
 	File string
 	// Runbooks lists the runbook files, as paths or globs.
 	Runbooks []string
-	Web      WebConfig
-	Storage  StorageConfig
-	Intake   IntakeConfig
+	// RunbooksSet says the file named them; the default runbooks.hcl may
+	// be missing, named ones may not.
+	RunbooksSet bool
+	Web         WebConfig
+	Storage     StorageConfig
+	Intake      IntakeConfig
 	// Prometheus and Loki serve the runbooks' enrichment queries; an empty
 	// URL leaves the source out, and queries of its kind then fail.
 	Prometheus SourceConfig
 	Loki       SourceConfig
+	// Alertmanager is where silence tools create silences.
+	Alertmanager SourceConfig
+	// Policy is a .rego file that replaces the default policy.
+	Policy      string
+	Remediation RemediationConfig
+}
+
+// RemediationConfig tunes the remediation path.
+type RemediationConfig struct {
+	// DryRun forces shadow mode everywhere.
+	DryRun bool
+	// ApprovalTTL is how long a pending call waits for a human.
+	ApprovalTTL time.Duration
+	// Parallel bounds the incidents decided at once.
+	Parallel int
 }
 
 // WebConfig configures the HTTP listener and its authentication.
@@ -43,6 +61,9 @@ type WebConfig struct {
 	ConfigFile string
 	// BearerTokenFile holds the token every /api/ request must present.
 	BearerTokenFile string
+	// ApproverTokenFile holds the separate token that approves or denies
+	// pending calls.
+	ApproverTokenFile string
 	// Insecure allows a non-loopback listener with no authentication.
 	Insecure bool
 }
@@ -97,10 +118,11 @@ var DefaultIgnore = []string{
 // no config file.
 func DefaultConfig() *Config {
 	c := &Config{
-		Runbooks: []string{"runbooks.hcl"},
-		Web:      WebConfig{ListenAddress: DefaultListenAddress},
-		Storage:  StorageConfig{Path: filepath.Join("data", "medic.db"), Retention: 30 * 24 * time.Hour},
-		Intake:   IntakeConfig{Limits: DefaultLimits},
+		Runbooks:    []string{"runbooks.hcl"},
+		Web:         WebConfig{ListenAddress: DefaultListenAddress},
+		Storage:     StorageConfig{Path: filepath.Join("data", "medic.db"), Retention: 30 * 24 * time.Hour},
+		Intake:      IntakeConfig{Limits: DefaultLimits},
+		Remediation: RemediationConfig{ApprovalTTL: DefaultApprovalTTL, Parallel: 4},
 	}
 	for _, s := range DefaultIgnore {
 		ms, err := labels.ParseMatchers(s)
@@ -113,13 +135,24 @@ func DefaultConfig() *Config {
 }
 
 type fileConfig struct {
-	Runbooks      *[]string     `hcl:"runbooks,optional"`
-	RunbooksRange hcl.Range     `hcl:"runbooks,attr_value_range"`
-	Web           *webBlock     `hcl:"web,block"`
-	Storage       *storageBlock `hcl:"storage,block"`
-	Intake        *intakeBlock  `hcl:"intake,block"`
-	Prometheus    *sourceBlock  `hcl:"prometheus,block"`
-	Loki          *sourceBlock  `hcl:"loki,block"`
+	Runbooks      *[]string         `hcl:"runbooks,optional"`
+	RunbooksRange hcl.Range         `hcl:"runbooks,attr_value_range"`
+	Web           *webBlock         `hcl:"web,block"`
+	Storage       *storageBlock     `hcl:"storage,block"`
+	Intake        *intakeBlock      `hcl:"intake,block"`
+	Prometheus    *sourceBlock      `hcl:"prometheus,block"`
+	Loki          *sourceBlock      `hcl:"loki,block"`
+	Alertmanager  *sourceBlock      `hcl:"alertmanager,block"`
+	Policy        *string           `hcl:"policy,optional"`
+	Remediation   *remediationBlock `hcl:"remediation,block"`
+}
+
+type remediationBlock struct {
+	DryRun           *bool     `hcl:"dry_run,optional"`
+	ApprovalTTL      *string   `hcl:"approval_ttl,optional"`
+	Parallel         *int      `hcl:"parallel,optional"`
+	ApprovalTTLRange hcl.Range `hcl:"approval_ttl,attr_value_range"`
+	ParallelRange    hcl.Range `hcl:"parallel,attr_value_range"`
 }
 
 type sourceBlock struct {
@@ -129,10 +162,11 @@ type sourceBlock struct {
 }
 
 type webBlock struct {
-	ListenAddress   *string `hcl:"listen_address,optional"`
-	ConfigFile      *string `hcl:"config_file,optional"`
-	BearerTokenFile *string `hcl:"bearer_token_file,optional"`
-	Insecure        *bool   `hcl:"insecure,optional"`
+	ListenAddress     *string `hcl:"listen_address,optional"`
+	ConfigFile        *string `hcl:"config_file,optional"`
+	BearerTokenFile   *string `hcl:"bearer_token_file,optional"`
+	ApproverTokenFile *string `hcl:"approver_token_file,optional"`
+	Insecure          *bool   `hcl:"insecure,optional"`
 
 	ListenAddressRange   hcl.Range `hcl:"listen_address,attr_value_range"`
 	ConfigFileRange      hcl.Range `hcl:"config_file,attr_value_range"`
@@ -204,7 +238,7 @@ func ParseConfig(path string, src []byte) (*Config, hcl.Diagnostics) {
 		if len(*fc.Runbooks) == 0 {
 			diags = append(diags, attrError(fc.RunbooksRange, "No runbook files", "runbooks lists no file; remove it to use runbooks.hcl."))
 		}
-		cfg.Runbooks = nil
+		cfg.Runbooks, cfg.RunbooksSet = nil, true
 		for _, p := range *fc.Runbooks {
 			cfg.Runbooks = append(cfg.Runbooks, rel(p))
 		}
@@ -221,6 +255,9 @@ func ParseConfig(path string, src []byte) (*Config, hcl.Diagnostics) {
 		}
 		if w.BearerTokenFile != nil {
 			cfg.Web.BearerTokenFile = rel(*w.BearerTokenFile)
+		}
+		if w.ApproverTokenFile != nil {
+			cfg.Web.ApproverTokenFile = rel(*w.ApproverTokenFile)
 		}
 		if w.Insecure != nil {
 			cfg.Web.Insecure = *w.Insecure
@@ -290,7 +327,7 @@ func ParseConfig(path string, src []byte) (*Config, hcl.Diagnostics) {
 	for _, src := range []struct {
 		b   *sourceBlock
 		dst *SourceConfig
-	}{{fc.Prometheus, &cfg.Prometheus}, {fc.Loki, &cfg.Loki}} {
+	}{{fc.Prometheus, &cfg.Prometheus}, {fc.Loki, &cfg.Loki}, {fc.Alertmanager, &cfg.Alertmanager}} {
 		if src.b == nil {
 			continue
 		}
@@ -301,6 +338,29 @@ func ParseConfig(path string, src []byte) (*Config, hcl.Diagnostics) {
 		src.dst.URL = src.b.URL
 		if src.b.HTTPConfigFile != nil {
 			src.dst.HTTPConfigFile = rel(*src.b.HTTPConfigFile)
+		}
+	}
+	if fc.Policy != nil {
+		cfg.Policy = rel(*fc.Policy)
+	}
+	if r := fc.Remediation; r != nil {
+		if r.DryRun != nil {
+			cfg.Remediation.DryRun = *r.DryRun
+		}
+		if r.ApprovalTTL != nil {
+			d, err := model.ParseDuration(*r.ApprovalTTL)
+			if err != nil || d <= 0 {
+				diags = append(diags, attrError(r.ApprovalTTLRange, "Invalid duration", fmt.Sprintf("approval_ttl = %q is not a positive duration.", *r.ApprovalTTL)))
+			} else {
+				cfg.Remediation.ApprovalTTL = time.Duration(d)
+			}
+		}
+		if r.Parallel != nil {
+			if *r.Parallel < 1 || *r.Parallel > 64 {
+				diags = append(diags, attrError(r.ParallelRange, "Invalid parallel", "parallel must be from 1 to 64."))
+			} else {
+				cfg.Remediation.Parallel = *r.Parallel
+			}
 		}
 	}
 	if diags.HasErrors() {

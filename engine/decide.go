@@ -99,7 +99,7 @@ func (d *Decider) DecidePayload(ctx context.Context, body []byte, now time.Time)
 func (d *Decider) DecideMessage(ctx context.Context, m *webhook.Message, now time.Time) Trace {
 	t := Trace{Decision: DecisionIgnore}
 	for i := range m.Alerts {
-		at := d.decideAlert(ctx, &m.Alerts[i], now)
+		at := d.DecideAlert(ctx, &m.Alerts[i], now)
 		if rank[at.Decision] > rank[t.Decision] {
 			t.Decision = at.Decision
 		}
@@ -108,7 +108,8 @@ func (d *Decider) DecideMessage(ctx context.Context, m *webhook.Message, now tim
 	return t
 }
 
-func (d *Decider) decideAlert(ctx context.Context, a *template.Alert, now time.Time) AlertTrace {
+// DecideAlert decides one alert; see DecidePayload.
+func (d *Decider) DecideAlert(ctx context.Context, a *template.Alert, now time.Time) AlertTrace {
 	at := AlertTrace{Fingerprint: a.Fingerprint, Alertname: a.Labels["alertname"]}
 	if rule := ignoredBy(d.Config.Intake.Ignore, a.Labels); rule != "" {
 		at.Decision, at.Reason = DecisionIgnore, "ignored by "+rule
@@ -166,16 +167,7 @@ func (d *Decider) decideAlert(ctx context.Context, a *template.Alert, now time.T
 	at.Verify = rb.Verify
 	for _, c := range calls {
 		ct := CallTrace{PlannedCall: c}
-		in := actions.Input{
-			Call:       actions.Call{Tool: c.Tool, Type: string(d.Rules.Tool(c.Tool).Executor.Kind), Args: c.Args, Risk: string(c.Risk), Target: at.Target},
-			Source:     "runbook",
-			Runbook:    rb.Name,
-			Confidence: at.Confidence,
-			Mode:       string(rb.Mode),
-		}
-		if d.State != nil {
-			in.State = d.State(c.Tool, at.Target)
-		}
+		in := d.PolicyInput(c, &at, rb)
 		ct.Policy, _ = d.Gate.Evaluate(ctx, in, now)
 		switch ct.Policy.Result {
 		case actions.Deny:
@@ -188,8 +180,7 @@ func (d *Decider) decideAlert(ctx context.Context, a *template.Alert, now time.T
 			}
 		}
 		if c.Rollback != nil {
-			rin := in
-			rin.Call = actions.Call{Tool: c.Rollback.Tool, Type: string(d.Rules.Tool(c.Rollback.Tool).Executor.Kind), Args: c.Rollback.Args, Risk: string(c.Rollback.Risk), Target: at.Target}
+			rin := d.PolicyInput(*c.Rollback, &at, rb)
 			rin.Rollback = true
 			rd, _ := d.Gate.Evaluate(ctx, rin, now)
 			ct.RollbackPolicy = &rd
@@ -197,4 +188,21 @@ func (d *Decider) decideAlert(ctx context.Context, a *template.Alert, now time.T
 		at.Calls = append(at.Calls, ct)
 	}
 	return at
+}
+
+// PolicyInput is the policy's input for a planned call of rb on the alert's
+// target, with the counts from State.
+func (d *Decider) PolicyInput(c rules.PlannedCall, at *AlertTrace, rb *rules.Runbook) actions.Input {
+	in := actions.Input{
+		Call:        actions.Call{Tool: c.Tool, Type: string(d.Rules.Tool(c.Tool).Executor.Kind), Args: c.Args, Risk: string(c.Risk), Target: at.Target},
+		Source:      "runbook",
+		Runbook:     rb.Name,
+		Confidence:  at.Confidence,
+		Mode:        string(rb.Mode),
+		Idempotency: actions.Idempotency{Key: c.IdempotencyKey},
+	}
+	if d.State != nil {
+		in.State = d.State(c.Tool, at.Target)
+	}
+	return in
 }

@@ -54,7 +54,13 @@ type Engine struct {
 	ready     atomic.Bool
 	wake      chan struct{}
 	heartbeat atomic.Int64
+	// remediator, when set, gets a decision job for every new incident.
+	remediator *Remediator
 }
+
+// SetRemediator attaches the remediation path: from then on every new
+// incident is queued for a decision, in the transaction that opens it.
+func (e *Engine) SetRemediator(r *Remediator) { e.remediator = r }
 
 // settings is what a config reload swaps in one step.
 type settings struct {
@@ -63,6 +69,9 @@ type settings struct {
 	// comparison constant-time whatever the length presented.
 	token    [32]byte
 	hasToken bool
+	// approver is the sha256 of the approver token; approvals need it.
+	approver    [32]byte
+	hasApprover bool
 }
 
 // New builds an Engine. ApplyConfig must succeed before it serves.
@@ -100,6 +109,14 @@ func (e *Engine) ApplyConfig(cfg *Config) error {
 		}
 		s.token = sha256.Sum256([]byte(tok))
 		s.hasToken = true
+	}
+	if p := cfg.Web.ApproverTokenFile; p != "" {
+		tok, err := ReadToken(p)
+		if err != nil {
+			return err
+		}
+		s.approver = sha256.Sum256([]byte(tok))
+		s.hasApprover = true
 	}
 	e.settings.Store(s)
 	return nil
@@ -141,12 +158,22 @@ func (s *settings) authorized(header string) bool {
 	if !s.hasToken {
 		return true
 	}
+	return bearerMatches(header, s.token)
+}
+
+// approverAuthorized checks the approver token. Without one configured,
+// nobody can approve: approvals are never open.
+func (s *settings) approverAuthorized(header string) bool {
+	return s.hasApprover && bearerMatches(header, s.approver)
+}
+
+func bearerMatches(header string, want [32]byte) bool {
 	const prefix = "Bearer "
 	if len(header) < len(prefix) || !strings.EqualFold(header[:len(prefix)], prefix) {
 		return false
 	}
 	got := sha256.Sum256([]byte(strings.TrimSpace(header[len(prefix):])))
-	return subtle.ConstantTimeCompare(got[:], s.token[:]) == 1
+	return subtle.ConstantTimeCompare(got[:], want[:]) == 1
 }
 
 var errNoReload = errors.New("reload is not wired")

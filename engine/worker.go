@@ -157,6 +157,9 @@ func (e *Engine) ProcessInbox() (state.ProcessResult, error) {
 	}
 	e.metrics.incidentsOpened.Add(float64(opened))
 	e.metrics.incidentsClosed.Add(float64(closed))
+	if opened > 0 && e.remediator != nil {
+		e.remediator.Wake()
+	}
 	for _, d := range res.Dead {
 		e.metrics.deadLetters.Inc()
 		e.logger.Error("inbox entry set aside", "component", "worker", "seq", d.Seq, "err", d.Err)
@@ -284,6 +287,13 @@ func (e *Engine) applyAlert(tx *state.Tx, cfg *Config, a *template.Alert, now ti
 	if opened == 1 {
 		if err := tx.Audit(incidentAudit(inc, now, "opened", a)); err != nil {
 			return 0, 0, 0, err
+		}
+		if e.remediator != nil {
+			// Queued in the transaction that opens the incident, so a crash
+			// cannot lose the decision.
+			if err := tx.QueueDecision(state.DecisionJob{Incident: inc.ID, Fingerprint: fp, QueuedAt: now}); err != nil {
+				return 0, 0, 0, err
+			}
 		}
 	}
 	return result, opened, 0, tx.PutFingerprint(fp, state.Fingerprint{IncidentID: inc.ID, StartsAt: a.StartsAt, UpdatedAt: now, Digest: digest})

@@ -140,6 +140,11 @@ type PlannedCall struct {
 	// interprets an element.
 	Argv   []string `json:"argv,omitempty"`
 	DryRun []string `json:"dry_run,omitempty"`
+	// Env is the exec tool's environment, rendered; nothing else is
+	// passed to the child.
+	Env map[string]string `json:"env,omitempty"`
+	// IdempotencyKey is the tool's key, rendered; empty when it has none.
+	IdempotencyKey string `json:"idempotency_key,omitempty"`
 	// HTTP is the rendered request of an http tool.
 	HTTP *PlannedHTTP `json:"http,omitempty"`
 	// Rollback is the rendered rollback, when the step or the tool has one.
@@ -224,6 +229,19 @@ func (s *Set) renderCall(c *Call, v *Vars) (PlannedCall, error) {
 	}
 	if pc.DryRun, err = renderArgv(t.Executor.DryRun, pv); err != nil {
 		return PlannedCall{}, fmt.Errorf("tool %s: %w", t.Name, err)
+	}
+	if len(t.Executor.Env) > 0 {
+		pc.Env = map[string]string{}
+		for k, tm := range t.Executor.Env {
+			if pc.Env[k], err = tm.render(pv); err != nil {
+				return PlannedCall{}, fmt.Errorf("tool %s: env %s: %w", t.Name, k, err)
+			}
+		}
+	}
+	if t.IdempotencyKey != nil {
+		if pc.IdempotencyKey, err = t.IdempotencyKey.render(pv); err != nil {
+			return PlannedCall{}, fmt.Errorf("tool %s: idempotency key: %w", t.Name, err)
+		}
 	}
 	if t.Executor.Kind == HTTPKind {
 		if pc.HTTP, err = renderHTTP(&t.Executor, pv); err != nil {

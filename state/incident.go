@@ -370,3 +370,20 @@ func (s *Store) Prune(cutoff time.Time) (int, error) {
 	}
 	return n, nil
 }
+
+// AddIncidentEvent appends an event to an incident's timeline.
+func (s *Store) AddIncidentEvent(id uint64, e Event) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		inc, err := getIncident(tx, u64(id))
+		if err != nil {
+			return err
+		}
+		inc.AddEvent(e)
+		inc.UpdatedAt = e.Time
+		buf, err := json.Marshal(inc)
+		if err != nil {
+			return err
+		}
+		return tx.Bucket(bucketIncidents).Put(u64(id), buf)
+	})
+}

@@ -30,7 +30,7 @@ var (
 	keySchemaVersion = []byte("schema_version")
 
 	allBuckets = [][]byte{bucketMeta, bucketInbox, bucketDead, bucketIncidents, bucketIncidentKeys, bucketFingerprints, bucketIgnored,
-		bucketJournal, bucketIdempotency, bucketToolStats, bucketAudit}
+		bucketJournal, bucketIdempotency, bucketToolStats, bucketAudit, bucketDecisions, bucketApprovals}
 )
 
 // ErrNotFound is returned when a record does not exist.

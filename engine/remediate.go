@@ -1,0 +1,395 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/alertmanager/template"
+
+	"medic/actions"
+	"medic/rules"
+	"medic/state"
+)
+
+// Executors run the calls the gate allowed.
+type Executors struct {
+	Exec     *actions.Exec
+	HTTP     *actions.HTTPExec
+	Silencer *actions.Silencer
+	Notifier *actions.Notifier
+}
+
+// Remediator decides each new incident and runs what its runbook plans,
+// call by call, each one checked by the policy right before it runs, with
+// the intent journalled first. Only one remediation runs on a target at a
+// time: an incident whose target is busy is merged into the running one.
+type Remediator struct {
+	Logger    *slog.Logger
+	Store     *state.Store
+	Executors Executors
+	// Decider returns the decision path in force (it changes on reload).
+	Decider func() *Decider
+	Now     func() time.Time
+	// DryRun forces shadow mode everywhere: decide, record, run nothing.
+	DryRun bool
+	// ApprovalTTL is how long a pending call waits for a human.
+	ApprovalTTL time.Duration
+
+	mu   sync.Mutex
+	busy map[string]bool
+	wake chan struct{}
+	wg   sync.WaitGroup
+}
+
+// DefaultApprovalTTL bounds the wait for a human when the config sets none.
+const DefaultApprovalTTL = time.Hour
+
+func (r *Remediator) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}
+
+// Wake tells the loop that jobs are queued.
+func (r *Remediator) Wake() {
+	if r.wake == nil {
+		return
+	}
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Recover runs once at start, before Run: every action a crash left
+// running is marked interrupted, its incident is escalated with that
+// fact, and the incident's queued decision is dropped, so that nothing is
+// re-run blindly.
+func (r *Remediator) Recover() error {
+	now := r.now()
+	interrupted, err := r.Store.MarkInterrupted(now)
+	if err != nil {
+		return err
+	}
+	jobs, err := r.Store.DecisionJobs(1 << 20)
+	if err != nil {
+		return err
+	}
+	for _, a := range interrupted {
+		r.Logger.Error("an action was interrupted by a restart; escalating, not re-running", "component", "remediator",
+			"incident", a.Incident, "tool", a.Tool, "action", a.ID)
+		msg := fmt.Sprintf("escalated: %s (action %d) was interrupted by a restart and is not re-run", a.Tool, a.ID)
+		if err := r.Store.AddIncidentEvent(a.Incident, state.Event{Time: now, Kind: "escalated", Message: msg}); err != nil && !errors.Is(err, state.ErrNotFound) {
+			return err
+		}
+		details, _ := json.Marshal(map[string]any{"action": a.ID, "tool": a.Tool, "target": a.Target, "state": "interrupted"})
+		if _, err := r.Store.Audit(state.AuditEntry{Time: now, Incident: a.Incident, Kind: "escalation", Actor: "medic", Details: details}); err != nil {
+			return err
+		}
+		for _, j := range jobs {
+			if j.Incident == a.Incident {
+				if err := r.Store.DoneDecision(j.Seq, nil); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// Run decides queued incidents until ctx ends, at most parallel at a time,
+// and waits for the ones in flight.
+func (r *Remediator) Run(ctx context.Context, parallel int) {
+	r.wake = make(chan struct{}, 1)
+	r.busy = map[string]bool{}
+	sem := make(chan struct{}, parallel)
+	inFlight := map[uint64]bool{}
+	var mu sync.Mutex
+	poll := time.NewTicker(pollInterval)
+	defer poll.Stop()
+	for {
+		jobs, err := r.Store.DecisionJobs(256)
+		if err != nil {
+			r.Logger.Error("reading the decision queue failed", "component", "remediator", "err", err)
+		}
+		for _, j := range jobs {
+			mu.Lock()
+			if inFlight[j.Seq] {
+				mu.Unlock()
+				continue
+			}
+			inFlight[j.Seq] = true
+			mu.Unlock()
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				r.wg.Wait()
+				return
+			}
+			r.wg.Add(1)
+			go func() {
+				defer r.wg.Done()
+				defer func() { <-sem }()
+				r.handle(ctx, j)
+				mu.Lock()
+				delete(inFlight, j.Seq)
+				mu.Unlock()
+			}()
+		}
+		select {
+		case <-ctx.Done():
+			r.wg.Wait()
+			return
+		case <-r.wake:
+		case <-poll.C:
+		}
+	}
+}
+
+func (r *Remediator) audit(now time.Time, incident uint64, kind, actor string, details any) *state.AuditEntry {
+	b, _ := json.Marshal(details)
+	return &state.AuditEntry{Time: now, Incident: incident, Kind: kind, Actor: actor, Details: b}
+}
+
+// handle decides one job and, when the decision is to act, acts.
+func (r *Remediator) handle(ctx context.Context, j state.DecisionJob) {
+	now := r.now()
+	inc, err := r.Store.Incident(j.Incident)
+	if err != nil {
+		r.Logger.Error("decision job for a missing incident", "component", "remediator", "incident", j.Incident, "err", err)
+		_ = r.Store.DoneDecision(j.Seq, nil)
+		return
+	}
+	i := inc.AlertIndex(j.Fingerprint)
+	if inc.State != state.StateOpen || i < 0 {
+		_ = r.Store.DoneDecision(j.Seq, r.audit(now, j.Incident, "decision", "medic", map[string]any{"decision": "none", "reason": "the incident closed before it was decided"}))
+		return
+	}
+	rec := inc.Alerts[i]
+	alert := template.Alert{Status: rec.Status, Labels: rec.Labels, Annotations: rec.Annotations, StartsAt: rec.StartsAt, Fingerprint: rec.Fingerprint}
+	d := *r.Decider()
+	d.State = r.counts(now)
+	at := d.DecideAlert(ctx, &alert, now)
+	actor := "medic"
+	if at.Runbook != "" {
+		actor = "runbook:" + at.Runbook
+	}
+	if at.Decision != DecisionRemediate && at.Decision != DecisionApprove {
+		_ = r.Store.AddIncidentEvent(j.Incident, state.Event{Time: now, Kind: at.Decision, Message: reasonOr(at.Reason, at.Decision)})
+		_ = r.Store.DoneDecision(j.Seq, r.audit(now, j.Incident, "decision", actor, at))
+		return
+	}
+	if !r.claim(at.Target) {
+		msg := fmt.Sprintf("merged: a remediation is already running on %s", at.Target)
+		_ = r.Store.AddIncidentEvent(j.Incident, state.Event{Time: now, Kind: "merged", Message: msg})
+		_ = r.Store.DoneDecision(j.Seq, r.audit(now, j.Incident, "decision", actor, map[string]any{"decision": "merged", "target": at.Target}))
+		return
+	}
+	defer r.release(at.Target)
+	if _, err := r.Store.Audit(*r.audit(now, j.Incident, "decision", actor, at)); err != nil {
+		r.Logger.Error("audit failed", "component", "remediator", "err", err)
+	}
+	r.runCalls(ctx, &d, j.Incident, &alert, &at, 0, false)
+	_ = r.Store.DoneDecision(j.Seq, nil)
+}
+
+func reasonOr(reason, def string) string {
+	if reason != "" {
+		return reason
+	}
+	return def
+}
+
+// counts reads the policy's counts from the journal.
+func (r *Remediator) counts(now time.Time) func(tool, target string) actions.State {
+	return func(tool, target string) actions.State {
+		c, err := r.Store.CountActions(tool, target, now)
+		if err != nil {
+			r.Logger.Error("reading action counts failed", "component", "remediator", "err", err)
+		}
+		rate, runs := c.Tool.Rate()
+		return actions.State{ExecutionsTargetHour: c.TargetHour, ActionsFleet10m: c.Fleet10m, ToolRuns: runs, ToolSuccessRate: rate}
+	}
+}
+
+func (r *Remediator) claim(target string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.busy == nil {
+		r.busy = map[string]bool{}
+	}
+	if r.busy[target] {
+		return false
+	}
+	r.busy[target] = true
+	return true
+}
+
+func (r *Remediator) release(target string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.busy, target)
+}
+
+// runCalls runs the calls from index from on. approved marks the call at
+// from as approved by a human: the policy re-checks it without the approval
+// requirement. It stops at the first call that is denied, needs approval,
+// or fails.
+func (r *Remediator) runCalls(ctx context.Context, d *Decider, incident uint64, alert *template.Alert, at *AlertTrace, from int, approved bool) {
+	rb := findRunbook(d.Rules, at.Runbook)
+	for i := from; i < len(at.Calls); i++ {
+		now := r.now()
+		c := at.Calls[i].PlannedCall
+		in := d.PolicyInput(c, at, rb)
+		in.Approved = approved && i == from
+		if r.DryRun || rb.Mode == rules.ModeShadow {
+			in.Mode = string(rules.ModeShadow)
+		}
+		dec, allowed := d.Gate.Evaluate(ctx, in, now)
+		if _, err := r.Store.Audit(*r.audit(now, incident, "policy", "runbook:"+at.Runbook, map[string]any{"step": c.Step, "tool": c.Tool, "args": c.Args, "policy": dec})); err != nil {
+			r.Logger.Error("audit failed", "component", "remediator", "err", err)
+		}
+		switch {
+		case dec.Result == actions.Deny:
+			_ = r.Store.AddIncidentEvent(incident, state.Event{Time: now, Kind: "escalated", Message: fmt.Sprintf("policy denied %s: %s", c.Tool, dec.Reasons[0])})
+			return
+		case dec.Result == actions.NeedsApproval:
+			call, _ := json.Marshal(struct {
+				Index int        `json:"index"`
+				Trace AlertTrace `json:"trace"`
+				Alert any        `json:"alert"`
+			}{i, *at, alert})
+			ttl := r.ApprovalTTL
+			if ttl <= 0 {
+				ttl = DefaultApprovalTTL
+			}
+			err := r.Store.PutApproval(state.Approval{Incident: incident, Runbook: at.Runbook, Step: c.Step, Tool: c.Tool, Target: at.Target,
+				Call: call, Reasons: dec.Reasons, CreatedAt: now, ExpiresAt: now.Add(ttl)})
+			if err != nil {
+				r.Logger.Error("storing the approval failed", "component", "remediator", "err", err)
+				return
+			}
+			_ = r.Store.AddIncidentEvent(incident, state.Event{Time: now, Kind: "approval_pending",
+				Message: fmt.Sprintf("%s waits for approval until %s: %s", c.Tool, now.Add(ttl).UTC().Format(time.RFC3339), dec.Reasons[0])})
+			return
+		case in.Mode == string(rules.ModeShadow):
+			_ = r.Store.AddIncidentEvent(incident, state.Event{Time: now, Kind: "shadow", Message: fmt.Sprintf("would run %s %q", c.Tool, c.Argv)})
+			continue
+		}
+		if !r.execute(ctx, d, incident, alert, at, c, allowed, now) {
+			return
+		}
+	}
+}
+
+func findRunbook(set *rules.Set, name string) *rules.Runbook {
+	for _, rb := range set.Runbooks {
+		if rb.Name == name {
+			return rb
+		}
+	}
+	return nil
+}
+
+// execute journals the intent, runs the call and records the result. It
+// reports whether the next call may run.
+func (r *Remediator) execute(ctx context.Context, d *Decider, incident uint64, alert *template.Alert, at *AlertTrace, c rules.PlannedCall, allowed *actions.Allowed, now time.Time) bool {
+	tool := d.Rules.Tool(c.Tool)
+	act := &state.Action{Incident: incident, Runbook: at.Runbook, Step: c.Step, Tool: c.Tool, Target: at.Target,
+		Args: c.Args, Argv: c.Argv, IdempotencyKey: c.IdempotencyKey, StartedAt: now}
+	if err := r.Store.BeginAction(act, tool.IdempotencyWindow); err != nil {
+		if errors.Is(err, state.ErrIdempotentRepeat) {
+			_ = r.Store.AddIncidentEvent(incident, state.Event{Time: now, Kind: "skipped", Message: err.Error()})
+			return false
+		}
+		r.Logger.Error("journalling the action failed; not running it", "component", "remediator", "err", err)
+		return false
+	}
+	var result any
+	ok := false
+	switch tool.Executor.Kind {
+	case rules.ExecKind:
+		res, err := r.Executors.Exec.Run(ctx, allowed, actions.ExecSpec{Tool: c.Tool, Argv: c.Argv, Env: c.Env, Dir: tool.Executor.Dir, Timeout: tool.Timeout})
+		if err != nil {
+			res.Err = err.Error()
+		}
+		result, ok = res, res.OK()
+	case rules.HTTPKind:
+		if r.Executors.HTTP == nil || c.HTTP == nil {
+			result = map[string]string{"error": "no http executor"}
+			break
+		}
+		res, err := r.Executors.HTTP.Do(ctx, allowed, actions.HTTPSpec{Tool: c.Tool, Method: c.HTTP.Method, URL: c.HTTP.URL, Headers: c.HTTP.Headers,
+			Body: c.HTTP.Body, ExpectStatus: c.HTTP.ExpectStatus, Timeout: tool.Timeout})
+		if err != nil {
+			res.Err = err.Error()
+		}
+		result, ok = res, res.OK
+	case rules.SilenceKind:
+		if r.Executors.Silencer == nil {
+			result = map[string]string{"error": "no Alertmanager configured for silences"}
+			break
+		}
+		res, err := r.Executors.Silencer.Silence(ctx, allowed, actions.SilenceSpec{Tool: c.Tool, Labels: alert.Labels, Duration: tool.Executor.Duration,
+			Comment: fmt.Sprintf("medic incident %d", incident)}, now)
+		if err != nil {
+			result = map[string]string{"error": err.Error()}
+			break
+		}
+		result, ok = res, true
+	default:
+		result = map[string]string{"error": fmt.Sprintf("the %s executor is not wired into the remediation path yet", tool.Executor.Kind)}
+	}
+	raw, _ := json.Marshal(result)
+	st := state.ActionFailed
+	if ok {
+		st = state.ActionSucceeded
+	}
+	fin := r.now()
+	if err := r.Store.FinishAction(act.ID, st, raw, fin); err != nil {
+		r.Logger.Error("recording the action result failed", "component", "remediator", "err", err)
+	}
+	if _, err := r.Store.Audit(*r.audit(fin, incident, "exec", "runbook:"+at.Runbook, map[string]any{"action": act.ID, "tool": c.Tool, "state": st, "result": json.RawMessage(raw)})); err != nil {
+		r.Logger.Error("audit failed", "component", "remediator", "err", err)
+	}
+	msg := fmt.Sprintf("%s %s (action %d)", c.Tool, st, act.ID)
+	_ = r.Store.AddIncidentEvent(incident, state.Event{Time: fin, Kind: "action_" + string(st), Message: msg})
+	if !ok {
+		_ = r.Store.AddIncidentEvent(incident, state.Event{Time: fin, Kind: "escalated", Message: "escalated: " + msg})
+	}
+	return ok
+}
+
+// Resume runs an approved call and the steps after it. It is called after
+// DecideApproval approved the incident's pending call.
+func (r *Remediator) Resume(ctx context.Context, a state.Approval) error {
+	var saved struct {
+		Index int            `json:"index"`
+		Trace AlertTrace     `json:"trace"`
+		Alert template.Alert `json:"alert"`
+	}
+	if err := json.Unmarshal(a.Call, &saved); err != nil {
+		return fmt.Errorf("approval of incident %d: %w", a.Incident, err)
+	}
+	if !r.claim(saved.Trace.Target) {
+		return fmt.Errorf("a remediation is running on %s; approve again once it ends", saved.Trace.Target)
+	}
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		defer r.release(saved.Trace.Target)
+		d := *r.Decider()
+		d.State = r.counts(r.now())
+		r.runCalls(ctx, &d, a.Incident, &saved.Alert, &saved.Trace, saved.Index, true)
+	}()
+	return nil
+}
+
+// Wait waits for the remediations in flight.
+func (r *Remediator) Wait() { r.wg.Wait() }

@@ -1,0 +1,308 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"medic/state"
+)
+
+// remediationLab writes a medic.hcl, tokens, a recording tool script and a
+// runbook file into dir. The script appends its pid to count, then sleeps.
+type remediationLab struct {
+	dir, addr, count, token, approver string
+}
+
+func newLab(t *testing.T, runbooks string, approvalTTL string) *remediationLab {
+	t.Helper()
+	dir := t.TempDir()
+	l := &remediationLab{dir: dir, addr: freeAddr(t), count: filepath.Join(dir, "count"), token: "api-token-1", approver: "approver-token-2"}
+	writeFile(t, filepath.Join(dir, "token"), l.token)
+	writeFile(t, filepath.Join(dir, "approver"), l.approver)
+	script := writeFile(t, filepath.Join(dir, "record.sh"), "#!/bin/bash\necho $$ >> \"$1\"\n/bin/sleep \"$2\"\n")
+	os.Chmod(script, 0o755)
+	rb := strings.NewReplacer("SCRIPT", script, "COUNT", l.count).Replace(runbooks)
+	writeFile(t, filepath.Join(dir, "runbooks.hcl"), rb)
+	writeFile(t, filepath.Join(dir, "medic.hcl"), fmt.Sprintf(`
+runbooks = ["runbooks.hcl"]
+web {
+  listen_address      = %q
+  bearer_token_file   = "token"
+  approver_token_file = "approver"
+}
+storage { path = "medic.db" }
+remediation { approval_ttl = %q }
+`, l.addr, approvalTTL))
+	return l
+}
+
+func (l *remediationLab) start(t *testing.T) *proc {
+	t.Helper()
+	p := start(t, l.dir, medicBin, "serve", "--config.file", filepath.Join(l.dir, "medic.hcl"))
+	waitReady(t, p, "http://"+l.addr+"/-/ready")
+	return p
+}
+
+func (l *remediationLab) do(t *testing.T, method, path, token string, body any) (int, []byte) {
+	t.Helper()
+	var r io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		r = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, "http://"+l.addr+path, r)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+func (l *remediationLab) post(t *testing.T, name string, fps ...string) {
+	t.Helper()
+	var alerts []string
+	for _, fp := range fps {
+		alerts = append(alerts, fmt.Sprintf(`{"status":"firing","labels":{"alertname":"Lab","name":%q},"startsAt":"2026-11-26T10:00:00Z","fingerprint":%q}`, name, fp))
+	}
+	body := `{"version":"4","status":"firing","receiver":"medic","alerts":[` + strings.Join(alerts, ",") + `]}`
+	req, _ := http.NewRequest(http.MethodPost, "http://"+l.addr+"/api/v1/alerts", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+l.token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("post: %v %v", err, resp)
+	}
+	resp.Body.Close()
+}
+
+func (l *remediationLab) runs(t *testing.T) []string {
+	b, err := os.ReadFile(l.count)
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Fields(string(b))
+}
+
+func (l *remediationLab) incidents(t *testing.T) []state.Incident {
+	t.Helper()
+	return listIncidents(t, l.addr, l.token, "all")
+}
+
+func hasEvent(inc state.Incident, kind string) bool {
+	for _, e := range inc.Timeline {
+		if e.Kind == kind {
+			return true
+		}
+	}
+	return false
+}
+
+const slowRunbook = `
+tool "record" {
+  description = "Records that it ran, then takes its time."
+  risk        = "low"
+  timeout     = "2m"
+  param "name" { pattern = "[a-z]+" }
+  param "sleep" {
+    type = "int"
+    min  = 0
+    max  = 60
+  }
+  exec {
+    command = ["SCRIPT", "COUNT", "${param.sleep}"]
+  }
+  idempotency_key    = "record/${param.name}"
+  idempotency_window = "1h"
+}
+runbook "lab" {
+  description = "The lab runbook."
+  match { alertname = "Lab" }
+  target = "${labels.name}"
+  step "record" {
+    tool = "record"
+    args = { name = "${labels.name}", sleep = "SLEEP" }
+  }
+}
+`
+
+// TestCrashMidAction SIGKILLs medic and the long step it runs; after the
+// restart the journal shows the step interrupted, the incident escalated,
+// and the step does not run again within its idempotency window.
+func TestCrashMidAction(t *testing.T) {
+	l := newLab(t, strings.Replace(slowRunbook, "SLEEP", "30", 1), "1h")
+	p := l.start(t)
+	l.post(t, "shop", "00000000000000a1")
+	eventually(t, 20*time.Second, "the step to start", func() bool { return len(l.runs(t)) == 1 })
+	child, _ := strconv.Atoi(l.runs(t)[0])
+	p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.done
+	p.done <- nil
+	syscall.Kill(-child, syscall.SIGKILL) // the step dies with medic
+	syscall.Kill(child, syscall.SIGKILL)
+
+	l.start(t)
+	code, body := l.do(t, "GET", "/api/v1/actions", l.token, nil)
+	var acts struct {
+		Data []state.Action `json:"data"`
+	}
+	json.Unmarshal(body, &acts)
+	if code != 200 || len(acts.Data) != 1 || acts.Data[0].State != state.ActionInterrupted {
+		t.Fatalf("journal after the restart: %d %s", code, body)
+	}
+	incs := l.incidents(t)
+	if len(incs) != 1 || !hasEvent(incs[0], "escalated") {
+		t.Fatalf("the incident was not escalated: %+v", incs)
+	}
+	// A new alert for the same target decides again; the key is still
+	// inside its window, so nothing runs.
+	l.post(t, "shop", "00000000000000a2")
+	eventually(t, 20*time.Second, "the second incident to be decided", func() bool {
+		for _, inc := range l.incidents(t) {
+			if inc.Key == "00000000000000a2" && hasEvent(inc, "skipped") {
+				return true
+			}
+		}
+		return false
+	})
+	if n := len(l.runs(t)); n != 1 {
+		t.Fatalf("the step ran %d times", n)
+	}
+}
+
+// TestOneRemediationPerTarget: 100 alerts for one target arrive at once;
+// exactly one child process runs. The tool has no idempotency key, so the
+// per-target serialisation alone has to hold.
+func TestOneRemediationPerTarget(t *testing.T) {
+	rb := strings.Replace(slowRunbook, "SLEEP", "2", 1)
+	rb = strings.Replace(rb, "  idempotency_key    = \"record/${param.name}\"\n  idempotency_window = \"1h\"\n", "", 1)
+	if strings.Contains(rb, "idempotency") {
+		t.Fatal("the idempotency key is still there")
+	}
+	l := newLab(t, rb, "1h")
+	l.start(t)
+	var fps []string
+	for i := 0; i < 100; i++ {
+		fps = append(fps, fmt.Sprintf("%016x", 0xb000+i))
+	}
+	l.post(t, "shop", fps...)
+	eventually(t, 60*time.Second, "every incident to be decided", func() bool {
+		incs := l.incidents(t)
+		if len(incs) != 100 {
+			return false
+		}
+		for _, inc := range incs {
+			if !hasEvent(inc, "merged") && !hasEvent(inc, "skipped") && !hasEvent(inc, "action_succeeded") {
+				return false
+			}
+		}
+		return true
+	})
+	if n := len(l.runs(t)); n != 1 {
+		t.Fatalf("%d executions for 100 alerts on one target", n)
+	}
+}
+
+const riskyRunbook = `
+tool "record" {
+  description = "High risk: always needs a human."
+  risk        = "high"
+  param "name" { pattern = "[a-z]+" }
+  exec {
+    command = ["SCRIPT", "COUNT", "0"]
+  }
+}
+runbook "lab" {
+  description = "The lab runbook."
+  match { alertname = "Lab" }
+  target = "${labels.name}"
+  step "record" {
+    tool = "record"
+    args = { name = "${labels.name}" }
+  }
+}
+`
+
+// TestApprovalFlow: a high-risk step waits; a wrong token gets 401;
+// approving runs it once; denying records the reason; an expired approval
+// never runs.
+func TestApprovalFlow(t *testing.T) {
+	l := newLab(t, riskyRunbook, "3s")
+	l.start(t)
+	pending := func(name, fp string) uint64 {
+		t.Helper()
+		l.post(t, name, fp)
+		var id uint64
+		eventually(t, 20*time.Second, "a pending approval", func() bool {
+			for _, inc := range l.incidents(t) {
+				if inc.Key == fp && hasEvent(inc, "approval_pending") {
+					id = inc.ID
+					return true
+				}
+			}
+			return false
+		})
+		return id
+	}
+	id := pending("alpha", "00000000000000c1")
+	if n := len(l.runs(t)); n != 0 {
+		t.Fatalf("the step ran before approval: %d", n)
+	}
+	for _, tok := range []string{"", "wrong", l.token} {
+		if code, _ := l.do(t, "POST", fmt.Sprintf("/api/v1/incidents/%d/approve", id), tok, nil); code != 401 {
+			t.Fatalf("approve with token %q: %d, want 401", tok, code)
+		}
+	}
+	cli := exec.Command(medicBin, "approve", strconv.FormatUint(id, 10), "--medic.url", "http://"+l.addr, "--by", "oncall")
+	cli.Env = append(os.Environ(), "MEDIC_APPROVER_TOKEN="+l.approver)
+	if out, err := cli.CombinedOutput(); err != nil || !strings.Contains(string(out), "approved") {
+		t.Fatalf("medic approve: %v\n%s", err, out)
+	}
+	eventually(t, 20*time.Second, "the approved step to run", func() bool { return len(l.runs(t)) == 1 })
+	if code, _ := l.do(t, "POST", fmt.Sprintf("/api/v1/incidents/%d/approve", id), l.approver, nil); code != 409 {
+		t.Fatalf("a second approval: %d, want 409", code)
+	}
+
+	id2 := pending("beta", "00000000000000c2")
+	cli = exec.Command(medicBin, "deny", strconv.FormatUint(id2, 10), "--reason", "not during the sale", "--medic.url", "http://"+l.addr)
+	cli.Env = append(os.Environ(), "MEDIC_APPROVER_TOKEN="+l.approver)
+	if out, err := cli.CombinedOutput(); err != nil || !strings.Contains(string(out), "denied") {
+		t.Fatalf("medic deny: %v\n%s", err, out)
+	}
+	_, body := l.do(t, "GET", fmt.Sprintf("/api/v1/incidents/%d/approval", id2), l.token, nil)
+	if !strings.Contains(string(body), `"reason":"not during the sale"`) || !strings.Contains(string(body), `"decided_by":"human`) {
+		t.Fatalf("denial not recorded: %s", body)
+	}
+
+	id3 := pending("gamma", "00000000000000c3")
+	time.Sleep(3500 * time.Millisecond)
+	code, body := l.do(t, "POST", fmt.Sprintf("/api/v1/incidents/%d/approve", id3), l.approver, nil)
+	if code != 409 || !strings.Contains(string(body), "expired") {
+		t.Fatalf("late approval: %d %s", code, body)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if n := len(l.runs(t)); n != 1 {
+		t.Fatalf("%d runs: a denied or expired step ran", n)
+	}
+}
