@@ -306,3 +306,89 @@ func TestApprovalFlow(t *testing.T) {
 		t.Fatalf("%d runs: a denied or expired step ran", n)
 	}
 }
+
+// TestPrecheckAndShadow: a failing precheck stops the tool with its output
+// as the reason; a passing one lets it run; shadow mode runs only the
+// dry_run argv.
+func TestPrecheckAndShadow(t *testing.T) {
+	l := newLab(t, `
+tool "exists" {
+  description = "Does the target exist? Fails for 'ghost'."
+  risk        = "low"
+  read_only   = true
+  param "name" { pattern = "[a-z]+" }
+  exec {
+    command = ["/usr/bin/test", "${param.name}", "!=", "ghost"]
+  }
+}
+tool "record" {
+  description = "Records that it ran."
+  risk        = "low"
+  param "name" { pattern = "[a-z]+" }
+  exec {
+    command = ["SCRIPT", "COUNT", "0"]
+    dry_run = ["SCRIPT", "COUNT.dry", "0"]
+  }
+  precheck {
+    tool = "exists"
+    args = { name = "${param.name}" }
+  }
+}
+runbook "lab" {
+  description = "The lab runbook."
+  match { alertname = "Lab" }
+  match_re { name = "ghost|real" }
+  target = "${labels.name}"
+  step "record" {
+    tool = "record"
+    args = { name = "${labels.name}" }
+  }
+}
+runbook "shadowed" {
+  description = "The same, in shadow mode."
+  mode        = "shadow"
+  match {
+    alertname = "Lab"
+    name      = "quiet"
+  }
+  target = "${labels.name}"
+  step "record" {
+    tool = "record"
+    args = { name = "${labels.name}" }
+  }
+}
+`, "1h")
+	l.start(t)
+	decided := func(fp, kind string) state.Incident {
+		var found state.Incident
+		eventually(t, 20*time.Second, fp+" to get "+kind, func() bool {
+			for _, inc := range l.incidents(t) {
+				if inc.Key == fp && hasEvent(inc, kind) {
+					found = inc
+					return true
+				}
+			}
+			return false
+		})
+		return found
+	}
+	l.post(t, "ghost", "00000000000000d1")
+	inc := decided("00000000000000d1", "escalated")
+	if last := inc.Timeline[len(inc.Timeline)-1]; !strings.Contains(last.Message, "precheck exists failed (exit 1)") {
+		t.Fatalf("escalation reason %q", last.Message)
+	}
+	if n := len(l.runs(t)); n != 0 {
+		t.Fatalf("the tool ran after a failed precheck (%d)", n)
+	}
+	l.post(t, "real", "00000000000000d2")
+	decided("00000000000000d2", "action_succeeded")
+	if n := len(l.runs(t)); n != 1 {
+		t.Fatalf("%d runs after a passing precheck", n)
+	}
+	l.post(t, "quiet", "00000000000000d3")
+	inc = decided("00000000000000d3", "shadow")
+	dry, _ := os.ReadFile(l.count + ".dry")
+	if n := len(l.runs(t)); n != 1 || len(strings.Fields(string(dry))) != 1 {
+		t.Fatalf("shadow ran the tool (%d) or not its dry run (%q)", n, dry)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -255,6 +256,12 @@ func (r *Remediator) runCalls(ctx context.Context, d *Decider, incident uint64, 
 		if _, err := r.Store.Audit(*r.audit(now, incident, "policy", "runbook:"+at.Runbook, map[string]any{"step": c.Step, "tool": c.Tool, "args": c.Args, "policy": dec})); err != nil {
 			r.Logger.Error("audit failed", "component", "remediator", "err", err)
 		}
+		if in.Mode == string(rules.ModeShadow) {
+			// Shadow decides and records, never asks and never acts; an
+			// exec tool's dry_run argv runs when the policy allows the call.
+			r.shadow(ctx, d, incident, c, dec, allowed, now)
+			continue
+		}
 		switch {
 		case dec.Result == actions.Deny:
 			_ = r.Store.AddIncidentEvent(incident, state.Event{Time: now, Kind: "escalated", Message: fmt.Sprintf("policy denied %s: %s", c.Tool, dec.Reasons[0])})
@@ -278,9 +285,6 @@ func (r *Remediator) runCalls(ctx context.Context, d *Decider, incident uint64, 
 			_ = r.Store.AddIncidentEvent(incident, state.Event{Time: now, Kind: "approval_pending",
 				Message: fmt.Sprintf("%s waits for approval until %s: %s", c.Tool, now.Add(ttl).UTC().Format(time.RFC3339), dec.Reasons[0])})
 			return
-		case in.Mode == string(rules.ModeShadow):
-			_ = r.Store.AddIncidentEvent(incident, state.Event{Time: now, Kind: "shadow", Message: fmt.Sprintf("would run %s %q", c.Tool, c.Argv)})
-			continue
 		}
 		if !r.execute(ctx, d, incident, alert, at, c, allowed, now) {
 			return
@@ -297,10 +301,64 @@ func findRunbook(set *rules.Set, name string) *rules.Runbook {
 	return nil
 }
 
+// shadow records what would have run, and runs an exec tool's dry_run argv
+// when the policy allows the call.
+func (r *Remediator) shadow(ctx context.Context, d *Decider, incident uint64, c rules.PlannedCall, dec actions.Decision, allowed *actions.Allowed, now time.Time) {
+	msg := fmt.Sprintf("shadow: would run %s %q (policy %s)", c.Tool, c.Argv, dec.Result)
+	tool := d.Rules.Tool(c.Tool)
+	if len(c.DryRun) > 0 && allowed != nil && tool.Executor.Kind == rules.ExecKind {
+		res, err := r.Executors.Exec.Run(ctx, allowed, actions.ExecSpec{Tool: c.Tool, Argv: c.DryRun, Env: c.Env, Dir: tool.Executor.Dir, Timeout: tool.Timeout})
+		if err != nil {
+			res.Err = err.Error()
+		}
+		msg += fmt.Sprintf("; dry run %q exited %d", c.DryRun, res.ExitCode)
+		if _, err := r.Store.Audit(*r.audit(r.now(), incident, "dry_run", "medic", res)); err != nil {
+			r.Logger.Error("audit failed", "component", "remediator", "err", err)
+		}
+	}
+	_ = r.Store.AddIncidentEvent(incident, state.Event{Time: now, Kind: "shadow", Message: msg})
+}
+
+// precheck runs a tool's read-only precheck under the policy; it reports
+// whether the tool may run, and the reason when not.
+func (r *Remediator) precheck(ctx context.Context, d *Decider, at *AlertTrace, c *rules.PlannedCall, now time.Time) (bool, string) {
+	pre := c.Precheck
+	tool := d.Rules.Tool(pre.Tool)
+	in := d.PolicyInput(*pre, at, findRunbook(d.Rules, at.Runbook))
+	dec, allowed := d.Gate.Evaluate(ctx, in, now)
+	if allowed == nil {
+		return false, fmt.Sprintf("precheck %s refused by the policy: %s", pre.Tool, strings.Join(dec.Reasons, "; "))
+	}
+	if tool.Executor.Kind != rules.ExecKind {
+		return false, fmt.Sprintf("precheck %s: only exec tools can be prechecks", pre.Tool)
+	}
+	res, err := r.Executors.Exec.Run(ctx, allowed, actions.ExecSpec{Tool: pre.Tool, Argv: pre.Argv, Env: pre.Env, Dir: tool.Executor.Dir, Timeout: tool.Timeout})
+	if err != nil {
+		return false, err.Error()
+	}
+	if !res.OK() {
+		out := strings.TrimSpace(res.Stderr + " " + res.Stdout)
+		if res.Err != "" {
+			out = res.Err
+		}
+		return false, fmt.Sprintf("precheck %s failed (exit %d): %s", pre.Tool, res.ExitCode, out)
+	}
+	return true, ""
+}
+
 // execute journals the intent, runs the call and records the result. It
 // reports whether the next call may run.
 func (r *Remediator) execute(ctx context.Context, d *Decider, incident uint64, alert *template.Alert, at *AlertTrace, c rules.PlannedCall, allowed *actions.Allowed, now time.Time) bool {
 	tool := d.Rules.Tool(c.Tool)
+	if c.Precheck != nil {
+		if ok, why := r.precheck(ctx, d, at, &c, now); !ok {
+			_ = r.Store.AddIncidentEvent(incident, state.Event{Time: now, Kind: "escalated", Message: "escalated: " + why})
+			if _, err := r.Store.Audit(*r.audit(now, incident, "precheck", "runbook:"+at.Runbook, map[string]string{"tool": c.Tool, "reason": why})); err != nil {
+				r.Logger.Error("audit failed", "component", "remediator", "err", err)
+			}
+			return false
+		}
+	}
 	act := &state.Action{Incident: incident, Runbook: at.Runbook, Step: c.Step, Tool: c.Tool, Target: at.Target,
 		Args: c.Args, Argv: c.Argv, IdempotencyKey: c.IdempotencyKey, StartedAt: now}
 	if err := r.Store.BeginAction(act, tool.IdempotencyWindow); err != nil {

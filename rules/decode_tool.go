@@ -25,6 +25,7 @@ var toolSchema = &hcl.BodySchema{
 		{Type: string(ExecKind)}, {Type: string(HTTPKind)}, {Type: string(SilenceKind)},
 		{Type: string(NotifyKind)}, {Type: string(SystemdKind)},
 		{Type: "rollback"},
+		{Type: "precheck"},
 	},
 }
 
@@ -116,6 +117,16 @@ func (l *loader) tool(b *hcl.Block) hcl.Diagnostics {
 		if c != nil {
 			t.Rollback = c
 			l.calls = append(l.calls, pendingCall{call: c, where: fmt.Sprintf("the rollback of tool %q", name), vars: sc})
+		}
+	}
+	if pcs := content.Blocks.OfType("precheck"); len(pcs) > 0 {
+		// A read-only call against live state that must succeed first,
+		// e.g. that the deployment exists in that namespace.
+		c, d := decodeCall(pcs[0])
+		diags = append(diags, d...)
+		if c != nil {
+			t.Precheck = c
+			l.calls = append(l.calls, pendingCall{call: c, where: fmt.Sprintf("the precheck of tool %q", name), vars: sc, readOnly: true, precheck: true})
 		}
 	}
 	diags = append(diags, a.diags...)

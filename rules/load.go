@@ -107,6 +107,8 @@ type pendingCall struct {
 	// inherited lists the arguments a rollback took from its step; those
 	// its tool does not take are dropped instead of reported.
 	inherited map[string]bool
+	// precheck marks a tool's precheck, whose tool may not have one itself.
+	precheck bool
 }
 
 var fileSchema = &hcl.BodySchema{Blocks: []hcl.BlockHeaderSchema{
@@ -148,9 +150,14 @@ func (l *loader) resolve() hcl.Diagnostics {
 				Subject: pc.call.ToolRange.Ptr()})
 			continue
 		}
+		if pc.precheck && t.Precheck != nil {
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Nested precheck",
+				Detail:  fmt.Sprintf("%s uses tool %q, which has a precheck of its own.", pc.where, t.Name),
+				Subject: pc.call.ToolRange.Ptr()})
+		}
 		if pc.readOnly && (!t.ReadOnly || t.Risk != RiskLow) {
 			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Tool not read-only",
-				Detail:  fmt.Sprintf("%s runs tool %q as an enrichment query, but only low-risk tools with read_only = true may run there.", pc.where, t.Name),
+				Detail:  fmt.Sprintf("%s runs tool %q, but only low-risk tools with read_only = true may run there.", pc.where, t.Name),
 				Subject: pc.call.ToolRange.Ptr()})
 		}
 		for name, arg := range pc.call.Args {

@@ -149,6 +149,8 @@ type PlannedCall struct {
 	HTTP *PlannedHTTP `json:"http,omitempty"`
 	// Rollback is the rendered rollback, when the step or the tool has one.
 	Rollback *PlannedCall `json:"rollback,omitempty"`
+	// Precheck is the rendered precheck, when the tool has one.
+	Precheck *PlannedCall `json:"precheck,omitempty"`
 }
 
 // PlannedHTTP is an http tool's request, rendered from validated
@@ -247,6 +249,13 @@ func (s *Set) renderCall(c *Call, v *Vars) (PlannedCall, error) {
 		if pc.HTTP, err = renderHTTP(&t.Executor, pv); err != nil {
 			return PlannedCall{}, fmt.Errorf("tool %s: %w", t.Name, err)
 		}
+	}
+	if t.Precheck != nil {
+		pre, err := s.renderCall(t.Precheck, &Vars{Params: args})
+		if err != nil {
+			return PlannedCall{}, fmt.Errorf("tool %s: precheck: %w", t.Name, err)
+		}
+		pc.Precheck = &pre
 	}
 	return pc, nil
 }

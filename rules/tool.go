@@ -54,6 +54,9 @@ type Tool struct {
 	Executor Executor
 	// Rollback, when set, undoes the tool.
 	Rollback *Call
+	// Precheck, when set, is a read-only call that must succeed before the
+	// tool runs; its output is the reason when it does not.
+	Precheck *Call
 	// IdempotencyKey renders to a key; a repeat of the same key within
 	// IdempotencyWindow is skipped.
 	IdempotencyKey    *Template
