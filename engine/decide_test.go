@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/alertmanager/template"
+
 	"medic/actions"
 	"medic/rules"
 )
@@ -109,4 +111,29 @@ func withLabels(a testAlert, kv ...string) testAlert {
 	}
 	a.Labels = l
 	return a
+}
+
+// BenchmarkDecide is the whole decision for one alert, from its labels to
+// a policy-checked call, with the shipped runbooks and the default policy,
+// excluding fsync (nothing is written).
+func BenchmarkDecide(b *testing.B) {
+	set, diags := rules.Load("../runbooks.hcl")
+	if diags.HasErrors() {
+		b.Fatal(diags)
+	}
+	gate, err := actions.NewGate(context.Background(), "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	d := &Decider{Config: DefaultConfig(), Rules: set, Gate: gate}
+	alert := template.Alert{Status: "firing", Labels: template.KV{"alertname": "CertManagerCertExpirySoon", "exported_namespace": "shop", "name": "shop-tls"},
+		StartsAt: time.Now().Add(-time.Minute), Fingerprint: "0123456789abcdef"}
+	now := time.Now()
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if at := d.DecideAlert(ctx, &alert, now); at.Decision != DecisionRemediate {
+			b.Fatal(at)
+		}
+	}
 }
