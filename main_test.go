@@ -682,6 +682,15 @@ func TestCheck(t *testing.T) {
 	if out, err := exec.Command(medicBin, "check", "no/such/file.hcl").CombinedOutput(); exitCode(err) != 1 {
 		t.Fatalf("missing file: exit %d %s", exitCode(err), out)
 	}
+	// A policy named in medic.hcl is compiled, its errors at file:row:col.
+	dir := t.TempDir()
+	rb, _ := filepath.Abs("runbooks.hcl")
+	writeFile(t, filepath.Join(dir, "p.rego"), "package medic.policy\n\nimport rego.v1\n\ndecision := {\"result\": x}\n")
+	cfg := writeFile(t, filepath.Join(dir, "m.hcl"), fmt.Sprintf("policy = \"p.rego\"\nrunbooks = [%q]\n", rb))
+	out, err = exec.Command(medicBin, "check", cfg).CombinedOutput()
+	if exitCode(err) != 1 || !strings.Contains(string(out), "p.rego:5:24: error: Invalid policy: var x is unsafe") {
+		t.Fatalf("broken policy: exit %d\n%s", exitCode(err), out)
+	}
 }
 
 // TestExampleFilesPassUpstreamTools checks the shipped Prometheus rules and

@@ -1,11 +1,14 @@
 package engine
 
 import (
+	"context"
+	"errors"
 	"os"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclparse"
 
+	"medic/actions"
 	"medic/rules"
 )
 
@@ -55,6 +58,9 @@ func Check(paths []string) []CheckResult {
 				continue
 			}
 			files = cfg.Runbooks
+			if cfg.Policy != "" {
+				r.Diags = append(r.Diags, checkPolicy(cfg.Policy)...)
+			}
 		}
 		set, d := rules.Load(files...)
 		r.Diags = append(r.Diags, d...)
@@ -64,4 +70,28 @@ func Check(paths []string) []CheckResult {
 		out = append(out, r)
 	}
 	return out
+}
+
+// checkPolicy compiles a policy file and reports its errors at
+// file:row:col.
+func checkPolicy(path string) hcl.Diagnostics {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Cannot read policy", Detail: err.Error()}}
+	}
+	_, err = actions.Prepare(context.Background(), path, string(src))
+	if err == nil {
+		return nil
+	}
+	var pe *actions.PolicyError
+	if !errors.As(err, &pe) {
+		return hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Invalid policy", Detail: err.Error()}}
+	}
+	var diags hcl.Diagnostics
+	for _, p := range pe.Errors {
+		pos := hcl.Pos{Line: p.Row, Column: p.Col}
+		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid policy", Detail: p.Message,
+			Subject: &hcl.Range{Filename: path, Start: pos, End: pos}})
+	}
+	return diags
 }

@@ -27,8 +27,32 @@ web {
   # production. The example token file sits next to this file.
   bearer_token_file = "token"
 
+  # File holding the separate token that approves or denies pending calls
+  # (medic approve / medic deny). Without it, nobody can approve.
+  # approver_token_file = "approver-token"
+
   # Allow a non-loopback listener with no authentication at all.
   insecure = false
+}
+
+# A .rego policy that replaces the embedded default (actions/default.rego);
+# it must define data.medic.policy.decision. `medic check` compiles it.
+# policy = "policy.rego"
+
+# Where silence tools create silences.
+# alertmanager {
+#   url = "http://127.0.0.1:9093"
+# }
+
+# The remediation path.
+remediation {
+  # Shadow mode everywhere: decide and record, run nothing (also
+  # `medic serve --dry-run`).
+  dry_run = false
+  # How long a call that needs approval waits for a human.
+  approval_ttl = "1h"
+  # Incidents decided at once (1 to 64).
+  parallel = 4
 }
 
 # Where the runbooks' enrichment queries go. Without a prometheus block,
