@@ -80,8 +80,9 @@ if [ ! -e "$conf_dir/medic.hcl" ]; then
 runbooks = ["runbooks.hcl"]
 
 web {
-  listen_address    = "127.0.0.1:9095"
-  bearer_token_file = "token"
+  listen_address      = "127.0.0.1:9095"
+  bearer_token_file   = "token"
+  approver_token_file = "approver-token"
 }
 
 storage {
@@ -97,15 +98,17 @@ fi
 if [ ! -e "$conf_dir/runbooks.hcl" ]; then
   install -m 0640 runbooks.hcl "$conf_dir/runbooks.hcl"
 fi
-if [ ! -e "$conf_dir/token" ]; then
-  (umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$conf_dir/token" && echo >>"$conf_dir/token")
-fi
-chmod 0600 "$conf_dir/token"
+for tok in token approver-token; do
+  if [ ! -e "$conf_dir/$tok" ]; then
+    (umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$conf_dir/$tok" && echo >>"$conf_dir/$tok")
+  fi
+  chmod 0600 "$conf_dir/$tok"
+done
 
 # Ownership: config readable by the service, the token and the state its own.
 if have_user && [ "$(id -u)" = 0 ]; then
   chown root:"$user" "$conf_dir" "$conf_dir/medic.hcl" "$conf_dir/runbooks.hcl"
-  chown "$user":"$user" "$conf_dir/token" "$state_dir"
+  chown "$user":"$user" "$conf_dir/token" "$conf_dir/approver-token" "$state_dir"
 else
   echo "install.sh: user $user missing or not root: files keep their current owner" >&2
 fi
