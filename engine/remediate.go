@@ -45,6 +45,9 @@ type Remediator struct {
 	busy map[string]bool
 	wake chan struct{}
 	wg   sync.WaitGroup
+	// ctx is Run's context, which approved calls also run under, so that
+	// shutdown cancels them too.
+	ctx context.Context
 }
 
 // DefaultApprovalTTL bounds the wait for a human when the config sets none.
@@ -59,11 +62,14 @@ func (r *Remediator) now() time.Time {
 
 // Wake tells the loop that jobs are queued.
 func (r *Remediator) Wake() {
-	if r.wake == nil {
-		return
+	r.mu.Lock()
+	wake := r.wake
+	r.mu.Unlock()
+	if wake == nil {
+		return // Run has not started; it reads the queue when it does
 	}
 	select {
-	case r.wake <- struct{}{}:
+	case wake <- struct{}{}:
 	default:
 	}
 }
@@ -107,8 +113,12 @@ func (r *Remediator) Recover() error {
 // Run decides queued incidents until ctx ends, at most parallel at a time,
 // and waits for the ones in flight.
 func (r *Remediator) Run(ctx context.Context, parallel int) {
-	r.wake = make(chan struct{}, 1)
+	wake := make(chan struct{}, 1)
+	r.mu.Lock()
+	r.ctx = ctx
 	r.busy = map[string]bool{}
+	r.wake = wake
+	r.mu.Unlock()
 	sem := make(chan struct{}, parallel)
 	inFlight := map[uint64]bool{}
 	var mu sync.Mutex
@@ -147,7 +157,7 @@ func (r *Remediator) Run(ctx context.Context, parallel int) {
 		case <-ctx.Done():
 			r.wg.Wait()
 			return
-		case <-r.wake:
+		case <-wake:
 		case <-poll.C:
 		}
 	}
@@ -427,6 +437,11 @@ func (r *Remediator) execute(ctx context.Context, d *Decider, incident uint64, a
 // Resume runs an approved call and the steps after it. It is called after
 // DecideApproval approved the incident's pending call.
 func (r *Remediator) Resume(ctx context.Context, a state.Approval) error {
+	r.mu.Lock()
+	if r.ctx != nil {
+		ctx = r.ctx
+	}
+	r.mu.Unlock()
 	var saved struct {
 		Index int            `json:"index"`
 		Trace AlertTrace     `json:"trace"`
