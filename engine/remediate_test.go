@@ -1,0 +1,88 @@
+package engine
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"medic/actions"
+	"medic/rules"
+	"medic/state"
+)
+
+// TestRemediatorInProcess runs the worker and the remediator together under
+// the race detector: ten alerts for two targets, a tool that is /bin/true.
+func TestRemediatorInProcess(t *testing.T) {
+	env := newTestEnv(t, nil)
+	set, diags := rules.Parse("r.hcl", []byte(`
+tool "noop" {
+  description = "Does nothing, successfully."
+  risk        = "low"
+  param "name" { pattern = "[a-z]+" }
+  exec { command = ["/bin/true", "${param.name}"] }
+}
+runbook "noop" {
+  description = "Runs noop."
+  match { alertname = "Noop" }
+  target = "${labels.name}"
+  step "noop" {
+    tool = "noop"
+    args = { name = "${labels.name}" }
+  }
+}
+`))
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	gate, err := actions.NewGate(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &Decider{Config: env.eng.Config(), Rules: set, Gate: gate}
+	rem := &Remediator{Logger: env.eng.logger, Store: env.store, Decider: func() *Decider { return d },
+		Executors: Executors{Exec: &actions.Exec{}}, Now: func() time.Time { return env.now }}
+	if err := rem.Recover(); err != nil {
+		t.Fatal(err)
+	}
+	env.eng.SetRemediator(rem)
+	ctx, cancel := context.WithCancel(context.Background())
+	workDone, remDone := make(chan struct{}), make(chan struct{})
+	go func() { env.eng.Run(ctx, RunOptions{DrainTimeout: time.Second}); close(workDone) }()
+	go func() { rem.Run(ctx, 4); close(remDone) }()
+	var alerts []testAlert
+	for i := 0; i < 10; i++ {
+		a := alert("firing", "Noop", fp(100+i))
+		a.Labels["name"] = []string{"alpha", "beta"}[i%2]
+		alerts = append(alerts, a)
+	}
+	env.mustPost(t, alerts...)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		jobs, _ := env.store.DecisionJobs(100)
+		incs, _ := env.store.Incidents(state.Filter{})
+		if len(jobs) == 0 && len(incs) == 10 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d jobs left, %d incidents", len(jobs), len(incs))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	<-workDone
+	<-remDone
+	acts, _ := env.store.Actions(0)
+	ran := map[string]int{}
+	for _, a := range acts {
+		if a.State != state.ActionSucceeded {
+			t.Errorf("action %+v", a)
+		}
+		ran[a.Target]++
+	}
+	if ran["alpha"] < 1 || ran["beta"] < 1 {
+		t.Fatalf("actions per target %v", ran)
+	}
+	if n, err := env.store.VerifyAudit(); err != nil || n == 0 {
+		t.Fatalf("audit: %d %v", n, err)
+	}
+}
