@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -390,5 +391,50 @@ runbook "shadowed" {
 	dry, _ := os.ReadFile(l.count + ".dry")
 	if n := len(l.runs(t)); n != 1 || len(strings.Fields(string(dry))) != 1 {
 		t.Fatalf("shadow ran the tool (%d) or not its dry run (%q)", n, dry)
+	}
+}
+
+// TestNotifyTool: a notify tool posts to the webhook whose URL it reads
+// from its url_file, with the rendered message as summary.
+func TestNotifyTool(t *testing.T) {
+	got := make(chan map[string]any, 4)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var m map[string]any
+		json.NewDecoder(r.Body).Decode(&m)
+		got <- m
+	}))
+	defer srv.Close()
+	l := newLab(t, `
+tool "page" {
+  description = "Tell the on-call."
+  risk        = "low"
+  param "name" { pattern = "[a-z]+" }
+  notify {
+    channel  = "webhook"
+    url_file = "hook-url"
+    message  = "service ${param.name} needs a look"
+    severity = "warning"
+  }
+}
+runbook "lab" {
+  description = "Pages."
+  match { alertname = "Lab" }
+  target = "${labels.name}"
+  step "page" {
+    tool = "page"
+    args = { name = "${labels.name}" }
+  }
+}
+`, "1h")
+	writeFile(t, filepath.Join(l.dir, "hook-url"), srv.URL+"\n")
+	l.start(t)
+	l.post(t, "shop", "00000000000000e1")
+	select {
+	case m := <-got:
+		if m["summary"] != "service shop needs a look" || m["severity"] != "warning" || m["action"] != "trigger" || m["incident"] == nil {
+			t.Fatalf("webhook got %v", m)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("no notification")
 	}
 }

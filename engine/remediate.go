@@ -411,8 +411,20 @@ func (r *Remediator) execute(ctx context.Context, d *Decider, incident uint64, a
 			break
 		}
 		result, ok = res, true
+	case rules.NotifyKind:
+		spec, err := notifySpec(tool, c, incident, at)
+		if err != nil || r.Executors.Notifier == nil {
+			result = map[string]string{"error": fmt.Sprint("notify: ", err)}
+			break
+		}
+		res, err := r.Executors.Notifier.Notify(ctx, allowed, spec)
+		if err != nil {
+			result = map[string]string{"error": err.Error()}
+			break
+		}
+		result, ok = res, true
 	default:
-		result = map[string]string{"error": fmt.Sprintf("the %s executor is not wired into the remediation path yet", tool.Executor.Kind)}
+		result = map[string]string{"error": fmt.Sprintf("the %s executor is not built yet", tool.Executor.Kind)}
 	}
 	raw, _ := json.Marshal(result)
 	st := state.ActionFailed
@@ -466,3 +478,29 @@ func (r *Remediator) Resume(ctx context.Context, a state.Approval) error {
 
 // Wait waits for the remediations in flight.
 func (r *Remediator) Wait() { r.wg.Wait() }
+
+// notifySpec reads a notify tool's secrets from their files, now, so that a
+// rotated key is picked up without a reload.
+func notifySpec(tool *rules.Tool, c rules.PlannedCall, incident uint64, at *AlertTrace) (actions.NotifySpec, error) {
+	ex := tool.Executor
+	s := actions.NotifySpec{Tool: c.Tool, Channel: ex.Channel, Incident: incident, Action: "trigger", Severity: ex.Severity,
+		Source: "medic:" + at.Runbook, Summary: c.Message, Details: c.Args}
+	if s.Summary == "" {
+		s.Summary = fmt.Sprintf("%s on %s", at.Alertname, at.Target)
+	}
+	if ex.URLFile != "" {
+		u, err := ReadToken(ex.URLFile)
+		if err != nil {
+			return s, err
+		}
+		s.URL = u
+	}
+	if ex.RoutingKeyFile != "" {
+		k, err := ReadToken(ex.RoutingKeyFile)
+		if err != nil {
+			return s, err
+		}
+		s.RoutingKey = k
+	}
+	return s, nil
+}

@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"path/filepath"
 	"regexp"
 
 	"fmt"
@@ -44,7 +45,7 @@ var executorSchemas = map[ExecutorKind]*hcl.BodySchema{
 	}},
 	SilenceKind: {Attributes: []hcl.AttributeSchema{{Name: "duration", Required: true}, {Name: "comment"}}},
 	NotifyKind: {Attributes: []hcl.AttributeSchema{
-		{Name: "channel", Required: true}, {Name: "message"},
+		{Name: "channel", Required: true}, {Name: "message"}, {Name: "url_file"}, {Name: "routing_key_file"}, {Name: "severity"},
 	}},
 	SystemdKind: {Attributes: []hcl.AttributeSchema{{Name: "unit", Required: true}, {Name: "action", Required: true}}},
 }
@@ -269,6 +270,18 @@ func decodeExecutor(b *hcl.Block, sc scope) (Executor, hcl.Diagnostics) {
 	case NotifyKind:
 		ex.Channel = a.oneOf("channel", "webhook", "slack", "pagerduty", "webhook")
 		ex.Message = a.template("message")
+		// Relative to the runbook file, as Prometheus resolves its files.
+		ex.URLFile = relTo(b.DefRange.Filename, a.str("url_file", ""))
+		ex.RoutingKeyFile = relTo(b.DefRange.Filename, a.str("routing_key_file", ""))
+		ex.Severity = a.oneOf("severity", "error", "critical", "error", "warning", "info")
+		switch {
+		case ex.Channel == "pagerduty" && ex.RoutingKeyFile == "":
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Missing routing_key_file",
+				Detail: "A pagerduty notify needs routing_key_file, the file holding the integration key.", Subject: b.DefRange.Ptr()})
+		case ex.Channel != "pagerduty" && ex.URLFile == "":
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Missing url_file",
+				Detail: "A slack or webhook notify needs url_file, the file holding the URL (a secret).", Subject: b.DefRange.Ptr()})
+		}
 		if ex.Message != nil {
 			templates = append(templates, ex.Message)
 		}
@@ -321,4 +334,11 @@ func fixedOrigin(t *Template) bool {
 		return false
 	}
 	return originRE.MatchString(lit.Val.AsString())
+}
+
+func relTo(file, p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(filepath.Dir(file), p)
 }

@@ -147,6 +147,8 @@ type PlannedCall struct {
 	IdempotencyKey string `json:"idempotency_key,omitempty"`
 	// HTTP is the rendered request of an http tool.
 	HTTP *PlannedHTTP `json:"http,omitempty"`
+	// Message is a notify tool's rendered message.
+	Message string `json:"message,omitempty"`
 	// Rollback is the rendered rollback, when the step or the tool has one.
 	Rollback *PlannedCall `json:"rollback,omitempty"`
 	// Precheck is the rendered precheck, when the tool has one.
@@ -248,6 +250,11 @@ func (s *Set) renderCall(c *Call, v *Vars) (PlannedCall, error) {
 	if t.Executor.Kind == HTTPKind {
 		if pc.HTTP, err = renderHTTP(&t.Executor, pv); err != nil {
 			return PlannedCall{}, fmt.Errorf("tool %s: %w", t.Name, err)
+		}
+	}
+	if t.Executor.Kind == NotifyKind && t.Executor.Message != nil {
+		if pc.Message, err = t.Executor.Message.render(pv); err != nil {
+			return PlannedCall{}, fmt.Errorf("tool %s: message: %w", t.Name, err)
 		}
 	}
 	if t.Precheck != nil {

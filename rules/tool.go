@@ -205,9 +205,13 @@ type Executor struct {
 	// silence
 	Duration time.Duration
 	Comment  *Template
-	// notify
-	Channel string
-	Message *Template
+	// notify: the URL and the routing key are secrets, read from files
+	// when the call runs.
+	Channel        string
+	Message        *Template
+	URLFile        string
+	RoutingKeyFile string
+	Severity       string
 	// systemd
 	Unit   *Template
 	Action string
