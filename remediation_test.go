@@ -438,3 +438,56 @@ runbook "lab" {
 		t.Fatal("no notification")
 	}
 }
+
+// TestHTTPTool: an http tool sends its JSON body with the credentials of
+// its http_config_file.
+func TestHTTPTool(t *testing.T) {
+	got := make(chan string, 4)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		got <- r.Method + " " + r.URL.EscapedPath() + " " + r.Header.Get("Authorization") + " " + string(b)
+		w.WriteHeader(http.StatusCreated)
+	}))
+	defer srv.Close()
+	l := newLab(t, fmt.Sprintf(`
+tool "ticket" {
+  description = "Open a ticket."
+  risk        = "low"
+  param "name" { pattern = "[a-z]+" }
+  http {
+    url              = "%s/tickets/${param.name}"
+    body_json        = { service = "${param.name}" }
+    expect_status    = [201]
+    http_config_file = "ticket-http.yml"
+  }
+}
+runbook "lab" {
+  description = "Opens a ticket."
+  match { alertname = "Lab" }
+  target = "${labels.name}"
+  step "ticket" {
+    tool = "ticket"
+    args = { name = "${labels.name}" }
+  }
+}
+`, srv.URL), "1h")
+	writeFile(t, filepath.Join(l.dir, "ticket-http.yml"), "authorization:\n  type: Bearer\n  credentials: s3cret\n")
+	l.start(t)
+	l.post(t, "shop", "00000000000000f1")
+	select {
+	case m := <-got:
+		if m != `POST /tickets/shop Bearer s3cret {"service":"shop"}` {
+			t.Fatalf("request %q", m)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("no request")
+	}
+	eventually(t, 10*time.Second, "the action to succeed", func() bool {
+		for _, inc := range l.incidents(t) {
+			if hasEvent(inc, "action_succeeded") {
+				return true
+			}
+		}
+		return false
+	})
+}

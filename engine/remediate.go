@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/prometheus/alertmanager/template"
+	promconfig "github.com/prometheus/common/config"
 
 	"medic/actions"
 	"medic/rules"
@@ -393,7 +395,16 @@ func (r *Remediator) execute(ctx context.Context, d *Decider, incident uint64, a
 			result = map[string]string{"error": "no http executor"}
 			break
 		}
-		res, err := r.Executors.HTTP.Do(ctx, allowed, actions.HTTPSpec{Tool: c.Tool, Method: c.HTTP.Method, URL: c.HTTP.URL, Headers: c.HTTP.Headers,
+		hx := r.Executors.HTTP
+		if f := tool.Executor.HTTPConfigFile; f != "" {
+			client, err := httpClientFromFile(f)
+			if err != nil {
+				result = map[string]string{"error": err.Error()}
+				break
+			}
+			hx = &actions.HTTPExec{Client: client}
+		}
+		res, err := hx.Do(ctx, allowed, actions.HTTPSpec{Tool: c.Tool, Method: c.HTTP.Method, URL: c.HTTP.URL, Headers: c.HTTP.Headers,
 			Body: c.HTTP.Body, ExpectStatus: c.HTTP.ExpectStatus, Timeout: tool.Timeout})
 		if err != nil {
 			res.Err = err.Error()
@@ -503,4 +514,15 @@ func notifySpec(tool *rules.Tool, c rules.PlannedCall, incident uint64, at *Aler
 		s.RoutingKey = k
 	}
 	return s, nil
+}
+
+// httpClientFromFile builds an http tool's client from a Prometheus HTTP
+// client config, read when the call runs so that rotated credentials need
+// no reload.
+func httpClientFromFile(path string) (*http.Client, error) {
+	hc, _, err := promconfig.LoadHTTPConfigFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("http config file %s: %w", path, err)
+	}
+	return promconfig.NewClientFromConfig(*hc, "medic")
 }

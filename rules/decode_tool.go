@@ -42,6 +42,7 @@ var executorSchemas = map[ExecutorKind]*hcl.BodySchema{
 	}},
 	HTTPKind: {Attributes: []hcl.AttributeSchema{
 		{Name: "url", Required: true}, {Name: "method"}, {Name: "headers"}, {Name: "body_json"}, {Name: "expect_status"},
+		{Name: "http_config_file"},
 	}},
 	SilenceKind: {Attributes: []hcl.AttributeSchema{{Name: "duration", Required: true}, {Name: "comment"}}},
 	NotifyKind: {Attributes: []hcl.AttributeSchema{
@@ -240,6 +241,7 @@ func decodeExecutor(b *hcl.Block, sc scope) (Executor, hcl.Diagnostics) {
 		ex.Method = a.oneOf("method", http.MethodPost, http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete)
 		ex.Headers, _ = a.templateMap("headers")
 		ex.BodyJSON, _ = a.templateMap("body_json")
+		ex.HTTPConfigFile = relTo(b.DefRange.Filename, a.str("http_config_file", ""))
 		ex.ExpectStatus = a.statuses("expect_status")
 		if ex.URL != nil {
 			// Like an argv's program, the scheme and host are never

@@ -202,6 +202,9 @@ type Executor struct {
 	Headers      map[string]*Template
 	BodyJSON     map[string]*Template
 	ExpectStatus []int
+	// HTTPConfigFile is a Prometheus HTTP client config (authorization,
+	// basic_auth, tls_config) for the request.
+	HTTPConfigFile string
 	// silence
 	Duration time.Duration
 	Comment  *Template
