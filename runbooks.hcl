@@ -8,7 +8,9 @@
 #
 # Every string parameter has a pattern or an enum (patterns are anchored at
 # both ends) and may not start with "-", so no label value can become a
-# command-line option. Programs are never templated.
+# command-line option. Programs are never templated. Tools inherit nothing
+# of medic's environment: the Kubernetes tools read the cluster credentials
+# from /etc/medic/kubeconfig, readable by the medic user.
 
 # ---------------------------------------------------------------- tools ---
 
@@ -20,6 +22,7 @@ tool "k8s_deployment_json" {
   param "namespace" { pattern = "[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?" }
   param "deployment" { pattern = "[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?" }
   exec {
+    env     = { KUBECONFIG = "/etc/medic/kubeconfig", HOME = "/var/lib/medic" }
     command = ["kubectl", "--namespace", "${param.namespace}", "get", "deployment", "${param.deployment}", "--output", "json"]
   }
 }
@@ -39,6 +42,7 @@ tool "k8s_set_memory_limit" {
     max         = 16384
   }
   exec {
+    env     = { KUBECONFIG = "/etc/medic/kubeconfig", HOME = "/var/lib/medic" }
     command = ["kubectl", "--namespace", "${param.namespace}", "set", "resources", "deployment/${param.deployment}",
     "--containers=${param.container}", "--limits=memory=${param.memory_mib}Mi"]
     dry_run = ["kubectl", "--namespace", "${param.namespace}", "set", "resources", "deployment/${param.deployment}",
@@ -59,6 +63,7 @@ tool "k8s_rollout_undo" {
   param "namespace" { pattern = "[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?" }
   param "deployment" { pattern = "[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?" }
   exec {
+    env     = { KUBECONFIG = "/etc/medic/kubeconfig", HOME = "/var/lib/medic" }
     command = ["kubectl", "--namespace", "${param.namespace}", "rollout", "undo", "deployment/${param.deployment}"]
     dry_run = ["kubectl", "--namespace", "${param.namespace}", "rollout", "undo", "deployment/${param.deployment}", "--dry-run=server"]
   }
@@ -77,6 +82,7 @@ tool "k8s_scale" {
     max  = 50
   }
   exec {
+    env     = { KUBECONFIG = "/etc/medic/kubeconfig", HOME = "/var/lib/medic" }
     command = ["kubectl", "--namespace", "${param.namespace}", "scale", "deployment/${param.deployment}", "--replicas=${param.replicas}"]
     dry_run = ["kubectl", "--namespace", "${param.namespace}", "scale", "deployment/${param.deployment}", "--replicas=${param.replicas}", "--dry-run=server"]
   }
@@ -161,6 +167,7 @@ tool "cert_manager_renew" {
   param "namespace" { pattern = "[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?" }
   param "certificate" { pattern = "[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?" }
   exec {
+    env     = { KUBECONFIG = "/etc/medic/kubeconfig", HOME = "/var/lib/medic" }
     command = ["cmctl", "renew", "--namespace", "${param.namespace}", "${param.certificate}"]
   }
   idempotency_key    = "${param.namespace}/${param.certificate}"
