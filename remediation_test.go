@@ -491,3 +491,30 @@ runbook "lab" {
 		return false
 	})
 }
+
+// TestReloadRunbooksAllOrNothing: a broken runbook file is refused on
+// reload, the running runbooks stay, and a fixed one is taken.
+func TestReloadRunbooksAllOrNothing(t *testing.T) {
+	l := newLab(t, strings.Replace(slowRunbook, "SLEEP", "0", 1), "1h")
+	p := l.start(t)
+	metric := func() string {
+		return get(t, "http://"+l.addr+"/metrics")
+	}
+	good, _ := os.ReadFile(filepath.Join(l.dir, "runbooks.hcl"))
+	writeFile(t, filepath.Join(l.dir, "runbooks.hcl"), string(good)+"\nrunbook \"broken\" {\n  description = \"x\"\n  when = \"labels.x ==\"\n}\n")
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	eventually(t, 10*time.Second, "the failed reload", func() bool {
+		return strings.Contains(metric(), "medic_config_last_reload_successful 0")
+	})
+	if !strings.Contains(p.output(), "runbooks.hcl:") {
+		t.Fatalf("no diagnostic for the broken runbook:\n%s", p.output())
+	}
+	// The old runbooks still act.
+	l.post(t, "shop", "00000000000000f9")
+	eventually(t, 20*time.Second, "the old runbook to act", func() bool { return len(l.runs(t)) == 1 })
+	writeFile(t, filepath.Join(l.dir, "runbooks.hcl"), string(good))
+	code, _ := l.do(t, "POST", "/-/reload", l.token, nil)
+	if code != 200 || !strings.Contains(metric(), "medic_config_last_reload_successful 1") {
+		t.Fatalf("reload of the fixed file: %d", code)
+	}
+}
