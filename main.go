@@ -86,16 +86,24 @@ type incidentsFlags struct {
 	output string
 }
 
-func run(args []string, stdout, stderr io.Writer) int {
+// exitRequest carries kingpin's request to exit (after --help, say) out of
+// the parser, so that run returns the code instead of the process exiting.
+type exitRequest int
+
+func run(args []string, stdout, stderr io.Writer) (code int) {
 	app := kingpin.New("medic", "A self-healing incident responder for Prometheus alerts.")
 	app.UsageWriter(stderr)
 	app.ErrorWriter(stderr)
-	exited := -1
-	app.Terminate(func(code int) {
-		if exited < 0 {
-			exited = code
+	app.Terminate(func(c int) { panic(exitRequest(c)) })
+	defer func() {
+		if r := recover(); r != nil {
+			e, ok := r.(exitRequest)
+			if !ok {
+				panic(r)
+			}
+			code = int(e)
 		}
-	})
+	}()
 	app.HelpFlag.Short('h')
 	logCfg := &promslog.Config{}
 	promslogflag.AddFlags(app, logCfg)
@@ -167,9 +175,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 
 	cmd, err := app.Parse(args)
-	if exited >= 0 {
-		return exited
-	}
 	if err != nil {
 		fmt.Fprintf(stderr, "medic: error: %v, try --help\n", err)
 		return exitError
