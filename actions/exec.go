@@ -67,7 +67,7 @@ const DefaultKillGrace = 5 * time.Second
 // after the program exits, so that nothing it started outlives it.
 func (x *Exec) Run(ctx context.Context, a *Allowed, spec ExecSpec) (ExecResult, error) {
 	res := ExecResult{Argv: append([]string(nil), spec.Argv...)}
-	if a == nil || a.call.Tool == "" || a.call.Tool != spec.Tool {
+	if !a.permits(spec.Tool) {
 		return res, fmt.Errorf("exec %s: %w", spec.Tool, ErrNotAllowed)
 	}
 	if len(spec.Argv) == 0 || spec.Argv[0] == "" {

@@ -46,7 +46,7 @@ type HTTPExec struct {
 // a tool's URL says where the request goes.
 func (h *HTTPExec) Do(ctx context.Context, a *Allowed, s HTTPSpec) (HTTPResult, error) {
 	res := HTTPResult{Method: s.Method, URL: s.URL}
-	if a == nil || a.call.Tool == "" || a.call.Tool != s.Tool {
+	if !a.permits(s.Tool) {
 		return res, fmt.Errorf("http %s: %w", s.Tool, ErrNotAllowed)
 	}
 	if s.Timeout > 0 {

@@ -63,7 +63,7 @@ const defaultNotifyTimeout = 10 * time.Second
 
 // Notify sends the message if a allows the tool.
 func (n *Notifier) Notify(ctx context.Context, a *Allowed, s NotifySpec) (NotifyResult, error) {
-	if a == nil || a.call.Tool == "" || a.call.Tool != s.Tool {
+	if !a.permits(s.Tool) {
 		return NotifyResult{}, fmt.Errorf("notify %s: %w", s.Tool, ErrNotAllowed)
 	}
 	switch s.Channel {

@@ -110,6 +110,12 @@ type Allowed struct {
 // Call is the call that was allowed.
 func (a *Allowed) Call() Call { return a.call }
 
+// permits reports whether a is an allow for tool. Every executor asks it
+// before doing anything.
+func (a *Allowed) permits(tool string) bool {
+	return a != nil && a.call.Tool != "" && a.call.Tool == tool
+}
+
 // EvalTimeout bounds one policy evaluation. A policy that takes longer is
 // broken, and the call is denied.
 const EvalTimeout = 250 * time.Millisecond

@@ -50,7 +50,7 @@ type SilenceResult struct {
 
 // Silence creates the silence if a allows the tool. Its rollback is Expire.
 func (s *Silencer) Silence(ctx context.Context, a *Allowed, spec SilenceSpec, now time.Time) (SilenceResult, error) {
-	if a == nil || a.call.Tool == "" || a.call.Tool != spec.Tool {
+	if !a.permits(spec.Tool) {
 		return SilenceResult{}, fmt.Errorf("silence %s: %w", spec.Tool, ErrNotAllowed)
 	}
 	if len(spec.Labels) == 0 || spec.Duration <= 0 {
@@ -82,7 +82,7 @@ func (s *Silencer) Silence(ctx context.Context, a *Allowed, spec SilenceSpec, no
 
 // Expire ends a silence, the rollback of Silence.
 func (s *Silencer) Expire(ctx context.Context, a *Allowed, tool, id string) error {
-	if a == nil || a.call.Tool == "" || a.call.Tool != tool {
+	if !a.permits(tool) {
 		return fmt.Errorf("expire silence %s: %w", id, ErrNotAllowed)
 	}
 	if _, err := s.api.Silence.DeleteSilence(silence.NewDeleteSilenceParamsWithContext(ctx).WithSilenceID(strfmt.UUID(id))); err != nil {
