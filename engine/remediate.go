@@ -170,6 +170,21 @@ func (r *Remediator) audit(now time.Time, incident uint64, kind, actor string, d
 	return &state.AuditEntry{Time: now, Incident: incident, Kind: kind, Actor: actor, Details: b}
 }
 
+// record appends to the audit log; a failure is logged, and the
+// remediation goes on, since the journal already holds the action.
+func (r *Remediator) record(now time.Time, incident uint64, kind, actor string, details any) {
+	if _, err := r.Store.Audit(*r.audit(now, incident, kind, actor, details)); err != nil {
+		r.Logger.Error("audit failed", "component", "remediator", "incident", incident, "err", err)
+	}
+}
+
+// event appends to an incident's timeline, logging a failure.
+func (r *Remediator) event(incident uint64, now time.Time, kind, msg string) {
+	if err := r.Store.AddIncidentEvent(incident, state.Event{Time: now, Kind: kind, Message: msg}); err != nil {
+		r.Logger.Error("adding a timeline event failed", "component", "remediator", "incident", incident, "err", err)
+	}
+}
+
 // handle decides one job and, when the decision is to act, acts.
 func (r *Remediator) handle(ctx context.Context, j state.DecisionJob) {
 	now := r.now()
@@ -194,20 +209,18 @@ func (r *Remediator) handle(ctx context.Context, j state.DecisionJob) {
 		actor = "runbook:" + at.Runbook
 	}
 	if at.Decision != DecisionRemediate && at.Decision != DecisionApprove {
-		_ = r.Store.AddIncidentEvent(j.Incident, state.Event{Time: now, Kind: at.Decision, Message: reasonOr(at.Reason, at.Decision)})
+		r.event(j.Incident, now, at.Decision, reasonOr(at.Reason, at.Decision))
 		_ = r.Store.DoneDecision(j.Seq, r.audit(now, j.Incident, "decision", actor, at))
 		return
 	}
 	if !r.claim(at.Target) {
 		msg := fmt.Sprintf("merged: a remediation is already running on %s", at.Target)
-		_ = r.Store.AddIncidentEvent(j.Incident, state.Event{Time: now, Kind: "merged", Message: msg})
+		r.event(j.Incident, now, "merged", msg)
 		_ = r.Store.DoneDecision(j.Seq, r.audit(now, j.Incident, "decision", actor, map[string]any{"decision": "merged", "target": at.Target}))
 		return
 	}
 	defer r.release(at.Target)
-	if _, err := r.Store.Audit(*r.audit(now, j.Incident, "decision", actor, at)); err != nil {
-		r.Logger.Error("audit failed", "component", "remediator", "err", err)
-	}
+	r.record(now, j.Incident, "decision", actor, at)
 	r.runCalls(ctx, &d, j.Incident, &alert, &at, 0, false)
 	_ = r.Store.DoneDecision(j.Seq, nil)
 }
@@ -265,9 +278,7 @@ func (r *Remediator) runCalls(ctx context.Context, d *Decider, incident uint64, 
 			in.Mode = string(rules.ModeShadow)
 		}
 		dec, allowed := d.Gate.Evaluate(ctx, in, now)
-		if _, err := r.Store.Audit(*r.audit(now, incident, "policy", "runbook:"+at.Runbook, map[string]any{"step": c.Step, "tool": c.Tool, "args": c.Args, "policy": dec})); err != nil {
-			r.Logger.Error("audit failed", "component", "remediator", "err", err)
-		}
+		r.record(now, incident, "policy", "runbook:"+at.Runbook, map[string]any{"step": c.Step, "tool": c.Tool, "args": c.Args, "policy": dec})
 		if in.Mode == string(rules.ModeShadow) {
 			// Shadow decides and records, never asks and never acts; an
 			// exec tool's dry_run argv runs when the policy allows the call.
@@ -276,7 +287,7 @@ func (r *Remediator) runCalls(ctx context.Context, d *Decider, incident uint64, 
 		}
 		switch {
 		case dec.Result == actions.Deny:
-			_ = r.Store.AddIncidentEvent(incident, state.Event{Time: now, Kind: "escalated", Message: fmt.Sprintf("policy denied %s: %s", c.Tool, dec.Reasons[0])})
+			r.event(incident, now, "escalated", fmt.Sprintf("policy denied %s: %s", c.Tool, dec.Reasons[0]))
 			return
 		case dec.Result == actions.NeedsApproval:
 			call, _ := json.Marshal(struct {
@@ -294,8 +305,8 @@ func (r *Remediator) runCalls(ctx context.Context, d *Decider, incident uint64, 
 				r.Logger.Error("storing the approval failed", "component", "remediator", "err", err)
 				return
 			}
-			_ = r.Store.AddIncidentEvent(incident, state.Event{Time: now, Kind: "approval_pending",
-				Message: fmt.Sprintf("%s waits for approval until %s: %s", c.Tool, now.Add(ttl).UTC().Format(time.RFC3339), dec.Reasons[0])})
+			r.event(incident, now, "approval_pending",
+				fmt.Sprintf("%s waits for approval until %s: %s", c.Tool, now.Add(ttl).UTC().Format(time.RFC3339), dec.Reasons[0]))
 			return
 		}
 		if !r.execute(ctx, d, incident, alert, at, c, allowed, now) {
@@ -324,11 +335,9 @@ func (r *Remediator) shadow(ctx context.Context, d *Decider, incident uint64, c 
 			res.Err = err.Error()
 		}
 		msg += fmt.Sprintf("; dry run %q exited %d", c.DryRun, res.ExitCode)
-		if _, err := r.Store.Audit(*r.audit(r.now(), incident, "dry_run", "medic", res)); err != nil {
-			r.Logger.Error("audit failed", "component", "remediator", "err", err)
-		}
+		r.record(r.now(), incident, "dry_run", "medic", res)
 	}
-	_ = r.Store.AddIncidentEvent(incident, state.Event{Time: now, Kind: "shadow", Message: msg})
+	r.event(incident, now, "shadow", msg)
 }
 
 // precheck runs a tool's read-only precheck under the policy; it reports
@@ -364,10 +373,8 @@ func (r *Remediator) execute(ctx context.Context, d *Decider, incident uint64, a
 	tool := d.Rules.Tool(c.Tool)
 	if c.Precheck != nil {
 		if ok, why := r.precheck(ctx, d, at, &c, now); !ok {
-			_ = r.Store.AddIncidentEvent(incident, state.Event{Time: now, Kind: "escalated", Message: "escalated: " + why})
-			if _, err := r.Store.Audit(*r.audit(now, incident, "precheck", "runbook:"+at.Runbook, map[string]string{"tool": c.Tool, "reason": why})); err != nil {
-				r.Logger.Error("audit failed", "component", "remediator", "err", err)
-			}
+			r.event(incident, now, "escalated", "escalated: "+why)
+			r.record(now, incident, "precheck", "runbook:"+at.Runbook, map[string]string{"tool": c.Tool, "reason": why})
 			return false
 		}
 	}
@@ -375,7 +382,7 @@ func (r *Remediator) execute(ctx context.Context, d *Decider, incident uint64, a
 		Args: c.Args, Argv: c.Argv, IdempotencyKey: c.IdempotencyKey, StartedAt: now}
 	if err := r.Store.BeginAction(act, tool.IdempotencyWindow); err != nil {
 		if errors.Is(err, state.ErrIdempotentRepeat) {
-			_ = r.Store.AddIncidentEvent(incident, state.Event{Time: now, Kind: "skipped", Message: err.Error()})
+			r.event(incident, now, "skipped", err.Error())
 			return false
 		}
 		r.Logger.Error("journalling the action failed; not running it", "component", "remediator", "err", err)
@@ -446,13 +453,11 @@ func (r *Remediator) execute(ctx context.Context, d *Decider, incident uint64, a
 	if err := r.Store.FinishAction(act.ID, st, raw, fin); err != nil {
 		r.Logger.Error("recording the action result failed", "component", "remediator", "err", err)
 	}
-	if _, err := r.Store.Audit(*r.audit(fin, incident, "exec", "runbook:"+at.Runbook, map[string]any{"action": act.ID, "tool": c.Tool, "state": st, "result": json.RawMessage(raw)})); err != nil {
-		r.Logger.Error("audit failed", "component", "remediator", "err", err)
-	}
+	r.record(fin, incident, "exec", "runbook:"+at.Runbook, map[string]any{"action": act.ID, "tool": c.Tool, "state": st, "result": json.RawMessage(raw)})
 	msg := fmt.Sprintf("%s %s (action %d)", c.Tool, st, act.ID)
-	_ = r.Store.AddIncidentEvent(incident, state.Event{Time: fin, Kind: "action_" + string(st), Message: msg})
+	r.event(incident, fin, "action_"+string(st), msg)
 	if !ok {
-		_ = r.Store.AddIncidentEvent(incident, state.Event{Time: fin, Kind: "escalated", Message: "escalated: " + msg})
+		r.event(incident, fin, "escalated", "escalated: "+msg)
 	}
 	return ok
 }
