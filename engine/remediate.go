@@ -268,7 +268,7 @@ func (r *Remediator) release(target string) {
 // requirement. It stops at the first call that is denied, needs approval,
 // or fails.
 func (r *Remediator) runCalls(ctx context.Context, d *Decider, incident uint64, alert *template.Alert, at *AlertTrace, from int, approved bool) {
-	rb := findRunbook(d.Rules, at.Runbook)
+	rb := d.Rules.Runbook(at.Runbook)
 	for i := from; i < len(at.Calls); i++ {
 		now := r.now()
 		c := at.Calls[i].PlannedCall
@@ -315,15 +315,6 @@ func (r *Remediator) runCalls(ctx context.Context, d *Decider, incident uint64, 
 	}
 }
 
-func findRunbook(set *rules.Set, name string) *rules.Runbook {
-	for _, rb := range set.Runbooks {
-		if rb.Name == name {
-			return rb
-		}
-	}
-	return nil
-}
-
 // shadow records what would have run, and runs an exec tool's dry_run argv
 // when the policy allows the call.
 func (r *Remediator) shadow(ctx context.Context, d *Decider, incident uint64, c rules.PlannedCall, dec actions.Decision, allowed *actions.Allowed, now time.Time) {
@@ -345,7 +336,7 @@ func (r *Remediator) shadow(ctx context.Context, d *Decider, incident uint64, c 
 func (r *Remediator) precheck(ctx context.Context, d *Decider, at *AlertTrace, c *rules.PlannedCall, now time.Time) (bool, string) {
 	pre := c.Precheck
 	tool := d.Rules.Tool(pre.Tool)
-	in := d.PolicyInput(*pre, at, findRunbook(d.Rules, at.Runbook))
+	in := d.PolicyInput(*pre, at, d.Rules.Runbook(at.Runbook))
 	dec, allowed := d.Gate.Evaluate(ctx, in, now)
 	if allowed == nil {
 		return false, fmt.Sprintf("precheck %s refused by the policy: %s", pre.Tool, strings.Join(dec.Reasons, "; "))

@@ -72,9 +72,6 @@ func stepScope(promql map[string]bool, what string) scope {
 func (l *loader) runbook(b *hcl.Block) hcl.Diagnostics {
 	name := b.Labels[0]
 	content, diags := b.Body.Content(runbookSchema)
-	if l.runbooks == nil {
-		l.runbooks = map[string]*Runbook{}
-	}
 	if prev, dup := l.runbooks[name]; dup {
 		return append(diags, duplicate("runbook", name, prev.DefRange, b.DefRange))
 	}

@@ -3,6 +3,7 @@ package rules
 import (
 	"path/filepath"
 	"regexp"
+	"slices"
 
 	"fmt"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
@@ -137,11 +138,7 @@ func (l *loader) tool(b *hcl.Block) hcl.Diagnostics {
 }
 
 func sortBlocks(bs []*hcl.Block) {
-	for i := 1; i < len(bs); i++ {
-		for j := i; j > 0 && bs[j].DefRange.Start.Byte < bs[j-1].DefRange.Start.Byte; j-- {
-			bs[j], bs[j-1] = bs[j-1], bs[j]
-		}
-	}
+	slices.SortFunc(bs, func(a, b *hcl.Block) int { return a.DefRange.Start.Byte - b.DefRange.Start.Byte })
 }
 
 func decodeParam(b *hcl.Block) (*Param, hcl.Diagnostics) {

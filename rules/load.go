@@ -24,11 +24,15 @@ type Set struct {
 	// Files are the sources, for printing diagnostics with snippets.
 	Files map[string]*hcl.File
 
-	index *index
+	index  *index
+	byName map[string]*Runbook
 }
 
 // Tool returns the tool with the name, or nil.
 func (s *Set) Tool(name string) *Tool { return s.Tools[name] }
+
+// Runbook returns the runbook with the name, or nil.
+func (s *Set) Runbook(name string) *Runbook { return s.byName[name] }
 
 // Load reads, validates and compiles the runbook files. Every problem found
 // in every file is returned; the Set is nil when any is an error. A glob in
@@ -49,41 +53,43 @@ func Load(paths ...string) (*Set, hcl.Diagnostics) {
 		}
 		files = append(files, matches...)
 	}
-	parser := hclparse.NewParser()
-	l := &loader{set: &Set{Tools: map[string]*Tool{}}, srcs: map[string][]byte{}}
+	l := newLoader()
 	for _, f := range files {
 		src, err := os.ReadFile(f)
 		if err != nil {
 			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Cannot read runbook file", Detail: err.Error() + "."})
 			continue
 		}
-		hf, d := parser.ParseHCL(src, f)
-		diags = append(diags, d...)
-		if hf == nil || d.HasErrors() {
-			continue
-		}
-		l.srcs[f] = src
-		diags = append(diags, l.file(hf)...)
+		diags = append(diags, l.add(f, src)...)
 	}
-	diags = append(diags, l.resolve()...)
-	l.set.Files = parser.Files()
-	if diags.HasErrors() {
-		return nil, diags
-	}
-	return l.set, diags
+	return l.finish(diags)
 }
 
 // Parse loads runbooks from one in-memory file; see Load.
 func Parse(filename string, src []byte) (*Set, hcl.Diagnostics) {
-	parser := hclparse.NewParser()
-	hf, diags := parser.ParseHCL(src, filename)
-	if diags.HasErrors() {
-		return nil, diags
+	l := newLoader()
+	return l.finish(l.add(filename, src))
+}
+
+func newLoader() *loader {
+	return &loader{parser: hclparse.NewParser(), set: &Set{Tools: map[string]*Tool{}}, srcs: map[string][]byte{}, runbooks: map[string]*Runbook{}}
+}
+
+// add parses and decodes one file.
+func (l *loader) add(filename string, src []byte) hcl.Diagnostics {
+	hf, diags := l.parser.ParseHCL(src, filename)
+	if hf == nil || diags.HasErrors() {
+		return diags
 	}
-	l := &loader{set: &Set{Tools: map[string]*Tool{}}, srcs: map[string][]byte{filename: src}}
-	diags = append(diags, l.file(hf)...)
+	l.srcs[filename] = src
+	return append(diags, l.file(hf)...)
+}
+
+// finish resolves what needs every file and returns the Set, or nil when
+// any diagnostic is an error.
+func (l *loader) finish(diags hcl.Diagnostics) (*Set, hcl.Diagnostics) {
 	diags = append(diags, l.resolve()...)
-	l.set.Files = parser.Files()
+	l.set.Files = l.parser.Files()
 	if diags.HasErrors() {
 		return nil, diags
 	}
@@ -91,6 +97,7 @@ func Parse(filename string, src []byte) (*Set, hcl.Diagnostics) {
 }
 
 type loader struct {
+	parser   *hclparse.Parser
 	set      *Set
 	srcs     map[string][]byte
 	runbooks map[string]*Runbook
@@ -183,6 +190,7 @@ func (l *loader) resolve() hcl.Diagnostics {
 	}
 	sort.SliceStable(l.set.Runbooks, func(i, j int) bool { return l.set.Runbooks[i].Name < l.set.Runbooks[j].Name })
 	l.set.index = buildIndex(l.set.Runbooks)
+	l.set.byName = l.runbooks
 	return diags
 }
 
