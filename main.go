@@ -33,7 +33,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
-	promconfig "github.com/prometheus/common/config"
 	"github.com/prometheus/common/promslog"
 	promslogflag "github.com/prometheus/common/promslog/flag"
 	"github.com/prometheus/common/version"
@@ -555,11 +554,7 @@ func apiRequest(cf clientFlags, method, path string, q url.Values, reqBody []byt
 	req.Header.Set("User-Agent", version.ComponentUserAgent("medic"))
 	client := http.DefaultClient
 	if cf.httpConfig != "" {
-		hc, _, err := promconfig.LoadHTTPConfigFile(cf.httpConfig)
-		if err == nil {
-			client, err = promconfig.NewClientFromConfig(*hc, "medic")
-		}
-		if err != nil {
+		if client, err = engine.HTTPClientFromFile(cf.httpConfig); err != nil {
 			fmt.Fprintf(stderr, "medic: --http.config.file: %v\n", err)
 			return nil, exitError
 		}

@@ -105,10 +105,8 @@ func (e *Engine) serveIncidents(w http.ResponseWriter, r *http.Request) {
 }
 
 func (e *Engine) serveIncident(w http.ResponseWriter, r *http.Request) {
-	raw := r.PathValue("id")
-	id, err := strconv.ParseUint(raw, 10, 64)
-	if err != nil || id == 0 {
-		apiError(w, http.StatusBadRequest, "bad_data", "incident ID %s is not a positive integer", quote(raw))
+	id, ok := incidentID(w, r)
+	if !ok {
 		return
 	}
 	inc, err := e.store.Incident(id)

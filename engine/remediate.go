@@ -395,7 +395,7 @@ func (r *Remediator) execute(ctx context.Context, d *Decider, incident uint64, a
 		}
 		hx := r.Executors.HTTP
 		if f := tool.Executor.HTTPConfigFile; f != "" {
-			client, err := httpClientFromFile(f)
+			client, err := HTTPClientFromFile(f)
 			if err != nil {
 				result = map[string]string{"error": err.Error()}
 				break
@@ -512,10 +512,10 @@ func notifySpec(tool *rules.Tool, c rules.PlannedCall, incident uint64, at *Aler
 	return s, nil
 }
 
-// httpClientFromFile builds an http tool's client from a Prometheus HTTP
-// client config, read when the call runs so that rotated credentials need
-// no reload.
-func httpClientFromFile(path string) (*http.Client, error) {
+// HTTPClientFromFile builds a client from a Prometheus HTTP client config
+// file. http tools read theirs when the call runs, so rotated credentials
+// need no reload; the CLI's --http.config.file uses it too.
+func HTTPClientFromFile(path string) (*http.Client, error) {
 	hc, _, err := promconfig.LoadHTTPConfigFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("http config file %s: %w", path, err)

@@ -1,11 +1,11 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"os"
-	"strings"
 	"time"
 
 	"medic/rules"
@@ -35,7 +35,7 @@ func LoadSeriesFile(path string) (*SeriesFile, error) {
 		Queries map[string][]rules.Sample `json:"queries"`
 		Series  map[string][]rules.Sample `json:"series"`
 	}
-	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&f); err != nil {
 		return nil, fmt.Errorf("series file %s: %w", path, err)

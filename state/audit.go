@@ -64,7 +64,7 @@ func (s *Store) Audit(e AuditEntry) (AuditEntry, error) {
 // Audit appends an entry inside the ProcessInbox transaction, so that the
 // change and its record commit together.
 func (t *Tx) Audit(e AuditEntry) error {
-	return t.fail2(appendAudit(t.tx, &e))
+	return t.check(appendAudit(t.tx, &e))
 }
 
 func appendAudit(tx *bolt.Tx, e *AuditEntry) error {

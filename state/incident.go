@@ -199,7 +199,7 @@ func (t *Tx) PutFingerprint(fp string, f Fingerprint) error {
 	if err != nil {
 		return t.fail(err)
 	}
-	return t.fail2(t.tx.Bucket(bucketFingerprints).Put([]byte(fp), buf))
+	return t.check(t.tx.Bucket(bucketFingerprints).Put([]byte(fp), buf))
 }
 
 // CountIgnored records that an alert of alertname was skipped by matcher.
@@ -220,10 +220,11 @@ func (t *Tx) CountIgnored(alertname, matcher string, at time.Time) error {
 	if err != nil {
 		return t.fail(err)
 	}
-	return t.fail2(b.Put([]byte(alertname), buf))
+	return t.check(b.Put([]byte(alertname), buf))
 }
 
-func (t *Tx) fail2(err error) error {
+// check records err, if any, as the transaction's failure.
+func (t *Tx) check(err error) error {
 	if err != nil {
 		return t.fail(err)
 	}

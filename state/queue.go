@@ -32,7 +32,7 @@ func (t *Tx) QueueDecision(j DecisionJob) error {
 	if err != nil {
 		return t.fail(err)
 	}
-	return t.fail2(b.Put(u64(seq), buf))
+	return t.check(b.Put(u64(seq), buf))
 }
 
 // DecisionJobs returns the queued jobs, oldest first.
