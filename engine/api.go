@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"medic/rules"
 	"medic/state"
 )
 
@@ -84,13 +85,13 @@ func (e *Engine) serveIncidents(w http.ResponseWriter, r *http.Request) {
 		f.State = state.StateClosed
 	case "all":
 	default:
-		apiError(w, http.StatusBadRequest, "bad_data", "state %s is not one of open, closed, all", quote(s))
+		apiError(w, http.StatusBadRequest, "bad_data", "state %s is not one of open, closed, all", rules.Quote(s))
 		return
 	}
 	if s := r.URL.Query().Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 0 {
-			apiError(w, http.StatusBadRequest, "bad_data", "limit %s is not a non-negative integer", quote(s))
+			apiError(w, http.StatusBadRequest, "bad_data", "limit %s is not a non-negative integer", rules.Quote(s))
 			return
 		}
 		f.Limit = n
@@ -177,7 +178,7 @@ func (e *Engine) serveAudit(w http.ResponseWriter, r *http.Request) {
 	if s := r.URL.Query().Get("incident"); s != "" {
 		id, err := strconv.ParseUint(s, 10, 64)
 		if err != nil || id == 0 {
-			apiError(w, http.StatusBadRequest, "bad_data", "incident %s is not a positive integer", quote(s))
+			apiError(w, http.StatusBadRequest, "bad_data", "incident %s is not a positive integer", rules.Quote(s))
 			return
 		}
 		f.Incident = id
@@ -185,7 +186,7 @@ func (e *Engine) serveAudit(w http.ResponseWriter, r *http.Request) {
 	if s := r.URL.Query().Get("since"); s != "" {
 		t, err := time.Parse(time.RFC3339, s)
 		if err != nil {
-			apiError(w, http.StatusBadRequest, "bad_data", "since %s is not an RFC 3339 time", quote(s))
+			apiError(w, http.StatusBadRequest, "bad_data", "since %s is not an RFC 3339 time", rules.Quote(s))
 			return
 		}
 		f.Since = t
@@ -211,7 +212,7 @@ func incidentID(w http.ResponseWriter, r *http.Request) (uint64, bool) {
 	raw := r.PathValue("id")
 	id, err := strconv.ParseUint(raw, 10, 64)
 	if err != nil || id == 0 {
-		apiError(w, http.StatusBadRequest, "bad_data", "incident ID %s is not a positive integer", quote(raw))
+		apiError(w, http.StatusBadRequest, "bad_data", "incident ID %s is not a positive integer", rules.Quote(raw))
 		return 0, false
 	}
 	return id, true
@@ -297,7 +298,7 @@ func (e *Engine) serveActions(w http.ResponseWriter, r *http.Request) {
 	if s := r.URL.Query().Get("incident"); s != "" {
 		n, err := strconv.ParseUint(s, 10, 64)
 		if err != nil {
-			apiError(w, http.StatusBadRequest, "bad_data", "incident %s is not a positive integer", quote(s))
+			apiError(w, http.StatusBadRequest, "bad_data", "incident %s is not a positive integer", rules.Quote(s))
 			return
 		}
 		id = n

@@ -7,6 +7,8 @@ import (
 	"mime"
 	"net/http"
 	"strconv"
+
+	"medic/rules"
 )
 
 // errorBody is the JSON answered with every refusal, in the shape of the
@@ -65,7 +67,7 @@ func (e *Engine) intake(s *settings, r *http.Request) *IntakeError {
 	ct := r.Header.Get("Content-Type")
 	if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
 		return &IntakeError{Status: http.StatusUnsupportedMediaType, Reason: ReasonUnsupportedMediaType, Field: "Content-Type",
-			Msg: quote(ct) + " is not application/json"}
+			Msg: rules.Quote(ct) + " is not application/json"}
 	}
 	limits := s.cfg.Intake.Limits
 	tooLarge := &IntakeError{Status: http.StatusRequestEntityTooLarge, Reason: ReasonTooLarge,

@@ -8,7 +8,6 @@ import (
 	"reflect"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/prometheus/alertmanager/notify/webhook"
 	"github.com/prometheus/alertmanager/template"
@@ -103,7 +102,7 @@ func validateMessage(m *webhook.Message, l Limits) *IntakeError {
 		if m.Version == "" {
 			return badField(ReasonInvalidPayload, "version", "missing; this is not an Alertmanager webhook payload")
 		}
-		return badField(ReasonInvalidPayload, "version", "unsupported version %s; medic reads version %q", quote(m.Version), WebhookVersion)
+		return badField(ReasonInvalidPayload, "version", "unsupported version %s; medic reads version %q", rules.Quote(m.Version), WebhookVersion)
 	}
 	if m.Data == nil {
 		return badField(ReasonInvalidPayload, "alerts", "missing")
@@ -153,7 +152,7 @@ func validateAlert(path string, a *template.Alert, l Limits) *IntakeError {
 		return badField(ReasonInvalidPayload, path+".fingerprint", "missing")
 	}
 	if !isFingerprint(a.Fingerprint) {
-		return badField(ReasonInvalidPayload, path+".fingerprint", "%s is not 16 lowercase hex digits", quote(a.Fingerprint))
+		return badField(ReasonInvalidPayload, path+".fingerprint", "%s is not 16 lowercase hex digits", rules.Quote(a.Fingerprint))
 	}
 	if a.StartsAt.IsZero() {
 		return badField(ReasonInvalidPayload, path+".startsAt", "missing")
@@ -177,7 +176,7 @@ func checkStatus(path, s string) *IntakeError {
 	case "":
 		return badField(ReasonInvalidPayload, path, "missing")
 	}
-	return badField(ReasonInvalidPayload, path, "%s is neither \"firing\" nor \"resolved\"", quote(s))
+	return badField(ReasonInvalidPayload, path, "%s is neither \"firing\" nor \"resolved\"", rules.Quote(s))
 }
 
 func checkLabels(path string, kv template.KV, l Limits) *IntakeError {
@@ -196,7 +195,7 @@ func checkKV(path string, kv template.KV, what string, maxKeys, maxValue int, mu
 	}
 	for k, v := range kv {
 		if !rules.IsLabelName(k) {
-			return badField(ReasonInvalidPayload, path, "%s is not a valid %s name", quote(k), what)
+			return badField(ReasonInvalidPayload, path, "%s is not a valid %s name", rules.Quote(k), what)
 		}
 		if err := checkText(path+"."+k, v, maxValue, multiline); err != nil {
 			return err
@@ -234,18 +233,4 @@ func isFingerprint(s string) bool {
 		}
 	}
 	return true
-}
-
-// quote renders an untrusted value for an error message: quoted, escaped, and
-// cut to a readable length.
-func quote(s string) string {
-	const max = 64
-	if len(s) > max {
-		cut := max
-		for cut > 0 && !utf8.RuneStart(s[cut]) {
-			cut--
-		}
-		return fmt.Sprintf("%q…", s[:cut])
-	}
-	return strings.ToValidUTF8(fmt.Sprintf("%q", s), "�")
 }

@@ -1,5 +1,11 @@
 package rules
 
+import (
+	"fmt"
+	"strings"
+	"unicode/utf8"
+)
+
 // IsControl reports whether r is a character medic refuses in label values
 // and arguments: C0 and C1 controls, DEL, the line and paragraph separators,
 // and the bidirectional controls that can make text read differently from
@@ -29,4 +35,18 @@ func IsLabelName(s string) bool {
 		return false
 	}
 	return true
+}
+
+// Quote renders an untrusted value for an error message: quoted, escaped,
+// and cut on a rune boundary to a readable length.
+func Quote(s string) string {
+	const max = 64
+	if len(s) > max {
+		cut := max
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		return fmt.Sprintf("%q…", s[:cut])
+	}
+	return strings.ToValidUTF8(fmt.Sprintf("%q", s), "\uFFFD")
 }

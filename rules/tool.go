@@ -112,12 +112,12 @@ func (p *Param) Validate(v string) (string, error) {
 			return "", fmt.Errorf("parameter %s: %d bytes exceed max_length %d", p.Name, len(v), p.MaxLength)
 		}
 		if strings.HasPrefix(v, "-") && !p.AllowLeadingDash {
-			return "", fmt.Errorf("parameter %s: %s starts with \"-\" and could pass for an option (set allow_leading_dash to allow it)", p.Name, quoteValue(v))
+			return "", fmt.Errorf("parameter %s: %s starts with \"-\" and could pass for an option (set allow_leading_dash to allow it)", p.Name, Quote(v))
 		}
 	case TypeInt:
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil {
-			return "", fmt.Errorf("parameter %s: %s is not an integer", p.Name, quoteValue(v))
+			return "", fmt.Errorf("parameter %s: %s is not an integer", p.Name, Quote(v))
 		}
 		if err := p.bounds(float64(n)); err != nil {
 			return "", err
@@ -126,7 +126,7 @@ func (p *Param) Validate(v string) (string, error) {
 	case TypeNumber:
 		f, err := strconv.ParseFloat(v, 64)
 		if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
-			return "", fmt.Errorf("parameter %s: %s is not a finite number", p.Name, quoteValue(v))
+			return "", fmt.Errorf("parameter %s: %s is not a finite number", p.Name, Quote(v))
 		}
 		if err := p.bounds(f); err != nil {
 			return "", err
@@ -135,13 +135,13 @@ func (p *Param) Validate(v string) (string, error) {
 	case TypeBool:
 		b, err := strconv.ParseBool(v)
 		if err != nil {
-			return "", fmt.Errorf("parameter %s: %s is not true or false", p.Name, quoteValue(v))
+			return "", fmt.Errorf("parameter %s: %s is not true or false", p.Name, Quote(v))
 		}
 		v = strconv.FormatBool(b)
 	case TypeDuration:
 		d, err := model.ParseDuration(v)
 		if err != nil {
-			return "", fmt.Errorf("parameter %s: %s is not a duration", p.Name, quoteValue(v))
+			return "", fmt.Errorf("parameter %s: %s is not a duration", p.Name, Quote(v))
 		}
 		if err := p.bounds(time.Duration(d).Seconds()); err != nil {
 			return "", err
@@ -149,10 +149,10 @@ func (p *Param) Validate(v string) (string, error) {
 		v = d.String()
 	}
 	if p.Pattern != nil && !p.Pattern.MatchString(v) {
-		return "", fmt.Errorf("parameter %s: %s does not match %s", p.Name, quoteValue(v), p.Pattern)
+		return "", fmt.Errorf("parameter %s: %s does not match %s", p.Name, Quote(v), p.Pattern)
 	}
 	if len(p.Enum) > 0 && !slices.Contains(p.Enum, v) {
-		return "", fmt.Errorf("parameter %s: %s is not one of %s", p.Name, quoteValue(v), strings.Join(p.Enum, ", "))
+		return "", fmt.Errorf("parameter %s: %s is not one of %s", p.Name, Quote(v), strings.Join(p.Enum, ", "))
 	}
 	return v, nil
 }
@@ -165,13 +165,6 @@ func (p *Param) bounds(f float64) error {
 		return fmt.Errorf("parameter %s: %v is above the maximum %v", p.Name, f, *p.Max)
 	}
 	return nil
-}
-
-func quoteValue(s string) string {
-	if len(s) > 64 {
-		s = s[:64] + "…"
-	}
-	return strconv.Quote(s)
 }
 
 // ExecutorKind names an executor block.
