@@ -768,40 +768,26 @@ func runReplay(f replayFlags, stdout, stderr io.Writer) int {
 	if diags.HasErrors() {
 		return exitError
 	}
-	set, diags := rules.Load(cfg.Runbooks...)
-	rules.WriteDiagnostics(stderr, diags)
-	if diags.HasErrors() {
-		return exitError
-	}
-	ctx := context.Background()
-	gate, err := actions.NewGate(ctx, "")
-	if err != nil {
-		fmt.Fprintf(stderr, "medic: %v\n", err)
-		return exitError
-	}
 	if (f.payload == "") == (f.dir == "") {
 		fmt.Fprintln(stderr, "medic: replay takes one PAYLOAD or --dir DIR")
 		return exitError
 	}
-	var prom *engine.PromClient
-	if cfg.Prometheus.URL != "" {
-		if prom, err = engine.NewPromClient(cfg.Prometheus); err != nil {
-			fmt.Fprintf(stderr, "medic: %v\n", err)
-			return exitError
-		}
+	// The same runbooks, policy and sources as serve builds from the config.
+	base, err := buildDecider(cfg, slog.New(slog.NewTextHandler(stderr, nil)))
+	if err != nil {
+		fmt.Fprintf(stderr, "medic: %v\n", err)
+		return exitError
 	}
+	ctx := context.Background()
 	// decide replays one payload with the series file given, if any.
 	decide := func(payload, series string) (engine.Trace, error) {
-		d := &engine.Decider{Config: cfg, Rules: set, Gate: gate}
-		switch {
-		case series != "":
+		d := *base
+		if series != "" {
 			sf, err := engine.LoadSeriesFile(series)
 			if err != nil {
 				return engine.Trace{}, err
 			}
 			d.Sources.Prom, d.QueryStubs = sf, sf.Queries
-		case prom != nil:
-			d.Sources.Prom = prom
 		}
 		body, err := os.ReadFile(payload)
 		if err != nil {
