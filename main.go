@@ -1094,44 +1094,14 @@ func runApprove(cf clientFlags, f approveFlags, approve bool, stdout, stderr io.
 	return exitOK
 }
 
-// buildDecider loads the runbooks and the policy a config names. When the
-// config names no runbooks, a missing default runbooks.hcl means no
-// runbooks, so that serve starts with no file at all; named files must
-// exist.
+// buildDecider is engine.NewDecider with its diagnostics as an error, for
+// the log.
 func buildDecider(cfg *engine.Config, logger *slog.Logger) (*engine.Decider, error) {
-	files := cfg.Runbooks
-	if !cfg.RunbooksSet {
-		if _, err := os.Stat(files[0]); os.IsNotExist(err) {
-			files = nil
-		}
-	}
-	var set *rules.Set
-	if len(files) == 0 {
-		set, _ = rules.Parse("(no runbooks)", nil)
-		logger.Warn("no runbook file: every incident escalates", "file", cfg.Runbooks[0])
-	} else {
-		var diags hcl.Diagnostics
-		set, diags = rules.Load(files...)
-		if diags.HasErrors() {
-			var b strings.Builder
-			rules.WriteDiagnostics(&b, diags)
-			return nil, fmt.Errorf("runbooks:\n%s", b.String())
-		}
-	}
-	gate, err := actions.NewGate(context.Background(), cfg.Policy)
-	if err != nil {
-		return nil, err
-	}
-	d := &engine.Decider{Config: cfg, Rules: set, Gate: gate}
-	if cfg.Prometheus.URL != "" {
-		if d.Sources.Prom, err = engine.NewPromClient(cfg.Prometheus); err != nil {
-			return nil, err
-		}
-	}
-	if cfg.Loki.URL != "" {
-		if d.Sources.Logs, err = engine.NewLokiClient(cfg.Loki); err != nil {
-			return nil, err
-		}
+	d, diags := engine.NewDecider(cfg, logger)
+	if diags.HasErrors() {
+		var b strings.Builder
+		rules.WriteDiagnostics(&b, diags)
+		return nil, fmt.Errorf("runbooks or policy:\n%s", b.String())
 	}
 	return d, nil
 }

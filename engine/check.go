@@ -79,10 +79,15 @@ func checkPolicy(path string) hcl.Diagnostics {
 	if err != nil {
 		return hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Cannot read policy", Detail: err.Error()}}
 	}
-	_, err = actions.Prepare(context.Background(), path, string(src))
-	if err == nil {
-		return nil
+	if _, err := actions.Prepare(context.Background(), path, string(src)); err != nil {
+		return policyDiags(path, err)
 	}
+	return nil
+}
+
+// policyDiags turns a policy's compile errors into diagnostics at
+// file:row:col.
+func policyDiags(path string, err error) hcl.Diagnostics {
 	var pe *actions.PolicyError
 	if !errors.As(err, &pe) {
 		return hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Invalid policy", Detail: err.Error()}}

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"os"
 	"time"
 
+	"github.com/hashicorp/hcl/v2"
 	"github.com/prometheus/alertmanager/notify/webhook"
 	"github.com/prometheus/alertmanager/template"
 
@@ -205,4 +208,41 @@ func (d *Decider) PolicyInput(c rules.PlannedCall, at *AlertTrace, rb *rules.Run
 		in.State = d.State(c.Tool, at.Target)
 	}
 	return in
+}
+
+// NewDecider loads the runbooks and the policy cfg names and connects its
+// query sources: the decision path serve, replay and test share. When cfg
+// names no runbooks, a missing default runbooks.hcl means no runbooks, so
+// that serve starts with no file at all; named files must exist.
+func NewDecider(cfg *Config, logger *slog.Logger) (*Decider, hcl.Diagnostics) {
+	files := cfg.Runbooks
+	if !cfg.RunbooksSet {
+		if _, err := os.Stat(files[0]); os.IsNotExist(err) {
+			files = nil
+		}
+	}
+	var set *rules.Set
+	var diags hcl.Diagnostics
+	if len(files) == 0 {
+		set, _ = rules.Parse("(no runbooks)", nil)
+		logger.Warn("no runbook file: every incident escalates", "file", cfg.Runbooks[0])
+	} else if set, diags = rules.Load(files...); diags.HasErrors() {
+		return nil, diags
+	}
+	gate, err := actions.NewGate(context.Background(), cfg.Policy)
+	if err != nil {
+		return nil, append(diags, policyDiags(cfg.Policy, err)...)
+	}
+	d := &Decider{Config: cfg, Rules: set, Gate: gate}
+	if cfg.Prometheus.URL != "" {
+		if d.Sources.Prom, err = NewPromClient(cfg.Prometheus); err != nil {
+			return nil, append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid prometheus", Detail: err.Error()})
+		}
+	}
+	if cfg.Loki.URL != "" {
+		if d.Sources.Logs, err = NewLokiClient(cfg.Loki); err != nil {
+			return nil, append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid loki", Detail: err.Error()})
+		}
+	}
+	return d, diags
 }

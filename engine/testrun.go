@@ -7,6 +7,7 @@ import (
 	"github.com/zclconf/go-cty/cty"
 	"github.com/zclconf/go-cty/cty/convert"
 	"github.com/zclconf/go-cty/cty/gocty"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -178,25 +179,22 @@ func runTestFile(path string, run *regexp.Regexp) TestFileResult {
 		}
 		cfg = c
 	}
-	files := cfg.Runbooks
+	// A test file names what it tests: its runbooks must exist.
+	cfg.RunbooksSet = true
 	if tf.Runbooks != nil {
-		files = nil
+		cfg.Runbooks = nil
 		for _, rb := range *tf.Runbooks {
-			files = append(files, rel(rb))
+			cfg.Runbooks = append(cfg.Runbooks, rel(rb))
 		}
 	}
-	set, diags := rules.Load(files...)
+	if tf.Policy != nil {
+		cfg.Policy = rel(*tf.Policy)
+	}
+	// Queries go to stubs only, never to a Prometheus the config names.
+	cfg.Prometheus, cfg.Loki = SourceConfig{}, SourceConfig{}
+	base, diags := NewDecider(cfg, slog.New(slog.DiscardHandler))
 	if diags.HasErrors() {
 		r.Diags = diags
-		return r
-	}
-	policy := ""
-	if tf.Policy != nil {
-		policy = rel(*tf.Policy)
-	}
-	gate, err := actions.NewGate(context.Background(), policy)
-	if err != nil {
-		r.Diags = hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Invalid policy", Detail: err.Error(), Subject: tf.Range.Ptr()}}
 		return r
 	}
 	fileAt := DefaultTestTime
@@ -206,23 +204,21 @@ func runTestFile(path string, run *regexp.Regexp) TestFileResult {
 			return r
 		}
 	}
-	for _, tb := range tf.Tests {
-		calls, d := decodeCallExpects(tb.Expect.Calls)
-		if d.HasErrors() {
-			r.Diags = append(r.Diags, d...)
-		}
-		_ = calls
+	wantCalls := make([][]callExpect, len(tf.Tests))
+	for i, tb := range tf.Tests {
+		var d hcl.Diagnostics
+		wantCalls[i], d = decodeCallExpects(tb.Expect.Calls)
+		r.Diags = append(r.Diags, d...)
 	}
 	if r.Diags.HasErrors() {
 		return r
 	}
-	for _, tb := range tf.Tests {
+	for i, tb := range tf.Tests {
 		if run != nil && !run.MatchString(tb.Name) {
 			continue
 		}
-		calls, _ := decodeCallExpects(tb.Expect.Calls)
 		start := time.Now()
-		tr := runTest(cfg, set, gate, tb, calls, fileAt)
+		tr := runTest(base, tb, wantCalls[i], fileAt)
 		tr.Duration = time.Since(start)
 		r.Results = append(r.Results, tr)
 	}
@@ -237,7 +233,7 @@ func samples(in []sampleLiteral) []rules.Sample {
 	return out
 }
 
-func runTest(cfg *Config, set *rules.Set, gate *actions.Gate, tb testBlock, want []callExpect, at time.Time) TestResult {
+func runTest(base *Decider, tb testBlock, want []callExpect, at time.Time) TestResult {
 	res := TestResult{Name: tb.Name}
 	if tb.Expect.Runbook != nil {
 		res.Runbook = *tb.Expect.Runbook
@@ -274,7 +270,8 @@ func runTest(cfg *Config, set *rules.Set, gate *actions.Gate, tb testBlock, want
 	alert := template.Alert{Status: status, Labels: tb.Alert.Labels, Annotations: tb.Alert.Annotations,
 		StartsAt: startsAt, Fingerprint: "0000000000000000"}
 	msg := &webhook.Message{Data: &template.Data{Status: status, Alerts: template.Alerts{alert}}, Version: WebhookVersion}
-	d := &Decider{Config: cfg, Rules: set, Gate: gate, QueryStubs: stubs, Sources: rules.Sources{Prom: series}}
+	d := *base
+	d.QueryStubs, d.Sources = stubs, rules.Sources{Prom: series}
 	if st := tb.State; st != nil {
 		state := actions.State{ToolSuccessRate: 1}
 		setInt(&state.ExecutionsTargetHour, st.ExecutionsTargetHour)
