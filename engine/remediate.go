@@ -213,6 +213,18 @@ func (r *Remediator) handle(ctx context.Context, j state.DecisionJob) {
 		_ = r.Store.DoneDecision(j.Seq, r.audit(now, j.Incident, "decision", actor, at))
 		return
 	}
+	// A job still queued for an incident that already has journal entries
+	// was cut off by a restart between two steps. Re-running its plan would
+	// repeat the steps that finished; escalate instead.
+	if acts, err := r.Store.Actions(j.Incident); err != nil || len(acts) > 0 {
+		msg := "escalated: medic restarted during this incident's remediation; its plan is not re-run"
+		if err != nil {
+			msg = "escalated: reading the journal failed: " + err.Error()
+		}
+		r.event(j.Incident, now, "escalated", msg)
+		_ = r.Store.DoneDecision(j.Seq, r.audit(now, j.Incident, "escalation", "medic", map[string]any{"reason": msg}))
+		return
+	}
 	if !r.claim(at.Target) {
 		msg := fmt.Sprintf("merged: a remediation is already running on %s", at.Target)
 		r.event(j.Incident, now, "merged", msg)

@@ -86,3 +86,58 @@ runbook "noop" {
 		t.Fatalf("audit: %d %v", n, err)
 	}
 }
+
+// TestNoReRunAfterRestartBetweenSteps: a decision job left queued for an
+// incident that already has finished actions (medic restarted between two
+// steps) escalates instead of running the plan again.
+func TestNoReRunAfterRestartBetweenSteps(t *testing.T) {
+	env := newTestEnv(t, nil)
+	set, diags := rules.Parse("r.hcl", []byte(`
+tool "noop" {
+  description = "Does nothing, successfully."
+  risk        = "low"
+  param "name" { pattern = "[a-z]+" }
+  exec { command = ["/bin/true", "${param.name}"] }
+}
+runbook "noop" {
+  description = "Runs noop."
+  match { alertname = "Noop" }
+  target = "${labels.name}"
+  step "noop" {
+    tool = "noop"
+    args = { name = "${labels.name}" }
+  }
+}
+`))
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	gate, _ := actions.NewGate(context.Background(), "")
+	d := &Decider{Config: env.eng.Config(), Rules: set, Gate: gate}
+	rem := &Remediator{Logger: env.eng.logger, Store: env.store, Decider: func() *Decider { return d },
+		Executors: Executors{Exec: &actions.Exec{}}, Now: func() time.Time { return env.now }}
+	env.eng.SetRemediator(rem)
+	a := alert("firing", "Noop", fp(1))
+	a.Labels["name"] = "alpha"
+	env.mustPost(t, a)
+	env.drain(t)
+	jobs, _ := env.store.DecisionJobs(10)
+	if len(jobs) != 1 {
+		t.Fatalf("%d jobs", len(jobs))
+	}
+	// The first step finished before the restart.
+	done := &state.Action{Incident: jobs[0].Incident, Tool: "noop", Target: "alpha", StartedAt: env.now}
+	if err := env.store.BeginAction(done, 0); err != nil {
+		t.Fatal(err)
+	}
+	env.store.FinishAction(done.ID, state.ActionSucceeded, nil, env.now)
+	rem.handle(context.Background(), jobs[0])
+	acts, _ := env.store.Actions(jobs[0].Incident)
+	inc, _ := env.store.Incident(jobs[0].Incident)
+	if len(acts) != 1 || inc.Timeline[len(inc.Timeline)-1].Kind != "escalated" {
+		t.Fatalf("actions %d, last event %+v", len(acts), inc.Timeline[len(inc.Timeline)-1])
+	}
+	if left, _ := env.store.DecisionJobs(10); len(left) != 0 {
+		t.Fatal("the job stayed queued")
+	}
+}
