@@ -397,3 +397,37 @@ runbook "ticket" {
 		}
 	}
 }
+
+// TestSystemdPlan: a systemd tool's unit renders from its validated
+// parameter; a value the parameter refuses never reaches a unit name.
+func TestSystemdPlan(t *testing.T) {
+	set := mustParse(t, `
+tool "restart_unit" {
+  description = "Restart a service unit."
+  risk        = "medium"
+  param "service" { pattern = "[a-z][a-z0-9-]{0,62}" }
+  systemd {
+    unit   = "${param.service}.service"
+    action = "restart"
+  }
+}
+runbook "unit" {
+  description = "Restart the unit."
+  match { alertname = "U" }
+  target = "${labels.service}"
+  step "restart" {
+    tool = "restart_unit"
+    args = { service = "${labels.service}" }
+  }
+}
+`)
+	calls, err := set.Plan(set.Runbooks[0], Vars{Labels: map[string]string{"service": "nginx"}})
+	if err != nil || calls[0].Unit != "nginx.service" || calls[0].UnitAction != "restart" || calls[0].Argv != nil {
+		t.Fatalf("plan = %+v, %v", calls, err)
+	}
+	for _, v := range []string{"nginx; reboot", "nginx.service x", "../../etc", "-nginx", "$(id)"} {
+		if calls, err := set.Plan(set.Runbooks[0], Vars{Labels: map[string]string{"service": v}}); err == nil {
+			t.Errorf("%q planned %+v", v, calls)
+		}
+	}
+}

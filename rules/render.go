@@ -149,6 +149,10 @@ type PlannedCall struct {
 	HTTP *PlannedHTTP `json:"http,omitempty"`
 	// Message is a notify tool's rendered message.
 	Message string `json:"message,omitempty"`
+	// Unit and UnitAction are a systemd tool's unit, rendered, and what
+	// to do to it. The executor checks the unit name before it runs.
+	Unit       string `json:"unit,omitempty"`
+	UnitAction string `json:"unit_action,omitempty"`
 	// Rollback is the rendered rollback, when the step or the tool has one.
 	Rollback *PlannedCall `json:"rollback,omitempty"`
 	// Precheck is the rendered precheck, when the tool has one.
@@ -256,6 +260,12 @@ func (s *Set) renderCall(c *Call, v *Vars) (PlannedCall, error) {
 		if pc.Message, err = t.Executor.Message.render(pv); err != nil {
 			return PlannedCall{}, fmt.Errorf("tool %s: message: %w", t.Name, err)
 		}
+	}
+	if t.Executor.Kind == SystemdKind {
+		if pc.Unit, err = t.Executor.Unit.render(pv); err != nil {
+			return PlannedCall{}, fmt.Errorf("tool %s: unit: %w", t.Name, err)
+		}
+		pc.UnitAction = t.Executor.Action
 	}
 	if t.Precheck != nil {
 		pre, err := s.renderCall(t.Precheck, &Vars{Params: args})

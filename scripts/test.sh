@@ -14,6 +14,7 @@ missing=()
 [ -x /usr/bin/prometheus-alertmanager ] || missing+=(prometheus-alertmanager)
 [ -x /usr/bin/promtool ] || missing+=(prometheus)
 command -v systemd-analyze >/dev/null || missing+=(systemd)
+[ -x /usr/bin/dbus-daemon ] || missing+=(dbus)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]}"
   $sudo apt-get update -qq
