@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
@@ -25,7 +26,8 @@ type remediationLab struct {
 	dir, addr, count, token, approver string
 }
 
-func newLab(t *testing.T, runbooks string, approvalTTL string) *remediationLab {
+// newLab writes the lab; extra lines go into medic.hcl's remediation block.
+func newLab(t *testing.T, runbooks string, approvalTTL string, extra ...string) *remediationLab {
 	t.Helper()
 	dir := t.TempDir()
 	l := &remediationLab{dir: dir, addr: freeAddr(t), count: filepath.Join(dir, "count"), token: "api-token-1", approver: "approver-token-2"}
@@ -43,8 +45,11 @@ web {
   approver_token_file = "approver"
 }
 storage { path = "medic.db" }
-remediation { approval_ttl = %q }
-`, l.addr, approvalTTL))
+remediation {
+  approval_ttl = %q
+  %s
+}
+`, l.addr, approvalTTL, strings.Join(extra, "\n  ")))
 	return l
 }
 
@@ -516,5 +521,150 @@ func TestReloadRunbooksAllOrNothing(t *testing.T) {
 	code, _ := l.do(t, "POST", "/-/reload", l.token, nil)
 	if code != 200 || !strings.Contains(metric(), "medic_config_last_reload_successful 1") {
 		t.Fatalf("reload of the fixed file: %d", code)
+	}
+}
+
+// TestShadowNotifies: in shadow mode the shadow_notify tool gets one
+// message per incident that says exactly what each step would have run,
+// and the step itself never runs.
+func TestShadowNotifies(t *testing.T) {
+	got := make(chan map[string]any, 4)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var m map[string]any
+		json.NewDecoder(r.Body).Decode(&m)
+		got <- m
+	}))
+	defer srv.Close()
+	l := newLab(t, `
+tool "record" {
+  description = "Records that it ran."
+  risk        = "low"
+  param "name" { pattern = "[a-z]+" }
+  exec { command = ["SCRIPT", "COUNT", "0", "${param.name}"] }
+}
+tool "restart_unit" {
+  description = "Restart a unit."
+  risk        = "low"
+  param "name" { pattern = "[a-z]+" }
+  systemd {
+    unit   = "${param.name}.service"
+    action = "restart"
+  }
+}
+tool "announce" {
+  description = "Tell the channel."
+  risk        = "low"
+  notify {
+    channel  = "webhook"
+    url_file = "hook-url"
+  }
+}
+runbook "lab" {
+  description = "Two steps, in shadow mode."
+  mode        = "shadow"
+  match { alertname = "Lab" }
+  target = "${labels.name}"
+  step "record" {
+    tool = "record"
+    args = { name = "${labels.name}" }
+  }
+  step "restart" {
+    tool = "restart_unit"
+    args = { name = "${labels.name}" }
+  }
+}
+`, "1h", `shadow_notify = "announce"`)
+	writeFile(t, filepath.Join(l.dir, "hook-url"), srv.URL+"\n")
+	l.start(t)
+	l.post(t, "shop", "00000000000000f1")
+	select {
+	case m := <-got:
+		summary, _ := m["summary"].(string)
+		for _, want := range []string{"shadow mode", "Lab on shop", "runbook lab",
+			fmt.Sprintf("record: exec [%q %q \"0\" \"shop\"] (policy allow)", filepath.Join(l.dir, "record.sh"), l.count),
+			"restart_unit: systemd restart shop.service (policy allow)"} {
+			if !strings.Contains(summary, want) {
+				t.Errorf("the shadow notification lacks %q:\n%s", want, summary)
+			}
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("no shadow notification")
+	}
+	select {
+	case m := <-got:
+		t.Fatalf("a second notification: %v", m)
+	case <-time.After(300 * time.Millisecond):
+	}
+	if n := len(l.runs(t)); n != 0 {
+		t.Fatalf("shadow mode ran the tool %d times", n)
+	}
+}
+
+// TestSystemdTool: a runbook's systemd step restarts a unit of a real
+// systemd (scripts/sandbox-systemd), reached over its D-Bus system bus.
+func TestSystemdTool(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("a sandboxed systemd needs root to create its namespaces")
+	}
+	sd := t.TempDir()
+	os.Mkdir(filepath.Join(sd, "units"), 0o755)
+	writeFile(t, filepath.Join(sd, "units", "shop.service"), "[Unit]\nDefaultDependencies=no\n[Service]\n"+
+		"ExecStartPre=/bin/sh -c 'echo start >> /run/medic-test/log'\nExecStart=/bin/sleep 1000\n")
+	cmd := exec.Command("scripts/sandbox-systemd", sd)
+	stdout, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var pid int
+	var addr string
+	line, _ := bufio.NewReader(stdout).ReadString('\n')
+	if _, err := fmt.Sscan(line, &pid, &addr); err != nil {
+		cmd.Wait()
+		t.Fatalf("scripts/sandbox-systemd: %q: %v", line, err)
+	}
+	defer func() { syscall.Kill(pid, syscall.SIGKILL); cmd.Wait() }()
+
+	l := newLab(t, `
+tool "restart_unit" {
+  description = "Restart a unit."
+  risk        = "low"
+  param "name" { pattern = "[a-z]+" }
+  systemd {
+    unit   = "${param.name}.service"
+    action = "restart"
+  }
+}
+runbook "lab" {
+  description = "Restart the unit."
+  match { alertname = "Lab" }
+  target = "${labels.name}"
+  step "restart" {
+    tool = "restart_unit"
+    args = { name = "${labels.name}" }
+  }
+}
+`, "1h", fmt.Sprintf("systemd_bus = %q", addr))
+	l.start(t)
+	l.post(t, "shop", "00000000000000f2")
+	l.post(t, "absent", "00000000000000f3")
+	var ok, failed bool
+	eventually(t, 20*time.Second, "both incidents to finish", func() bool {
+		for _, inc := range l.incidents(t) {
+			switch inc.Key {
+			case "00000000000000f2":
+				ok = hasEvent(inc, "action_succeeded")
+			case "00000000000000f3":
+				failed = hasEvent(inc, "action_failed") && hasEvent(inc, "escalated")
+			}
+		}
+		return ok && failed
+	})
+	if b, _ := os.ReadFile(filepath.Join(sd, "log")); string(b) != "start\n" {
+		t.Fatalf("the unit logged %q, want one start", b)
+	}
+	code, body := l.do(t, "GET", "/api/v1/audit", l.token, nil)
+	if code != 200 || !strings.Contains(string(body), `"job":"done"`) || !strings.Contains(string(body), "absent.service") {
+		t.Fatalf("audit %d: %s", code, body)
 	}
 }

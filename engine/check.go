@@ -49,9 +49,11 @@ func Check(paths []string) []CheckResult {
 		}
 		content, _, _ := f.Body.PartialContent(configSchema)
 		files := []string{p}
+		var cfg *Config
 		if len(content.Attributes) > 0 || len(content.Blocks) > 0 {
 			r.Kind = "config"
-			cfg, d := ParseConfig(p, src)
+			var d hcl.Diagnostics
+			cfg, d = ParseConfig(p, src)
 			r.Diags = append(r.Diags, d...)
 			if cfg == nil {
 				out = append(out, r)
@@ -66,6 +68,9 @@ func Check(paths []string) []CheckResult {
 		r.Diags = append(r.Diags, d...)
 		if set != nil {
 			r.Tools, r.Runbooks = len(set.Tools), len(set.Runbooks)
+			if cfg != nil {
+				r.Diags = append(r.Diags, checkShadowNotify(cfg, set)...)
+			}
 		}
 		out = append(out, r)
 	}

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/alecthomas/units"
@@ -52,6 +53,13 @@ type RemediationConfig struct {
 	ApprovalTTL time.Duration
 	// Parallel bounds the incidents decided at once.
 	Parallel int
+	// SystemdBus is the D-Bus address of the system bus that systemd
+	// tools use; empty means the default system bus.
+	SystemdBus string
+	// ShadowNotify names a notify tool that announces, once per incident,
+	// what shadow mode would have run. Empty: shadow only records.
+	ShadowNotify      string
+	ShadowNotifyRange hcl.Range
 }
 
 // WebConfig configures the HTTP listener and its authentication.
@@ -151,8 +159,12 @@ type remediationBlock struct {
 	DryRun           *bool     `hcl:"dry_run,optional"`
 	ApprovalTTL      *string   `hcl:"approval_ttl,optional"`
 	Parallel         *int      `hcl:"parallel,optional"`
+	SystemdBus       *string   `hcl:"systemd_bus,optional"`
+	ShadowNotify     *string   `hcl:"shadow_notify,optional"`
 	ApprovalTTLRange hcl.Range `hcl:"approval_ttl,attr_value_range"`
 	ParallelRange    hcl.Range `hcl:"parallel,attr_value_range"`
+	SystemdBusRange  hcl.Range `hcl:"systemd_bus,attr_value_range"`
+	ShadowRange      hcl.Range `hcl:"shadow_notify,attr_value_range"`
 }
 
 type sourceBlock struct {
@@ -361,6 +373,17 @@ func ParseConfig(path string, src []byte) (*Config, hcl.Diagnostics) {
 			} else {
 				cfg.Remediation.Parallel = *r.Parallel
 			}
+		}
+		if r.SystemdBus != nil {
+			if !strings.HasPrefix(*r.SystemdBus, "unix:path=") {
+				diags = append(diags, attrError(r.SystemdBusRange, "Invalid systemd_bus",
+					fmt.Sprintf("systemd_bus = %q is not a unix:path= D-Bus address.", *r.SystemdBus)))
+			} else {
+				cfg.Remediation.SystemdBus = *r.SystemdBus
+			}
+		}
+		if r.ShadowNotify != nil {
+			cfg.Remediation.ShadowNotify, cfg.Remediation.ShadowNotifyRange = *r.ShadowNotify, r.ShadowRange
 		}
 	}
 	if diags.HasErrors() {

@@ -3,6 +3,7 @@ package engine
 import (
 	"bytes"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -59,6 +60,7 @@ func TestConfigDiagnostics(t *testing.T) {
 		{"empty listen", "web {\n  listen_address = \"\"\n}\n", []string{"t.hcl:2:20: error: Invalid listen_address"}},
 		{"syntax", "web {\n  listen_address = \n}\n", []string{"t.hcl:2:20: error: Invalid expression"}},
 		{"duplicate block", "web {}\nweb {}\n", []string{"t.hcl:2:1: error: Duplicate web block"}},
+		{"tcp systemd bus", "remediation {\n  systemd_bus = \"tcp:host=10.0.0.1,port=1\"\n}\n", []string{"t.hcl:2:17: error: Invalid systemd_bus"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -163,5 +165,45 @@ func TestSourceConfig(t *testing.T) {
 	_, diags = ParseConfig("m.hcl", []byte("prometheus {\n  url = \"prom:9090\"\n}\n"))
 	if !diags.HasErrors() || diags[0].Subject.Start.Line != 2 || diags[0].Summary != "Invalid url" {
 		t.Fatalf("%v", diags)
+	}
+}
+
+// TestShadowNotifyMustNameANotifyTool: medic check and serve's loader both
+// refuse a shadow_notify that names a missing tool or one that is not a
+// notify tool, at the attribute.
+func TestShadowNotifyMustNameANotifyTool(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "runbooks.hcl"), []byte(`
+tool "record" {
+  description = "Records."
+  risk        = "low"
+  exec { command = ["/bin/true"] }
+}
+tool "announce" {
+  description = "Tells the channel."
+  risk        = "low"
+  notify {
+    channel  = "webhook"
+    url_file = "hook"
+  }
+}
+`), 0o600)
+	for name, ok := range map[string]bool{"announce": true, "record": false, "missing": false} {
+		p := filepath.Join(dir, "medic.hcl")
+		os.WriteFile(p, []byte(fmt.Sprintf("runbooks = [\"runbooks.hcl\"]\nremediation {\n  shadow_notify = %q\n}\n", name)), 0o600)
+		res := Check([]string{p})
+		if res[0].Diags.HasErrors() == ok {
+			t.Errorf("check with shadow_notify = %q: %v", name, res[0].Diags)
+		}
+		if !ok && (res[0].Diags[0].Subject == nil || res[0].Diags[0].Subject.Start.Line != 3) {
+			t.Errorf("shadow_notify = %q: diagnostic %v is not at the attribute", name, res[0].Diags[0])
+		}
+		cfg, diags := LoadConfig(p)
+		if diags.HasErrors() {
+			t.Fatal(diags)
+		}
+		if _, diags := NewDecider(cfg, slog.New(slog.DiscardHandler)); diags.HasErrors() == ok {
+			t.Errorf("NewDecider with shadow_notify = %q: %v", name, diags)
+		}
 	}
 }

@@ -229,6 +229,9 @@ func NewDecider(cfg *Config, logger *slog.Logger) (*Decider, hcl.Diagnostics) {
 	} else if set, diags = rules.Load(files...); diags.HasErrors() {
 		return nil, diags
 	}
+	if d := checkShadowNotify(cfg, set); d.HasErrors() {
+		return nil, append(diags, d...)
+	}
 	gate, err := actions.NewGate(context.Background(), cfg.Policy)
 	if err != nil {
 		return nil, append(diags, policyDiags(cfg.Policy, err)...)
@@ -245,4 +248,19 @@ func NewDecider(cfg *Config, logger *slog.Logger) (*Decider, hcl.Diagnostics) {
 		}
 	}
 	return d, diags
+}
+
+// checkShadowNotify reports a shadow_notify that names no notify tool of
+// the runbooks.
+func checkShadowNotify(cfg *Config, set *rules.Set) hcl.Diagnostics {
+	name := cfg.Remediation.ShadowNotify
+	if name == "" {
+		return nil
+	}
+	if t := set.Tool(name); t == nil || t.Executor.Kind != rules.NotifyKind {
+		return hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Invalid shadow_notify",
+			Detail:  fmt.Sprintf("shadow_notify = %q must name a notify tool of the runbooks.", name),
+			Subject: cfg.Remediation.ShadowNotifyRange.Ptr()}}
+	}
+	return nil
 }

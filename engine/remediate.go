@@ -281,6 +281,12 @@ func (r *Remediator) release(target string) {
 // or fails.
 func (r *Remediator) runCalls(ctx context.Context, d *Decider, incident uint64, alert *template.Alert, at *AlertTrace, from int, approved bool) {
 	rb := d.Rules.Runbook(at.Runbook)
+	var shadowed []string
+	defer func() {
+		if len(shadowed) > 0 {
+			r.notifyShadow(ctx, d, incident, at, shadowed)
+		}
+	}()
 	for i := from; i < len(at.Calls); i++ {
 		now := r.now()
 		c := at.Calls[i].PlannedCall
@@ -294,7 +300,7 @@ func (r *Remediator) runCalls(ctx context.Context, d *Decider, incident uint64, 
 		if in.Mode == string(rules.ModeShadow) {
 			// Shadow decides and records, never asks and never acts; an
 			// exec tool's dry_run argv runs when the policy allows the call.
-			r.shadow(ctx, d, incident, c, dec, allowed, now)
+			shadowed = append(shadowed, r.shadow(ctx, d, incident, c, dec, allowed, now))
 			continue
 		}
 		switch {
@@ -328,10 +334,10 @@ func (r *Remediator) runCalls(ctx context.Context, d *Decider, incident uint64, 
 }
 
 // shadow records what would have run, and runs an exec tool's dry_run argv
-// when the policy allows the call.
-func (r *Remediator) shadow(ctx context.Context, d *Decider, incident uint64, c rules.PlannedCall, dec actions.Decision, allowed *actions.Allowed, now time.Time) {
-	msg := fmt.Sprintf("shadow: would run %s %q (policy %s)", c.Tool, c.Argv, dec.Result)
+// when the policy allows the call. It returns the record's message.
+func (r *Remediator) shadow(ctx context.Context, d *Decider, incident uint64, c rules.PlannedCall, dec actions.Decision, allowed *actions.Allowed, now time.Time) string {
 	tool := d.Rules.Tool(c.Tool)
+	msg := fmt.Sprintf("shadow: would run %s (policy %s)", describeCall(tool, c), dec.Result)
 	if len(c.DryRun) > 0 && allowed != nil && tool.Executor.Kind == rules.ExecKind {
 		res, err := r.Executors.Exec.Run(ctx, allowed, actions.ExecSpec{Tool: c.Tool, Argv: c.DryRun, Env: c.Env, Dir: tool.Executor.Dir, Timeout: tool.Timeout})
 		if err != nil {
@@ -341,6 +347,49 @@ func (r *Remediator) shadow(ctx context.Context, d *Decider, incident uint64, c 
 		r.record(r.now(), incident, "dry_run", "medic", res)
 	}
 	r.event(incident, now, "shadow", msg)
+	return msg
+}
+
+// describeCall says exactly what a call does, in the terms of its executor.
+func describeCall(tool *rules.Tool, c rules.PlannedCall) string {
+	switch tool.Executor.Kind {
+	case rules.ExecKind:
+		return fmt.Sprintf("%s: exec %q", c.Tool, c.Argv)
+	case rules.HTTPKind:
+		if c.HTTP != nil {
+			return fmt.Sprintf("%s: %s %s body %s", c.Tool, c.HTTP.Method, c.HTTP.URL, c.HTTP.Body)
+		}
+	case rules.SystemdKind:
+		return fmt.Sprintf("%s: systemd %s %s", c.Tool, c.UnitAction, c.Unit)
+	case rules.SilenceKind:
+		return fmt.Sprintf("%s: silence the incident's alerts for %s", c.Tool, tool.Executor.Duration)
+	case rules.NotifyKind:
+		return fmt.Sprintf("%s: notify %s %q", c.Tool, tool.Executor.Channel, c.Message)
+	}
+	return c.Tool
+}
+
+// notifyShadow sends what shadow mode would have run to the shadow_notify
+// tool, once per incident. The notification is a real action, so it passes
+// the policy gate and is journalled like any other.
+func (r *Remediator) notifyShadow(ctx context.Context, d *Decider, incident uint64, at *AlertTrace, lines []string) {
+	name := d.Config.Remediation.ShadowNotify
+	if name == "" {
+		return
+	}
+	tool := d.Rules.Tool(name)
+	c := rules.PlannedCall{Step: "shadow_notify", Tool: name, Risk: tool.Risk, Args: map[string]string{},
+		Message: fmt.Sprintf("medic shadow mode, incident %d (%s on %s), runbook %s:\n%s", incident, at.Alertname, at.Target, at.Runbook, strings.Join(lines, "\n"))}
+	now := r.now()
+	in := d.PolicyInput(c, at, d.Rules.Runbook(at.Runbook))
+	in.Mode = string(rules.ModeAuto)
+	dec, allowed := d.Gate.Evaluate(ctx, in, now)
+	r.record(now, incident, "policy", "medic", map[string]any{"step": c.Step, "tool": c.Tool, "policy": dec})
+	if dec.Result != actions.Allow {
+		r.event(incident, now, "shadow", fmt.Sprintf("shadow notification not sent: policy %s: %s", dec.Result, reasonOr(strings.Join(dec.Reasons, "; "), "no reason")))
+		return
+	}
+	r.execute(ctx, d, incident, nil, at, c, allowed, now)
 }
 
 // precheck runs a tool's read-only precheck under the policy; it reports
@@ -444,8 +493,16 @@ func (r *Remediator) execute(ctx context.Context, d *Decider, incident uint64, a
 			break
 		}
 		result, ok = res, true
+	case rules.SystemdKind:
+		// The bus comes from the current config, so a reload applies it.
+		sx := &actions.Systemd{Address: d.Config.Remediation.SystemdBus}
+		res, err := sx.Run(ctx, allowed, actions.SystemdSpec{Tool: c.Tool, Unit: c.Unit, Action: c.UnitAction, Timeout: tool.Timeout})
+		if err != nil {
+			res.Err = err.Error()
+		}
+		result, ok = res, res.OK()
 	default:
-		result = map[string]string{"error": fmt.Sprintf("the %s executor is not built yet", tool.Executor.Kind)}
+		result = map[string]string{"error": fmt.Sprintf("no executor for %s tools", tool.Executor.Kind)}
 	}
 	raw, _ := json.Marshal(result)
 	st := state.ActionFailed

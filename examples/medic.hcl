@@ -53,6 +53,12 @@ remediation {
   approval_ttl = "1h"
   # Incidents decided at once (1 to 64).
   parallel = 4
+  # A notify tool of the runbooks that announces, once per incident, what
+  # shadow mode would have run. Unset: shadow mode only records.
+  # shadow_notify = "notify_oncall"
+  # The D-Bus system bus for systemd tools; unset means the default,
+  # unix:path=/run/dbus/system_bus_socket.
+  # systemd_bus = "unix:path=/run/dbus/system_bus_socket"
 }
 
 # Where the runbooks' enrichment queries go. Without a prometheus block,
