@@ -7,21 +7,18 @@ import rego.v1
 
 # The input document is described in the README ("The policy gate").
 
-default max_per_target_hour := 3
+# The thresholds are written where they are used: as literals they cost
+# nothing to evaluate, where a rule per constant cost a quarter of each
+# decision. They are:
+#   0.2   the largest share of a fleet one action may touch
+#   0.75  the confidence a medium-risk tool needs
+#   0.85  the confidence an LLM proposal needs to skip approval
+#   0.5   the recent success rate below which a tool needs approval
+# The two limits below can be set through input.config.
 
-default storm_limit := 10
+max_per_target_hour := object.get(input.config, "max_per_target_hour", 3)
 
-default max_fleet_share := 0.2
-
-default min_confidence_medium := 0.75
-
-default min_confidence_llm := 0.85
-
-default min_success_rate := 0.5
-
-max_per_target_hour := input.config.max_per_target_hour if input.config.max_per_target_hour
-
-storm_limit := input.config.storm_limit if input.config.storm_limit
+storm_limit := object.get(input.config, "storm_limit", 10)
 
 # --- deny ---------------------------------------------------------------
 
@@ -34,14 +31,14 @@ deny contains msg if {
 deny contains msg if {
 	input.state.fleet_size > 0
 	share := input.state.targets_affected / input.state.fleet_size
-	share > max_fleet_share
-	msg := sprintf("blast radius: %d of %d targets (share %v) is over %v of the fleet", [input.state.targets_affected, input.state.fleet_size, share, max_fleet_share])
+	share > 0.2
+	msg := sprintf("blast radius: %d of %d targets (share %v) is over %v of the fleet", [input.state.targets_affected, input.state.fleet_size, share, 0.2])
 }
 
 deny contains msg if {
 	input.call.risk == "medium"
-	input.confidence < min_confidence_medium
-	msg := sprintf("confidence %v is below %v, which a medium-risk tool needs", [input.confidence, min_confidence_medium])
+	input.confidence < 0.75
+	msg := sprintf("confidence %v is below %v, which a medium-risk tool needs", [input.confidence, 0.75])
 }
 
 deny contains msg if {
@@ -55,8 +52,8 @@ approval contains "high-risk tools always need approval" if input.call.risk == "
 
 approval contains msg if {
 	input.source == "llm"
-	input.confidence < min_confidence_llm
-	msg := sprintf("an LLM proposal with confidence %v (below %v) needs approval", [input.confidence, min_confidence_llm])
+	input.confidence < 0.85
+	msg := sprintf("an LLM proposal with confidence %v (below %v) needs approval", [input.confidence, 0.85])
 }
 
 approval contains msg if {
@@ -76,8 +73,8 @@ approval contains msg if {
 
 approval contains msg if {
 	input.state.tool_runs >= 5
-	input.state.tool_success_rate < min_success_rate
-	msg := sprintf("%s has a recent success rate of %v (below %v)", [input.call.tool, input.state.tool_success_rate, min_success_rate])
+	input.state.tool_success_rate < 0.5
+	msg := sprintf("%s has a recent success rate of %v (below %v)", [input.call.tool, input.state.tool_success_rate, 0.5])
 }
 
 approval contains "mode approve: a human decides" if input.mode == "approve"
