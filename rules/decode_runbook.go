@@ -14,6 +14,7 @@ var runbookSchema = &hcl.BodySchema{
 		{Name: "description", Required: true},
 		{Name: "mode"}, {Name: "priority"}, {Name: "target"}, {Name: "when"},
 		{Name: "confidence"}, {Name: "threshold"}, {Name: "max_attempts"}, {Name: "escalate"},
+		{Name: "escalate_to"},
 	},
 	Blocks: []hcl.BlockHeaderSchema{
 		{Type: "match"}, {Type: "match_re"},
@@ -34,7 +35,7 @@ var stepSchema = &hcl.BodySchema{
 }
 
 var verifySchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
-	{Name: "promql", Required: true}, {Name: "expect", Required: true}, {Name: "wait"}, {Name: "timeout"},
+	{Name: "promql", Required: true}, {Name: "expect", Required: true}, {Name: "worse"}, {Name: "wait"}, {Name: "timeout"},
 }}
 
 // Defaults of a runbook's optional settings.
@@ -84,6 +85,7 @@ func (l *loader) runbook(b *hcl.Block) hcl.Diagnostics {
 		Target:      a.template("target"),
 		MaxAttempts: a.integer("max_attempts", 1, 1, 10),
 		Escalate:    a.boolean("escalate", false),
+		EscalateTo:  a.str("escalate_to", ""),
 		Threshold:   DefaultThreshold,
 		DefRange:    b.DefRange,
 	}
@@ -150,6 +152,9 @@ func (l *loader) runbook(b *hcl.Block) hcl.Diagnostics {
 		diags = append(diags, checkTemplate(rb.Target, stepScope(decl["query"], "a runbook's target"))...)
 	}
 	src := l.src(b.DefRange)
+	if attr, ok := a.m["escalate_to"]; ok {
+		rb.EscalateToRange = attr.Expr.Range()
+	}
 	if attr, ok := a.m["when"]; ok {
 		c, d := compileCondition(attr, src, condBool, Env{}, decl)
 		diags = append(diags, d...)
@@ -205,6 +210,12 @@ func (l *loader) runbook(b *hcl.Block) hcl.Diagnostics {
 			c, d := compileCondition(attr, src, condBool, VerifyEnv{}, nil)
 			diags = append(diags, d...)
 			v.Expect = c
+		}
+		v.Worse = defaultWorse
+		if attr, ok := vc.Attributes["worse"]; ok {
+			c, d := compileCondition(attr, src, condBool, VerifyEnv{}, nil)
+			diags = append(diags, d...)
+			v.Worse = c
 		}
 		diags = append(diags, va.diags...)
 		rb.Verify = v

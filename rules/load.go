@@ -149,6 +149,16 @@ func (l *loader) src(r hcl.Range) []byte { return l.srcs[r.Filename] }
 // resolve checks what needs every file loaded: tool references.
 func (l *loader) resolve() hcl.Diagnostics {
 	var diags hcl.Diagnostics
+	for _, rb := range l.set.Runbooks {
+		if rb.EscalateTo == "" {
+			continue
+		}
+		if t := l.set.Tools[rb.EscalateTo]; t == nil || t.Executor.Kind != NotifyKind {
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid escalate_to",
+				Detail:  fmt.Sprintf("runbook %q: escalate_to = %q must name a notify tool.", rb.Name, rb.EscalateTo),
+				Subject: rb.EscalateToRange.Ptr()})
+		}
+	}
 	for _, pc := range l.calls {
 		t := l.set.Tools[pc.call.Tool]
 		if t == nil {

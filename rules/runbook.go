@@ -1,9 +1,11 @@
 package rules
 
 import (
+	"fmt"
 	"regexp"
 	"time"
 
+	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/vm"
 	"github.com/hashicorp/hcl/v2"
 )
@@ -54,6 +56,10 @@ type Runbook struct {
 	// Escalate marks a runbook that never acts: it only recognises and
 	// escalates.
 	Escalate bool
+	// EscalateTo names the notify tool that gets this runbook's
+	// escalation briefs instead of medic.hcl's routes; empty: the routes.
+	EscalateTo      string
+	EscalateToRange hcl.Range
 
 	DefRange hcl.Range
 }
@@ -80,10 +86,14 @@ type Step struct {
 	DefRange hcl.Range
 }
 
-// Verify says how medic checks that a step worked.
+// Verify says how medic checks that a step worked: the PromQL's value just
+// before the step is `before`, and its value `wait` after the step is
+// `after`. Expect true means recovered; else Worse true means the step made
+// things worse and its rollback runs; else nothing changed.
 type Verify struct {
 	PromQL  *Template
 	Expect  *Condition
+	Worse   *Condition
 	Wait    time.Duration
 	Timeout time.Duration
 
@@ -98,3 +108,28 @@ type Condition struct {
 
 	Range hcl.Range
 }
+
+// Eval runs a verify condition.
+func (c *Condition) Eval(env VerifyEnv) (bool, error) {
+	out, err := vm.Run(c.Program, env)
+	if err != nil {
+		return false, fmt.Errorf("%s: %w", c.Source, err)
+	}
+	b, ok := out.(bool)
+	if !ok {
+		return false, fmt.Errorf("%s: gave %T, not a bool", c.Source, out)
+	}
+	return b, nil
+}
+
+// DefaultWorse is a verify block's worse condition when it sets none: the
+// PromQL measures something bad, such as restarts, lag or errors.
+const DefaultWorse = "after > before"
+
+var defaultWorse = func() *Condition {
+	prog, err := expr.Compile(DefaultWorse, expr.Env(VerifyEnv{}), expr.AsBool())
+	if err != nil {
+		panic(err)
+	}
+	return &Condition{Source: DefaultWorse, Program: prog}
+}()
