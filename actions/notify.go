@@ -36,6 +36,10 @@ type NotifySpec struct {
 	Severity string // critical, error, warning or info
 	Source   string
 	Details  map[string]string
+	// Brief, when set, makes the message an escalation brief: Block Kit
+	// sections on Slack, custom_details on PagerDuty, a "brief" object on
+	// a webhook. Summary then comes from the brief.
+	Brief *Brief
 }
 
 // NotifyResult is what the channel answered.
@@ -66,8 +70,14 @@ func (n *Notifier) Notify(ctx context.Context, a *Allowed, s NotifySpec) (Notify
 	if !a.permits(s.Tool) {
 		return NotifyResult{}, fmt.Errorf("notify %s: %w", s.Tool, ErrNotAllowed)
 	}
+	if s.Brief != nil {
+		s.Summary = s.Brief.Summary()
+	}
 	switch s.Channel {
 	case "slack":
+		if s.Brief != nil {
+			return n.post(ctx, s, slackBrief(s.Brief))
+		}
 		return n.post(ctx, s, slackMessage(s))
 	case "webhook":
 		return n.post(ctx, s, webhookMessage(s))
@@ -148,8 +158,12 @@ func slackMessage(s NotifySpec) map[string]any {
 }
 
 func webhookMessage(s NotifySpec) map[string]any {
-	return map[string]any{"version": "1", "incident": s.Incident, "action": s.Action, "summary": s.Summary,
+	m := map[string]any{"version": "1", "incident": s.Incident, "action": s.Action, "summary": s.Summary,
 		"severity": s.Severity, "source": s.Source, "details": s.Details}
+	if s.Brief != nil {
+		m["brief"] = s.Brief
+	}
+	return m
 }
 
 func sortedDetailKeys(m map[string]string) []string {
@@ -185,6 +199,10 @@ func (n *Notifier) pagerduty(ctx context.Context, s NotifySpec) (NotifyResult, e
 	}
 	if s.Action != "resolve" {
 		ev.Payload = &pagerduty.V2Payload{Summary: truncate(s.Summary, 1024), Source: truncate(s.Source, 255), Severity: sev, Details: s.Details}
+		if s.Brief != nil {
+			// custom_details: the whole brief, as structured JSON.
+			ev.Payload.Details = s.Brief
+		}
 	}
 	resp, err := c.ManageEventWithContext(ctx, ev)
 	if err != nil {
