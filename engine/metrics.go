@@ -2,6 +2,8 @@ package engine
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"medic/state"
 )
 
 type metrics struct {
@@ -15,7 +17,38 @@ type metrics struct {
 	httpDuration      *prometheus.HistogramVec
 	reloadSuccess     prometheus.Gauge
 	reloadSuccessTime prometheus.Gauge
+
+	// The remediation loop's. Every label has a fixed set of values, but
+	// tool, which is bounded by the runbooks' tools.
+	incidents           *prometheus.CounterVec
+	remediationDuration prometheus.Histogram
+	actions             *prometheus.CounterVec
+	verifications       *prometheus.CounterVec
+	rollbacks           prometheus.Counter
+	escalations         *prometheus.CounterVec
+	policyDecisions     *prometheus.CounterVec
 }
+
+// The results of medic_verifications_total and the reasons of
+// medic_escalations_total.
+const (
+	verifyRecovered    = "recovered"
+	verifyWorse        = "worse"
+	verifyUnchanged    = "unchanged"
+	verifyUnverifiable = "unverifiable"
+
+	escNoRunbook    = "no_runbook"
+	escDenied       = "policy_denied"
+	escFailed       = "action_failed"
+	escPrecheck     = "precheck_failed"
+	escWorse        = "worse"
+	escExhausted    = "attempts_exhausted"
+	escUnverifiable = "unverifiable"
+	escDeadline     = "deadline"
+	escRefire       = "refired_after_fix"
+	escRestart      = "restart"
+	escRunbook      = "runbook_escalates"
+)
 
 // The results of medic_alerts_processed_total.
 const (
@@ -65,8 +98,44 @@ func newMetrics(reg prometheus.Registerer, e *Engine) *metrics {
 			Name: "medic_config_last_reload_success_timestamp_seconds", Help: "Time of the last successful configuration reload.",
 		}),
 	}
+	m.incidents = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "medic_incidents_total", Help: "Incidents settled, by outcome: remediated, escalated, self_resolved; ignored counts ignored alerts.",
+	}, []string{"outcome"})
+	m.remediationDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "medic_remediation_duration_seconds",
+		Help:    "Time from an incident's opening to the recovery verification saw.",
+		Buckets: []float64{5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600},
+	})
+	m.actions = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "medic_actions_total", Help: "Tool executions, by tool and result (succeeded, failed).",
+	}, []string{"tool", "result"})
+	m.verifications = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "medic_verifications_total", Help: "Verifications after a step, by result: recovered, worse, unchanged, unverifiable.",
+	}, []string{"result"})
+	m.rollbacks = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "medic_rollbacks_total", Help: "Rollbacks run after a step made things worse.",
+	})
+	m.escalations = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "medic_escalations_total", Help: "Escalations to a human, by reason.",
+	}, []string{"reason"})
+	m.policyDecisions = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "medic_policy_decisions_total", Help: "Policy gate decisions, by result: allow, deny, needs_approval.",
+	}, []string{"result"})
 	if reg == nil {
 		return m
+	}
+	reg.MustRegister(m.incidents, m.remediationDuration, m.actions, m.verifications, m.rollbacks, m.escalations, m.policyDecisions)
+	for _, o := range []string{state.OutcomeRemediated, state.OutcomeEscalated, state.OutcomeSelfResolved, "ignored"} {
+		m.incidents.WithLabelValues(o)
+	}
+	for _, r := range []string{verifyRecovered, verifyWorse, verifyUnchanged, verifyUnverifiable} {
+		m.verifications.WithLabelValues(r)
+	}
+	for _, r := range []string{escNoRunbook, escDenied, escFailed, escPrecheck, escWorse, escExhausted, escUnverifiable, escDeadline, escRefire, escRestart, escRunbook} {
+		m.escalations.WithLabelValues(r)
+	}
+	for _, r := range []string{"allow", "deny", "needs_approval"} {
+		m.policyDecisions.WithLabelValues(r)
 	}
 	reg.MustRegister(m.notifications, m.alertsReceived, m.alertsProcessed, m.incidentsOpened, m.incidentsClosed,
 		m.incidentsPruned, m.deadLetters, m.httpDuration, m.reloadSuccess, m.reloadSuccessTime,

@@ -201,6 +201,7 @@ func (e *Engine) applyAlert(tx *state.Tx, cfg *Config, a *template.Alert, now ti
 	name := a.Labels["alertname"]
 	if rule := ignoredBy(cfg.Intake.Ignore, a.Labels); rule != "" {
 		e.logger.Debug("alert ignored", "component", "worker", "alertname", name, "fingerprint", a.Fingerprint, "matcher", rule)
+		e.metrics.incidents.WithLabelValues("ignored").Inc()
 		return rIgnored, 0, 0, tx.CountIgnored(name, rule, now)
 	}
 	fp := a.Fingerprint
@@ -233,7 +234,21 @@ func (e *Engine) applyAlert(tx *state.Tx, cfg *Config, a *template.Alert, now ti
 		if allResolved(inc) {
 			inc.State = state.StateClosed
 			inc.ClosedAt = &now
-			inc.AddEvent(state.Event{Time: now, Kind: "closed", Message: "all alerts resolved"})
+			msg := "all alerts resolved by themselves"
+			switch {
+			case inc.Acted:
+				msg = "all alerts resolved after medic acted"
+				if inc.Outcome == "" {
+					// No verify block: Alertmanager's resolution is the
+					// evidence.
+					inc.Outcome = state.OutcomeRemediated
+					e.metrics.incidents.WithLabelValues(state.OutcomeRemediated).Inc()
+				}
+			case inc.Outcome == "":
+				inc.Outcome = state.OutcomeSelfResolved
+				e.metrics.incidents.WithLabelValues(state.OutcomeSelfResolved).Inc()
+			}
+			inc.AddEvent(state.Event{Time: now, Kind: "closed", Message: msg})
 			closed = 1
 		}
 		if err := tx.PutIncident(inc); err != nil {

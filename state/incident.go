@@ -38,6 +38,13 @@ type Incident struct {
 	Timeline  []Event       `json:"timeline"`
 	// TimelineDropped counts events dropped by the MaxTimeline cap.
 	TimelineDropped int `json:"timeline_dropped,omitempty"`
+	// Outcome is remediated, escalated or self_resolved; empty while
+	// nothing is settled.
+	Outcome string `json:"outcome,omitempty"`
+	// Acted is set when medic began an action for the incident.
+	Acted bool `json:"acted,omitempty"`
+	// RecoveredAt is when verification saw the recovery.
+	RecoveredAt *time.Time `json:"recovered_at,omitempty"`
 }
 
 // Alert is the latest known form of one alert of an incident.

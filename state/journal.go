@@ -87,6 +87,14 @@ func (s *Store) BeginAction(a *Action, window time.Duration) error {
 		if err := b.Put(u64(id), buf); err != nil {
 			return err
 		}
+		// The incident records that medic acted, for its outcome when it
+		// closes.
+		if inc, err := getIncident(tx, u64(a.Incident)); err == nil && !inc.Acted {
+			inc.Acted = true
+			if err := putJSON(tx, bucketIncidents, u64(a.Incident), inc); err != nil {
+				return err
+			}
+		}
 		if a.IdempotencyKey != "" && window > 0 {
 			rec, _ := json.Marshal(idemRecord{At: a.StartedAt, Action: id})
 			return idem.Put([]byte(a.IdempotencyKey), rec)
@@ -139,16 +147,18 @@ func (s *Store) FinishAction(id uint64, st ActionState, result json.RawMessage, 
 		if err := b.Put(u64(id), buf); err != nil {
 			return err
 		}
-		return countOutcome(tx, a.Tool, st == ActionSucceeded)
+		return countOutcome(tx, bucketToolStats, a.Tool, st == ActionSucceeded)
 	})
 }
 
-func countOutcome(tx *bolt.Tx, tool string, ok bool) error {
-	b := tx.Bucket(bucketToolStats)
+// countOutcome appends an outcome to the recent outcomes of a tool or a
+// runbook, keeping the last toolStatsWindow.
+func countOutcome(tx *bolt.Tx, bucket []byte, name string, ok bool) error {
+	b := tx.Bucket(bucket)
 	var ts ToolStats
-	if v := b.Get([]byte(tool)); v != nil {
+	if v := b.Get([]byte(name)); v != nil {
 		if err := json.Unmarshal(v, &ts); err != nil {
-			return fmt.Errorf("decode tool stats %s: %w", tool, err)
+			return fmt.Errorf("decode stats %s: %w", name, err)
 		}
 	}
 	ts.Recent = append(ts.Recent, ok)
@@ -159,7 +169,7 @@ func countOutcome(tx *bolt.Tx, tool string, ok bool) error {
 	if err != nil {
 		return err
 	}
-	return b.Put([]byte(tool), buf)
+	return b.Put([]byte(name), buf)
 }
 
 // MarkInterrupted turns every action left running by a crash into
@@ -194,7 +204,7 @@ func (s *Store) MarkInterrupted(at time.Time) ([]Action, error) {
 			if err := b.Put(keys[i], buf); err != nil {
 				return err
 			}
-			if err := countOutcome(tx, a.Tool, false); err != nil {
+			if err := countOutcome(tx, bucketToolStats, a.Tool, false); err != nil {
 				return err
 			}
 			out = append(out, a)

@@ -30,7 +30,8 @@ var (
 	keySchemaVersion = []byte("schema_version")
 
 	allBuckets = [][]byte{bucketMeta, bucketInbox, bucketDead, bucketIncidents, bucketIncidentKeys, bucketFingerprints, bucketIgnored,
-		bucketJournal, bucketIdempotency, bucketToolStats, bucketAudit, bucketDecisions, bucketApprovals}
+		bucketJournal, bucketIdempotency, bucketToolStats, bucketAudit, bucketDecisions, bucketApprovals,
+		bucketFixes, bucketRunbookStats, bucketEscalations}
 )
 
 // ErrNotFound is returned when a record does not exist.
