@@ -24,6 +24,7 @@ storm_limit := object.get(input.config, "storm_limit", 10)
 
 deny contains msg if {
 	not input.rollback
+	not input.escalation
 	input.state.executions_target_hour >= max_per_target_hour
 	msg := sprintf("rate limit: %d executions of %s on %s in the last hour (at most %d)", [input.state.executions_target_hour, input.call.tool, input.call.target, max_per_target_hour])
 }
@@ -58,6 +59,7 @@ approval contains msg if {
 
 approval contains msg if {
 	not input.rollback
+	not input.escalation
 	input.state.actions_fleet_10m >= storm_limit
 	msg := sprintf("storm brake: %d actions across the fleet in 10 minutes (limit %d)", [input.state.actions_fleet_10m, storm_limit])
 }
@@ -75,6 +77,12 @@ approval contains msg if {
 	input.state.tool_runs >= 5
 	input.state.tool_success_rate < 0.5
 	msg := sprintf("%s has a recent success rate of %v (below %v)", [input.call.tool, input.state.tool_success_rate, 0.5])
+}
+
+approval contains msg if {
+	input.state.runbook_runs >= 5
+	input.state.runbook_success_rate < 0.5
+	msg := sprintf("runbook %s has a recent success rate of %v (below %v)", [input.runbook, input.state.runbook_success_rate, 0.5])
 }
 
 approval contains "mode approve: a human decides" if input.mode == "approve"

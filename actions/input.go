@@ -38,6 +38,8 @@ func (in *Input) value() ast.Value {
 			ast.Item(ast.StringTerm("tool_success_rate"), ast.FloatNumberTerm(in.State.ToolSuccessRate)),
 			ast.Item(ast.StringTerm("targets_affected"), ast.IntNumberTerm(in.State.TargetsAffected)),
 			ast.Item(ast.StringTerm("fleet_size"), ast.IntNumberTerm(in.State.FleetSize)),
+			ast.Item(ast.StringTerm("runbook_runs"), ast.IntNumberTerm(in.State.RunbookRuns)),
+			ast.Item(ast.StringTerm("runbook_success_rate"), ast.FloatNumberTerm(in.State.RunbookSuccessRate)),
 		)),
 		ast.Item(ast.StringTerm("service"), ast.ObjectTerm(
 			ast.Item(ast.StringTerm("critical"), ast.BooleanTerm(in.Service.Critical)),
@@ -50,6 +52,9 @@ func (in *Input) value() ast.Value {
 	}
 	if in.Rollback {
 		obj.Insert(ast.StringTerm("rollback"), ast.BooleanTerm(true))
+	}
+	if in.Escalation {
+		obj.Insert(ast.StringTerm("escalation"), ast.BooleanTerm(true))
 	}
 	if in.Approved {
 		obj.Insert(ast.StringTerm("approved"), ast.BooleanTerm(true))

@@ -56,6 +56,9 @@ type Input struct {
 	// Rollback marks an undo, which rate limits and the storm brake let
 	// through.
 	Rollback bool `json:"rollback,omitempty"`
+	// Escalation marks the notification of an escalation brief, which rate
+	// limits and the storm brake let through as well.
+	Escalation bool `json:"escalation,omitempty"`
 	// Approved re-checks a call a human approved: approval requirements are
 	// met, denials still hold.
 	Approved    bool         `json:"approved,omitempty"`
@@ -73,6 +76,11 @@ type State struct {
 	ToolSuccessRate      float64 `json:"tool_success_rate"`
 	TargetsAffected      int     `json:"targets_affected"`
 	FleetSize            int     `json:"fleet_size"`
+	// The runbook's recent outcomes: verified recoveries count as
+	// successes; escalations after acting and fixes that did not hold as
+	// failures.
+	RunbookRuns        int     `json:"runbook_runs"`
+	RunbookSuccessRate float64 `json:"runbook_success_rate"`
 }
 
 // Service describes what the target belongs to.

@@ -21,7 +21,7 @@ func base() Input {
 		Source:     "runbook",
 		Confidence: 0.9,
 		Mode:       "auto",
-		State:      State{FleetSize: 100, TargetsAffected: 1, ToolRuns: 10, ToolSuccessRate: 1},
+		State:      State{FleetSize: 100, TargetsAffected: 1, ToolRuns: 10, ToolSuccessRate: 1, RunbookSuccessRate: 1},
 	}
 }
 
@@ -68,6 +68,13 @@ func TestDefaultPolicy(t *testing.T) {
 		{name: "peak hours, not critical", mut: func(i *Input) { i.Config.PeakHours = &PeakHours{Start: 9, End: 18, Timezone: "UTC"} }, want: Allow},
 		{name: "failing tool demoted", mut: func(i *Input) { i.State.ToolRuns = 10; i.State.ToolSuccessRate = 0.4 }, want: NeedsApproval, reason: "k8s_scale has a recent success rate of 0.4"},
 		{name: "too few runs to judge", mut: func(i *Input) { i.State.ToolRuns = 4; i.State.ToolSuccessRate = 0 }, want: Allow},
+		{name: "failing runbook demoted", mut: func(i *Input) { i.Runbook = "oom"; i.State.RunbookRuns = 6; i.State.RunbookSuccessRate = 0.33 }, want: NeedsApproval, reason: "runbook oom has a recent success rate of 0.33"},
+		{name: "runbook at exactly 0.5", mut: func(i *Input) { i.State.RunbookRuns = 6; i.State.RunbookSuccessRate = 0.5 }, want: Allow},
+		{name: "escalation past the rate limit and the storm brake", mut: func(i *Input) {
+			i.State.ExecutionsTargetHour = 9
+			i.State.ActionsFleet10m = 50
+			i.Escalation = true
+		}, want: Allow},
 		{name: "mode approve", mut: func(i *Input) { i.Mode = "approve" }, want: NeedsApproval, reason: "mode approve"},
 		{name: "all denials listed", mut: func(i *Input) { i.State.ExecutionsTargetHour = 3; i.State.TargetsAffected = 30 }, want: Deny, reason: "blast radius"},
 	}

@@ -259,7 +259,7 @@ func (e *Engine) applyAlert(tx *state.Tx, cfg *Config, a *template.Alert, now ti
 				return 0, 0, 0, err
 			}
 		}
-		return rResolved, 0, closed, tx.PutFingerprint(fp, state.Fingerprint{IncidentID: inc.ID, StartsAt: a.StartsAt, Resolved: true, UpdatedAt: now})
+		return rResolved, 0, closed, tx.PutFingerprint(fp, state.Fingerprint{IncidentID: inc.ID, StartsAt: a.StartsAt, Resolved: true, UpdatedAt: now, Starts: seen.Starts})
 	}
 
 	// Firing.
@@ -311,7 +311,11 @@ func (e *Engine) applyAlert(tx *state.Tx, cfg *Config, a *template.Alert, now ti
 			}
 		}
 	}
-	return result, opened, 0, tx.PutFingerprint(fp, state.Fingerprint{IncidentID: inc.ID, StartsAt: a.StartsAt, UpdatedAt: now, Digest: digest})
+	starts := seen.Starts
+	if !known || !seen.StartsAt.Equal(a.StartsAt) {
+		starts = state.WithStart(starts, a.StartsAt)
+	}
+	return result, opened, 0, tx.PutFingerprint(fp, state.Fingerprint{IncidentID: inc.ID, StartsAt: a.StartsAt, UpdatedAt: now, Digest: digest, Starts: starts})
 }
 
 // alertDigest hashes what a repeat may change: labels, annotations and the

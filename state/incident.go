@@ -102,6 +102,35 @@ type Fingerprint struct {
 	// as last written, so that an unchanged repeat is recognised without
 	// reading its incident.
 	Digest uint64 `json:"digest,omitempty"`
+	// Starts are the start times of the alert's recent occurrences,
+	// newest last, at most MaxStarts: how often it flaps.
+	Starts []time.Time `json:"starts,omitempty"`
+}
+
+// MaxStarts bounds Fingerprint.Starts.
+const MaxStarts = 32
+
+// WithStart returns starts with t appended, keeping the last MaxStarts.
+func WithStart(starts []time.Time, t time.Time) []time.Time {
+	out := append(append([]time.Time(nil), starts...), t)
+	if len(out) > MaxStarts {
+		out = out[len(out)-MaxStarts:]
+	}
+	return out
+}
+
+// FingerprintRecord returns what is remembered of an alert, or
+// ErrNotFound.
+func (s *Store) FingerprintRecord(fp string) (Fingerprint, error) {
+	var f Fingerprint
+	err := s.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketFingerprints).Get([]byte(fp))
+		if v == nil {
+			return ErrNotFound
+		}
+		return json.Unmarshal(v, &f)
+	})
+	return f, err
 }
 
 // Ignored counts the alerts of one alertname that an ignore matcher skipped.

@@ -33,11 +33,42 @@ type Action struct {
 	Argv           []string          `json:"argv,omitempty"`
 	IdempotencyKey string            `json:"idempotency_key,omitempty"`
 	Rollback       bool              `json:"rollback,omitempty"`
-	State          ActionState       `json:"state"`
-	StartedAt      time.Time         `json:"started_at"`
-	FinishedAt     *time.Time        `json:"finished_at,omitempty"`
+	// Policy is the gate's verdict that let the action run.
+	Policy     string      `json:"policy,omitempty"`
+	State      ActionState `json:"state"`
+	StartedAt  time.Time   `json:"started_at"`
+	FinishedAt *time.Time  `json:"finished_at,omitempty"`
 	// Result is the executor's record, kept verbatim for the audit log.
 	Result json.RawMessage `json:"result,omitempty"`
+	// Verification is what checking the step in Prometheus found:
+	// recovered, worse, unchanged or unverifiable, with the values.
+	Verification *Verification `json:"verification,omitempty"`
+}
+
+// Verification is one check of a step's effect.
+type Verification struct {
+	Result string    `json:"result"`
+	Before *float64  `json:"before,omitempty"`
+	After  *float64  `json:"after,omitempty"`
+	Error  string    `json:"error,omitempty"`
+	At     time.Time `json:"at"`
+}
+
+// VerifyAction records the verification of an action's step.
+func (s *Store) VerifyAction(id uint64, v Verification) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketJournal)
+		raw := b.Get(u64(id))
+		if raw == nil {
+			return fmt.Errorf("action %d: %w", id, ErrNotFound)
+		}
+		var a Action
+		if err := json.Unmarshal(raw, &a); err != nil {
+			return fmt.Errorf("decode action %d: %w", id, err)
+		}
+		a.Verification = &v
+		return putJSON(tx, bucketJournal, u64(id), a)
+	})
 }
 
 var (

@@ -46,3 +46,12 @@ test_llm_needs_confidence_or_approval if {
 test_every_decision_has_reasons if {
 	count(policy.decision.reasons) > 0 with input as base
 }
+
+test_failing_runbook_needs_approval if {
+	policy.decision.result == "needs_approval" with input as object.union(base, {"runbook": "oom", "state": object.union(base.state, {"runbook_runs": 5, "runbook_success_rate": 0.4})})
+	policy.decision.result == "allow" with input as object.union(base, {"runbook": "oom", "state": object.union(base.state, {"runbook_runs": 4, "runbook_success_rate": 0})})
+}
+
+test_escalation_passes_the_brakes if {
+	policy.decision.result == "allow" with input as object.union(base, {"escalation": true, "state": object.union(base.state, {"executions_target_hour": 9, "actions_fleet_10m": 99})})
+}
