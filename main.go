@@ -291,11 +291,11 @@ func runServe(sf serveFlags, logger *slog.Logger, stderr io.Writer) int {
 		u, _ := url.Parse(cfg.Alertmanager.URL)
 		rem.Executors.Silencer = actions.NewSilencer(u, nil)
 	}
+	eng.SetRemediator(rem)
 	if err := rem.Recover(); err != nil {
 		logger.Error("recovering the action journal failed", "err", err)
 		return exitError
 	}
-	eng.SetRemediator(rem)
 
 	ln, err := net.Listen("tcp", cfg.Web.ListenAddress)
 	if err != nil {

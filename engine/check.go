@@ -69,7 +69,7 @@ func Check(paths []string) []CheckResult {
 		if set != nil {
 			r.Tools, r.Runbooks = len(set.Tools), len(set.Runbooks)
 			if cfg != nil {
-				r.Diags = append(r.Diags, checkShadowNotify(cfg, set)...)
+				r.Diags = append(r.Diags, checkNotifyTools(cfg, set)...)
 			}
 		}
 		out = append(out, r)

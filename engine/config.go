@@ -43,7 +43,35 @@ type Config struct {
 	// Policy is a .rego file that replaces the default policy.
 	Policy      string
 	Remediation RemediationConfig
+	Escalation  EscalationConfig
 }
+
+// EscalationConfig routes escalation briefs to notify tools of the
+// runbooks. A runbook's escalate_to wins; then the first route whose
+// matchers match the alert's labels; then Notify. With no tool at all, a
+// brief only goes to the log.
+type EscalationConfig struct {
+	Notify string
+	Routes []EscalationRoute
+	// MaxPerHour bounds the briefs sent in any hour, against paging
+	// storms; past it, briefs only go to the log.
+	MaxPerHour int
+	// ExternalURL is how humans reach medic's API, for the brief's links.
+	ExternalURL string
+
+	NotifyRange hcl.Range
+}
+
+// EscalationRoute sends the briefs of matching alerts to a notify tool.
+type EscalationRoute struct {
+	Source      string
+	Matchers    labels.Matchers
+	Notify      string
+	NotifyRange hcl.Range
+}
+
+// DefaultMaxEscalationsPerHour bounds briefs when medic.hcl sets no bound.
+const DefaultMaxEscalationsPerHour = 20
 
 // RemediationConfig tunes the remediation path.
 type RemediationConfig struct {
@@ -60,6 +88,16 @@ type RemediationConfig struct {
 	// what shadow mode would have run. Empty: shadow only records.
 	ShadowNotify      string
 	ShadowNotifyRange hcl.Range
+	// Deadline bounds one incident's remediation, verification included;
+	// past it, the incident escalates.
+	Deadline time.Duration
+	// RefireWindow: a target that fires again this soon after a verified
+	// fix escalates, and the fix counts as failed.
+	RefireWindow time.Duration
+	// An alert that started firing FlapCount times within FlapWindow is
+	// noisy: medic escalates it and never acts on it.
+	FlapCount  int
+	FlapWindow time.Duration
 }
 
 // WebConfig configures the HTTP listener and its authentication.
@@ -130,7 +168,9 @@ func DefaultConfig() *Config {
 		Web:         WebConfig{ListenAddress: DefaultListenAddress},
 		Storage:     StorageConfig{Path: filepath.Join("data", "medic.db"), Retention: 30 * 24 * time.Hour},
 		Intake:      IntakeConfig{Limits: DefaultLimits},
-		Remediation: RemediationConfig{ApprovalTTL: DefaultApprovalTTL, Parallel: 4},
+		Remediation: RemediationConfig{ApprovalTTL: DefaultApprovalTTL, Parallel: 4, Deadline: 30 * time.Minute,
+			RefireWindow: time.Hour, FlapCount: 4, FlapWindow: 30 * time.Minute},
+		Escalation: EscalationConfig{MaxPerHour: DefaultMaxEscalationsPerHour},
 	}
 	for _, s := range DefaultIgnore {
 		ms, err := labels.ParseMatchers(s)
@@ -153,6 +193,24 @@ type fileConfig struct {
 	Alertmanager  *sourceBlock      `hcl:"alertmanager,block"`
 	Policy        *string           `hcl:"policy,optional"`
 	Remediation   *remediationBlock `hcl:"remediation,block"`
+	Escalation    *escalationBlock  `hcl:"escalation,block"`
+}
+
+type escalationBlock struct {
+	Notify           *string      `hcl:"notify,optional"`
+	MaxPerHour       *int         `hcl:"max_per_hour,optional"`
+	ExternalURL      *string      `hcl:"external_url,optional"`
+	Routes           []routeBlock `hcl:"route,block"`
+	NotifyRange      hcl.Range    `hcl:"notify,attr_value_range"`
+	MaxPerHourRange  hcl.Range    `hcl:"max_per_hour,attr_value_range"`
+	ExternalURLRange hcl.Range    `hcl:"external_url,attr_value_range"`
+}
+
+type routeBlock struct {
+	Matchers      string    `hcl:"matchers"`
+	Notify        string    `hcl:"notify"`
+	MatchersRange hcl.Range `hcl:"matchers,attr_value_range"`
+	NotifyRange   hcl.Range `hcl:"notify,attr_value_range"`
 }
 
 type remediationBlock struct {
@@ -161,6 +219,14 @@ type remediationBlock struct {
 	Parallel         *int      `hcl:"parallel,optional"`
 	SystemdBus       *string   `hcl:"systemd_bus,optional"`
 	ShadowNotify     *string   `hcl:"shadow_notify,optional"`
+	Deadline         *string   `hcl:"deadline,optional"`
+	RefireWindow     *string   `hcl:"refire_window,optional"`
+	FlapCount        *int      `hcl:"flap_count,optional"`
+	FlapWindow       *string   `hcl:"flap_window,optional"`
+	DeadlineRange    hcl.Range `hcl:"deadline,attr_value_range"`
+	RefireRange      hcl.Range `hcl:"refire_window,attr_value_range"`
+	FlapCountRange   hcl.Range `hcl:"flap_count,attr_value_range"`
+	FlapWindowRange  hcl.Range `hcl:"flap_window,attr_value_range"`
 	ApprovalTTLRange hcl.Range `hcl:"approval_ttl,attr_value_range"`
 	ParallelRange    hcl.Range `hcl:"parallel,attr_value_range"`
 	SystemdBusRange  hcl.Range `hcl:"systemd_bus,attr_value_range"`
@@ -382,8 +448,62 @@ func ParseConfig(path string, src []byte) (*Config, hcl.Diagnostics) {
 				cfg.Remediation.SystemdBus = *r.SystemdBus
 			}
 		}
+		for _, d := range []struct {
+			v   *string
+			r   hcl.Range
+			key string
+			dst *time.Duration
+		}{{r.Deadline, r.DeadlineRange, "deadline", &cfg.Remediation.Deadline}, {r.RefireWindow, r.RefireRange, "refire_window", &cfg.Remediation.RefireWindow},
+			{r.FlapWindow, r.FlapWindowRange, "flap_window", &cfg.Remediation.FlapWindow}} {
+			if d.v == nil {
+				continue
+			}
+			v, err := model.ParseDuration(*d.v)
+			if err != nil || v <= 0 {
+				diags = append(diags, attrError(d.r, "Invalid duration", fmt.Sprintf("%s = %q is not a positive duration.", d.key, *d.v)))
+				continue
+			}
+			*d.dst = time.Duration(v)
+		}
+		if r.FlapCount != nil {
+			if *r.FlapCount < 2 {
+				diags = append(diags, attrError(r.FlapCountRange, "Invalid flap_count", "flap_count must be at least 2."))
+			} else {
+				cfg.Remediation.FlapCount = *r.FlapCount
+			}
+		}
 		if r.ShadowNotify != nil {
 			cfg.Remediation.ShadowNotify, cfg.Remediation.ShadowNotifyRange = *r.ShadowNotify, r.ShadowRange
+		}
+	}
+	if e := fc.Escalation; e != nil {
+		if e.Notify != nil {
+			cfg.Escalation.Notify, cfg.Escalation.NotifyRange = *e.Notify, e.NotifyRange
+		}
+		if e.MaxPerHour != nil {
+			if *e.MaxPerHour < 1 {
+				diags = append(diags, attrError(e.MaxPerHourRange, "Invalid max_per_hour", "max_per_hour must be at least 1."))
+			} else {
+				cfg.Escalation.MaxPerHour = *e.MaxPerHour
+			}
+		}
+		if e.ExternalURL != nil {
+			if u, err := url.Parse(*e.ExternalURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				diags = append(diags, attrError(e.ExternalURLRange, "Invalid external_url", fmt.Sprintf("external_url = %q is not an http(s) URL.", *e.ExternalURL)))
+			} else {
+				cfg.Escalation.ExternalURL = strings.TrimRight(*e.ExternalURL, "/")
+			}
+		}
+		for _, rt := range e.Routes {
+			ms, err := labels.ParseMatchers(rt.Matchers)
+			if err == nil && len(ms) == 0 {
+				err = fmt.Errorf("no matchers")
+			}
+			if err != nil {
+				diags = append(diags, attrError(rt.MatchersRange, "Invalid route matchers", fmt.Sprintf("%q is not an Alertmanager matcher list such as {severity=\"critical\"}: %v.", rt.Matchers, err)))
+				continue
+			}
+			cfg.Escalation.Routes = append(cfg.Escalation.Routes, EscalationRoute{Source: rt.Matchers, Matchers: ms, Notify: rt.Notify, NotifyRange: rt.NotifyRange})
 		}
 	}
 	if diags.HasErrors() {

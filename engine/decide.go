@@ -69,6 +69,9 @@ type AlertTrace struct {
 	Verify       *rules.Verify `json:"-"`
 	Queries      int           `json:"queries"`
 	EnrichMillis float64       `json:"enrichment_ms"`
+	// Enrichment summarises what the queries of the chosen runbook, or of
+	// every candidate when none was chosen, returned.
+	Enrichment map[string]string `json:"enrichment,omitempty"`
 }
 
 // CallTrace is one planned call and the policy's verdict on it.
@@ -146,6 +149,18 @@ func (d *Decider) DecideAlert(ctx context.Context, a *template.Alert, now time.T
 	}
 	dec := d.Rules.Decide(cands, env, enr.Results)
 	at.Considered, at.LowConfidence = dec.Alternatives, dec.LowConfidence
+	if dec.Chosen != nil {
+		at.Enrichment = summarise(enr.Results[dec.Chosen.Runbook.Name])
+	} else {
+		for _, rb := range cands {
+			for k, v := range summarise(enr.Results[rb.Name]) {
+				if at.Enrichment == nil {
+					at.Enrichment = map[string]string{}
+				}
+				at.Enrichment[rb.Name+"."+k] = v
+			}
+		}
+	}
 	if dec.Chosen == nil {
 		at.Decision = DecisionEscalate
 		at.Reason = "no runbook matched"
@@ -229,7 +244,7 @@ func NewDecider(cfg *Config, logger *slog.Logger) (*Decider, hcl.Diagnostics) {
 	} else if set, diags = rules.Load(files...); diags.HasErrors() {
 		return nil, diags
 	}
-	if d := checkShadowNotify(cfg, set); d.HasErrors() {
+	if d := checkNotifyTools(cfg, set); d.HasErrors() {
 		return nil, append(diags, d...)
 	}
 	gate, err := actions.NewGate(context.Background(), cfg.Policy)
@@ -250,17 +265,29 @@ func NewDecider(cfg *Config, logger *slog.Logger) (*Decider, hcl.Diagnostics) {
 	return d, diags
 }
 
-// checkShadowNotify reports a shadow_notify that names no notify tool of
-// the runbooks.
-func checkShadowNotify(cfg *Config, set *rules.Set) hcl.Diagnostics {
-	name := cfg.Remediation.ShadowNotify
-	if name == "" {
-		return nil
+// checkNotifyTools reports a shadow_notify, an escalation notify or a
+// route's notify that names no notify tool of the runbooks.
+func checkNotifyTools(cfg *Config, set *rules.Set) hcl.Diagnostics {
+	refs := []struct {
+		key, name string
+		r         hcl.Range
+	}{{"shadow_notify", cfg.Remediation.ShadowNotify, cfg.Remediation.ShadowNotifyRange}, {"notify", cfg.Escalation.Notify, cfg.Escalation.NotifyRange}}
+	for _, rt := range cfg.Escalation.Routes {
+		refs = append(refs, struct {
+			key, name string
+			r         hcl.Range
+		}{"route notify", rt.Notify, rt.NotifyRange})
 	}
-	if t := set.Tool(name); t == nil || t.Executor.Kind != rules.NotifyKind {
-		return hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Invalid shadow_notify",
-			Detail:  fmt.Sprintf("shadow_notify = %q must name a notify tool of the runbooks.", name),
-			Subject: cfg.Remediation.ShadowNotifyRange.Ptr()}}
+	var diags hcl.Diagnostics
+	for _, ref := range refs {
+		if ref.name == "" {
+			continue
+		}
+		if t := set.Tool(ref.name); t == nil || t.Executor.Kind != rules.NotifyKind {
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid " + ref.key,
+				Detail:  fmt.Sprintf("%s = %q must name a notify tool of the runbooks.", ref.key, ref.name),
+				Subject: ref.r.Ptr()})
+		}
 	}
-	return nil
+	return diags
 }

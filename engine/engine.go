@@ -60,7 +60,10 @@ type Engine struct {
 
 // SetRemediator attaches the remediation path: from then on every new
 // incident is queued for a decision, in the transaction that opens it.
-func (e *Engine) SetRemediator(r *Remediator) { e.remediator = r }
+func (e *Engine) SetRemediator(r *Remediator) {
+	e.remediator = r
+	r.metrics = e.metrics
+}
 
 // settings is what a config reload swaps in one step.
 type settings struct {

@@ -48,6 +48,8 @@ const (
 	escRefire       = "refired_after_fix"
 	escRestart      = "restart"
 	escRunbook      = "runbook_escalates"
+	escFlapping     = "flapping"
+	escApproval     = "approval_needed"
 )
 
 // The results of medic_alerts_processed_total.
@@ -131,7 +133,7 @@ func newMetrics(reg prometheus.Registerer, e *Engine) *metrics {
 	for _, r := range []string{verifyRecovered, verifyWorse, verifyUnchanged, verifyUnverifiable} {
 		m.verifications.WithLabelValues(r)
 	}
-	for _, r := range []string{escNoRunbook, escDenied, escFailed, escPrecheck, escWorse, escExhausted, escUnverifiable, escDeadline, escRefire, escRestart, escRunbook} {
+	for _, r := range []string{escNoRunbook, escDenied, escFailed, escPrecheck, escWorse, escExhausted, escUnverifiable, escDeadline, escRefire, escRestart, escRunbook, escFlapping, escApproval} {
 		m.escalations.WithLabelValues(r)
 	}
 	for _, r := range []string{"allow", "deny", "needs_approval"} {

@@ -43,7 +43,12 @@ type Remediator struct {
 	// ApprovalTTL is how long a pending call waits for a human.
 	ApprovalTTL time.Duration
 
+	// metrics is the engine's, set by Engine.SetRemediator; nil counts
+	// nothing.
+	metrics *metrics
+
 	mu   sync.Mutex
+	held map[uint64]time.Time
 	busy map[string]bool
 	wake chan struct{}
 	wg   sync.WaitGroup
@@ -93,13 +98,14 @@ func (r *Remediator) Recover() error {
 	for _, a := range interrupted {
 		r.Logger.Error("an action was interrupted by a restart; escalating, not re-running", "component", "remediator",
 			"incident", a.Incident, "tool", a.Tool, "action", a.ID)
-		msg := fmt.Sprintf("escalated: %s (action %d) was interrupted by a restart and is not re-run", a.Tool, a.ID)
-		if err := r.Store.AddIncidentEvent(a.Incident, state.Event{Time: now, Kind: "escalated", Message: msg}); err != nil && !errors.Is(err, state.ErrNotFound) {
+		details, _ := json.Marshal(map[string]any{"action": a.ID, "tool": a.Tool, "target": a.Target, "state": "interrupted"})
+		if _, err := r.Store.Audit(state.AuditEntry{Time: now, Incident: a.Incident, Kind: "interrupted", Actor: "medic", Details: details}); err != nil {
 			return err
 		}
-		details, _ := json.Marshal(map[string]any{"action": a.ID, "tool": a.Tool, "target": a.Target, "state": "interrupted"})
-		if _, err := r.Store.Audit(state.AuditEntry{Time: now, Incident: a.Incident, Kind: "escalation", Actor: "medic", Details: details}); err != nil {
-			return err
+		if _, err := r.Store.Incident(a.Incident); err == nil {
+			d := r.Decider()
+			run := &loopRun{d: d, incident: a.Incident, at: &AlertTrace{Runbook: a.Runbook, Target: a.Target}, rb: d.Rules.Runbook(a.Runbook)}
+			r.escalate(context.Background(), run, escRestart, fmt.Sprintf("%s (action %d) was interrupted by a restart and is not re-run", a.Tool, a.ID))
 		}
 		for _, j := range jobs {
 			if j.Incident == a.Incident {
@@ -131,7 +137,11 @@ func (r *Remediator) Run(ctx context.Context, parallel int) {
 		if err != nil {
 			r.Logger.Error("reading the decision queue failed", "component", "remediator", "err", err)
 		}
+		now := r.now()
 		for _, j := range jobs {
+			if r.heldNow(j.Seq, now) {
+				continue
+			}
 			mu.Lock()
 			if inFlight[j.Seq] {
 				mu.Unlock()
@@ -185,6 +195,19 @@ func (r *Remediator) event(incident uint64, now time.Time, kind, msg string) {
 	}
 }
 
+// loopRun is one incident's remediation in flight.
+type loopRun struct {
+	d        *Decider
+	incident uint64
+	alert    *template.Alert
+	at       *AlertTrace
+	rb       *rules.Runbook
+	// verify is the runbook's verify block; nil in shadow mode or when it
+	// has none.
+	verify   *rules.Verify
+	deadline time.Time
+}
+
 // handle decides one job and, when the decision is to act, acts.
 func (r *Remediator) handle(ctx context.Context, j state.DecisionJob) {
 	now := r.now()
@@ -200,7 +223,8 @@ func (r *Remediator) handle(ctx context.Context, j state.DecisionJob) {
 		return
 	}
 	rec := inc.Alerts[i]
-	alert := template.Alert{Status: rec.Status, Labels: rec.Labels, Annotations: rec.Annotations, StartsAt: rec.StartsAt, Fingerprint: rec.Fingerprint}
+	alert := template.Alert{Status: rec.Status, Labels: rec.Labels, Annotations: rec.Annotations, StartsAt: rec.StartsAt, Fingerprint: rec.Fingerprint,
+		GeneratorURL: rec.GeneratorURL}
 	d := *r.Decider()
 	d.State = r.counts(now)
 	at := d.DecideAlert(ctx, &alert, now)
@@ -208,33 +232,111 @@ func (r *Remediator) handle(ctx context.Context, j state.DecisionJob) {
 	if at.Runbook != "" {
 		actor = "runbook:" + at.Runbook
 	}
-	if at.Decision != DecisionRemediate && at.Decision != DecisionApprove {
+	run := &loopRun{d: &d, incident: j.Incident, alert: &alert, at: &at, rb: d.Rules.Runbook(at.Runbook),
+		deadline: inc.OpenedAt.Add(d.Config.Remediation.Deadline)}
+	done := func(e *state.AuditEntry) { _ = r.Store.DoneDecision(j.Seq, e) }
+	switch at.Decision {
+	case DecisionRemediate, DecisionApprove:
+	case DecisionEscalate:
+		done(r.audit(now, j.Incident, "decision", actor, at))
+		code := escNoRunbook
+		if at.Runbook != "" {
+			code = escRunbook
+		}
+		r.escalate(ctx, run, code, reasonOr(at.Reason, at.Decision))
+		return
+	case DecisionReject:
+		done(r.audit(now, j.Incident, "decision", actor, at))
+		r.escalate(ctx, run, escDenied, reasonOr(at.Reason, at.Decision))
+		return
+	default:
 		r.event(j.Incident, now, at.Decision, reasonOr(at.Reason, at.Decision))
-		_ = r.Store.DoneDecision(j.Seq, r.audit(now, j.Incident, "decision", actor, at))
+		done(r.audit(now, j.Incident, "decision", actor, at))
+		return
+	}
+	// A noisy alert is never acted on: one that flaps escalates; one that
+	// has not fired for its runbook's min_firing yet is held.
+	if fp, err := r.Store.FingerprintRecord(alert.Fingerprint); err == nil {
+		cfg := d.Config.Remediation
+		n := 0
+		for _, t := range fp.Starts {
+			if now.Sub(t) <= cfg.FlapWindow {
+				n++
+			}
+		}
+		if n >= cfg.FlapCount {
+			done(r.audit(now, j.Incident, "decision", actor, at))
+			r.escalate(ctx, run, escFlapping, fmt.Sprintf("noisy alert: it started firing %d times in %s (flap_count %d); medic does not act on it", n, cfg.FlapWindow, cfg.FlapCount))
+			return
+		}
+	}
+	if mf := run.rb.MinFiring; mf > 0 && now.Sub(alert.StartsAt) < mf {
+		until := alert.StartsAt.Add(mf)
+		if r.hold(j.Seq, until) {
+			r.event(j.Incident, now, "held", fmt.Sprintf("held: %s has fired for %s, less than runbook %s's min_firing %s; deciding again at %s",
+				at.Alertname, now.Sub(alert.StartsAt).Round(time.Second), at.Runbook, mf, until.UTC().Format(time.RFC3339)))
+		}
 		return
 	}
 	// A job still queued for an incident that already has journal entries
 	// was cut off by a restart between two steps. Re-running its plan would
 	// repeat the steps that finished; escalate instead.
 	if acts, err := r.Store.Actions(j.Incident); err != nil || len(acts) > 0 {
-		msg := "escalated: medic restarted during this incident's remediation; its plan is not re-run"
+		msg := "medic restarted during this incident's remediation; its plan is not re-run"
 		if err != nil {
-			msg = "escalated: reading the journal failed: " + err.Error()
+			msg = "reading the journal failed: " + err.Error()
 		}
-		r.event(j.Incident, now, "escalated", msg)
-		_ = r.Store.DoneDecision(j.Seq, r.audit(now, j.Incident, "escalation", "medic", map[string]any{"reason": msg}))
+		done(nil)
+		r.escalate(ctx, run, escRestart, msg)
+		return
+	}
+	// A target that fires again soon after medic fixed it: the fix did not
+	// hold. Count it as failed and hand it over rather than loop.
+	if fix, err := r.Store.LastFix(at.Target); err == nil && fix.Incident != j.Incident && now.Sub(fix.At) < d.Config.Remediation.RefireWindow {
+		if err := r.Store.FixFailed(at.Target, fix); err != nil {
+			r.Logger.Error("counting a failed fix failed", "component", "remediator", "err", err)
+		}
+		done(r.audit(now, j.Incident, "decision", actor, at))
+		r.escalate(ctx, run, escRefire, fmt.Sprintf("%s fired again %s after medic fixed it in incident %d (runbook %s); the fix did not hold",
+			at.Target, now.Sub(fix.At).Round(time.Second), fix.Incident, fix.Runbook))
 		return
 	}
 	if !r.claim(at.Target) {
 		msg := fmt.Sprintf("merged: a remediation is already running on %s", at.Target)
 		r.event(j.Incident, now, "merged", msg)
-		_ = r.Store.DoneDecision(j.Seq, r.audit(now, j.Incident, "decision", actor, map[string]any{"decision": "merged", "target": at.Target}))
+		done(r.audit(now, j.Incident, "decision", actor, map[string]any{"decision": "merged", "target": at.Target}))
 		return
 	}
 	defer r.release(at.Target)
 	r.record(now, j.Incident, "decision", actor, at)
-	r.runCalls(ctx, &d, j.Incident, &alert, &at, 0, false)
-	_ = r.Store.DoneDecision(j.Seq, nil)
+	if r.runCalls(ctx, run, 0, 1, false) {
+		done(nil)
+	}
+}
+
+// hold keeps a job out of the loop until a time; it reports whether the
+// hold is new.
+func (r *Remediator) hold(seq uint64, until time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.held == nil {
+		r.held = map[uint64]time.Time{}
+	}
+	_, had := r.held[seq]
+	r.held[seq] = until
+	return !had
+}
+
+// heldNow reports whether a job is held at now, and forgets an expired hold.
+func (r *Remediator) heldNow(seq uint64, now time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	until, ok := r.held[seq]
+	if ok && !now.Before(until) {
+		delete(r.held, seq)
+		return false
+	}
+	return ok
 }
 
 func reasonOr(reason, def string) string {
@@ -275,62 +377,127 @@ func (r *Remediator) release(target string) {
 	delete(r.busy, target)
 }
 
-// runCalls runs the calls from index from on. approved marks the call at
-// from as approved by a human: the policy re-checks it without the approval
-// requirement. It stops at the first call that is denied, needs approval,
-// or fails.
-func (r *Remediator) runCalls(ctx context.Context, d *Decider, incident uint64, alert *template.Alert, at *AlertTrace, from int, approved bool) {
-	rb := d.Rules.Runbook(at.Runbook)
+// runCalls runs the plan from call from of attempt attempt. approved
+// marks the call at from as approved by a human: the policy re-checks it
+// without the approval requirement. Each call is policy-checked right
+// before it runs; with a verify block, each step's effect is measured and
+// the plan stops at a recovery, a worse result, an unverifiable one or the
+// deadline, and runs again up to max_attempts while nothing changes. It
+// reports false only when shutdown cut it off, so that the job stays queued
+// and the next start escalates it rather than forget it.
+func (r *Remediator) runCalls(ctx context.Context, run *loopRun, from, attempt int, approved bool) bool {
+	d, at, rb := run.d, run.at, run.rb
+	shadowMode := r.DryRun || rb.Mode == rules.ModeShadow
+	run.verify = rb.Verify
+	attempts := 1
+	if shadowMode {
+		run.verify = nil
+	} else if run.verify != nil {
+		attempts = max(rb.MaxAttempts, 1)
+	}
 	var shadowed []string
 	defer func() {
 		if len(shadowed) > 0 {
-			r.notifyShadow(ctx, d, incident, at, shadowed)
+			r.notifyShadow(ctx, run, shadowed)
 		}
 	}()
-	for i := from; i < len(at.Calls); i++ {
-		now := r.now()
-		c := at.Calls[i].PlannedCall
-		in := d.PolicyInput(c, at, rb)
-		in.Approved = approved && i == from
-		if r.DryRun || rb.Mode == rules.ModeShadow {
-			in.Mode = string(rules.ModeShadow)
-		}
-		dec, allowed := d.Gate.Evaluate(ctx, in, now)
-		r.record(now, incident, "policy", "runbook:"+at.Runbook, map[string]any{"step": c.Step, "tool": c.Tool, "args": c.Args, "policy": dec})
-		if in.Mode == string(rules.ModeShadow) {
-			// Shadow decides and records, never asks and never acts; an
-			// exec tool's dry_run argv runs when the policy allows the call.
-			shadowed = append(shadowed, r.shadow(ctx, d, incident, c, dec, allowed, now))
-			continue
-		}
-		switch {
-		case dec.Result == actions.Deny:
-			r.event(incident, now, "escalated", fmt.Sprintf("policy denied %s: %s", c.Tool, dec.Reasons[0]))
-			return
-		case dec.Result == actions.NeedsApproval:
-			call, _ := json.Marshal(struct {
-				Index int        `json:"index"`
-				Trace AlertTrace `json:"trace"`
-				Alert any        `json:"alert"`
-			}{i, *at, alert})
-			ttl := r.ApprovalTTL
-			if ttl <= 0 {
-				ttl = DefaultApprovalTTL
+	for ; attempt <= attempts; attempt++ {
+		for i := from; i < len(at.Calls); i++ {
+			now := r.now()
+			c := at.Calls[i].PlannedCall
+			in := d.PolicyInput(c, at, rb)
+			in.Approved = approved && i == from
+			if shadowMode {
+				in.Mode = string(rules.ModeShadow)
 			}
-			err := r.Store.PutApproval(state.Approval{Incident: incident, Runbook: at.Runbook, Step: c.Step, Tool: c.Tool, Target: at.Target,
-				Call: call, Reasons: dec.Reasons, CreatedAt: now, ExpiresAt: now.Add(ttl)})
-			if err != nil {
-				r.Logger.Error("storing the approval failed", "component", "remediator", "err", err)
-				return
+			dec, allowed := d.Gate.Evaluate(ctx, in, now)
+			r.metrics.decided(dec.Result)
+			r.record(now, run.incident, "policy", "runbook:"+at.Runbook, map[string]any{"step": c.Step, "tool": c.Tool, "args": c.Args, "attempt": attempt, "policy": dec})
+			if shadowMode {
+				// Shadow decides and records, never asks and never acts; an
+				// exec tool's dry_run argv runs when the policy allows the call.
+				shadowed = append(shadowed, r.shadow(ctx, d, run.incident, c, dec, allowed, now))
+				continue
 			}
-			r.event(incident, now, "approval_pending",
-				fmt.Sprintf("%s waits for approval until %s: %s", c.Tool, now.Add(ttl).UTC().Format(time.RFC3339), dec.Reasons[0]))
-			return
+			switch {
+			case dec.Result == actions.Deny:
+				r.escalate(ctx, run, escDenied, fmt.Sprintf("policy denied %s: %s", c.Tool, dec.Reasons[0]))
+				return true
+			case dec.Result == actions.NeedsApproval:
+				r.askApproval(ctx, run, i, attempt, c, dec, now)
+				return true
+			}
+			var before float64
+			if run.verify != nil {
+				var err error
+				if before, err = r.measure(ctx, d, run.verify, run.alert); err != nil {
+					if ctx.Err() != nil {
+						return false
+					}
+					r.metrics.verified(verifyUnverifiable)
+					r.escalate(ctx, run, escUnverifiable, fmt.Sprintf("could not measure before step %s, so it did not run: %v", c.Step, err))
+					return true
+				}
+			}
+			id, ok, why := r.execute(ctx, run, c, allowed, dec, false, now)
+			if !ok {
+				if ctx.Err() != nil {
+					return false
+				}
+				code := escFailed
+				if strings.HasPrefix(why, "precheck") {
+					code = escPrecheck
+				}
+				r.escalate(ctx, run, code, why)
+				return true
+			}
+			if run.verify == nil {
+				continue
+			}
+			switch r.verifyStep(ctx, run, c, id, before) {
+			case stepRecovered, stepStopped:
+				return true
+			case stepShutdown:
+				return false
+			}
 		}
-		if !r.execute(ctx, d, incident, alert, at, c, allowed, now) {
-			return
-		}
+		from, approved = 0, false
 	}
+	if run.verify != nil {
+		r.escalate(ctx, run, escExhausted, fmt.Sprintf("verification saw no recovery after %d attempt(s) of %d step(s)", attempts, len(at.Calls)))
+	}
+	return true
+}
+
+// askApproval stores a call that needs a human, with its expiry, and
+// sends the brief with the commands to decide it.
+func (r *Remediator) askApproval(ctx context.Context, run *loopRun, index, attempt int, c rules.PlannedCall, dec actions.Decision, now time.Time) {
+	call, _ := json.Marshal(savedCall{Index: index, Attempt: attempt, Trace: *run.at, Alert: *run.alert})
+	ttl := r.ApprovalTTL
+	if ttl <= 0 {
+		ttl = DefaultApprovalTTL
+	}
+	err := r.Store.PutApproval(state.Approval{Incident: run.incident, Runbook: run.at.Runbook, Step: c.Step, Tool: c.Tool, Target: run.at.Target,
+		Call: call, Reasons: dec.Reasons, CreatedAt: now, ExpiresAt: now.Add(ttl)})
+	if err != nil {
+		r.Logger.Error("storing the approval failed", "component", "remediator", "err", err)
+		return
+	}
+	reason := fmt.Sprintf("%s waits for approval until %s: %s", c.Tool, now.Add(ttl).UTC().Format(time.RFC3339), dec.Reasons[0])
+	r.event(run.incident, now, "approval_pending", reason)
+	r.metrics.escalated(escApproval)
+	r.tellHuman(ctx, run, escApproval, reason, []string{
+		fmt.Sprintf("medic approve %d --medic.url=%s", run.incident, run.d.externalURL()),
+		fmt.Sprintf("medic deny %d --reason '…' --medic.url=%s", run.incident, run.d.externalURL()),
+	})
+}
+
+// savedCall is what an approval keeps to resume the plan.
+type savedCall struct {
+	Index   int            `json:"index"`
+	Attempt int            `json:"attempt,omitempty"`
+	Trace   AlertTrace     `json:"trace"`
+	Alert   template.Alert `json:"alert"`
 }
 
 // shadow records what would have run, and runs an exec tool's dry_run argv
@@ -370,26 +537,38 @@ func describeCall(tool *rules.Tool, c rules.PlannedCall) string {
 }
 
 // notifyShadow sends what shadow mode would have run to the shadow_notify
-// tool, once per incident. The notification is a real action, so it passes
-// the policy gate and is journalled like any other.
-func (r *Remediator) notifyShadow(ctx context.Context, d *Decider, incident uint64, at *AlertTrace, lines []string) {
+// tool, once per incident. The notification passes the policy gate; it is
+// audited, not journalled, since it changes nothing medic remediates.
+func (r *Remediator) notifyShadow(ctx context.Context, run *loopRun, lines []string) {
+	d, at := run.d, run.at
 	name := d.Config.Remediation.ShadowNotify
 	if name == "" {
 		return
 	}
 	tool := d.Rules.Tool(name)
 	c := rules.PlannedCall{Step: "shadow_notify", Tool: name, Risk: tool.Risk, Args: map[string]string{},
-		Message: fmt.Sprintf("medic shadow mode, incident %d (%s on %s), runbook %s:\n%s", incident, at.Alertname, at.Target, at.Runbook, strings.Join(lines, "\n"))}
+		Message: fmt.Sprintf("medic shadow mode, incident %d (%s on %s), runbook %s:\n%s", run.incident, at.Alertname, at.Target, at.Runbook, strings.Join(lines, "\n"))}
 	now := r.now()
-	in := d.PolicyInput(c, at, d.Rules.Runbook(at.Runbook))
+	in := d.PolicyInput(c, at, run.rb)
 	in.Mode = string(rules.ModeAuto)
 	dec, allowed := d.Gate.Evaluate(ctx, in, now)
-	r.record(now, incident, "policy", "medic", map[string]any{"step": c.Step, "tool": c.Tool, "policy": dec})
+	r.metrics.decided(dec.Result)
+	r.record(now, run.incident, "policy", "medic", map[string]any{"step": c.Step, "tool": c.Tool, "policy": dec})
 	if dec.Result != actions.Allow {
-		r.event(incident, now, "shadow", fmt.Sprintf("shadow notification not sent: policy %s: %s", dec.Result, reasonOr(strings.Join(dec.Reasons, "; "), "no reason")))
+		r.event(run.incident, now, "shadow", fmt.Sprintf("shadow notification not sent: policy %s: %s", dec.Result, reasonOr(strings.Join(dec.Reasons, "; "), "no reason")))
 		return
 	}
-	r.execute(ctx, d, incident, nil, at, c, allowed, now)
+	spec, err := notifySpec(tool, c, run.incident, at)
+	var res actions.NotifyResult
+	if err == nil {
+		res, err = r.Executors.Notifier.Notify(ctx, allowed, spec)
+	}
+	details := map[string]any{"tool": name, "result": res}
+	if err != nil {
+		details["error"] = err.Error()
+		r.event(run.incident, now, "shadow", "shadow notification failed: "+err.Error())
+	}
+	r.record(now, run.incident, "shadow_notify", "medic", details)
 }
 
 // precheck runs a tool's read-only precheck under the policy; it reports
@@ -420,25 +599,26 @@ func (r *Remediator) precheck(ctx context.Context, d *Decider, at *AlertTrace, c
 }
 
 // execute journals the intent, runs the call and records the result. It
-// reports whether the next call may run.
-func (r *Remediator) execute(ctx context.Context, d *Decider, incident uint64, alert *template.Alert, at *AlertTrace, c rules.PlannedCall, allowed *actions.Allowed, now time.Time) bool {
+// returns the action's ID, whether the call succeeded, and why not; the
+// caller escalates.
+func (r *Remediator) execute(ctx context.Context, run *loopRun, c rules.PlannedCall, allowed *actions.Allowed, dec actions.Decision, rollback bool, now time.Time) (uint64, bool, string) {
+	d, incident, alert, at := run.d, run.incident, run.alert, run.at
 	tool := d.Rules.Tool(c.Tool)
 	if c.Precheck != nil {
 		if ok, why := r.precheck(ctx, d, at, &c, now); !ok {
-			r.event(incident, now, "escalated", "escalated: "+why)
 			r.record(now, incident, "precheck", "runbook:"+at.Runbook, map[string]string{"tool": c.Tool, "reason": why})
-			return false
+			return 0, false, why
 		}
 	}
 	act := &state.Action{Incident: incident, Runbook: at.Runbook, Step: c.Step, Tool: c.Tool, Target: at.Target,
-		Args: c.Args, Argv: c.Argv, IdempotencyKey: c.IdempotencyKey, StartedAt: now}
+		Args: c.Args, Argv: c.Argv, IdempotencyKey: c.IdempotencyKey, StartedAt: now, Rollback: rollback, Policy: string(dec.Result)}
 	if err := r.Store.BeginAction(act, tool.IdempotencyWindow); err != nil {
 		if errors.Is(err, state.ErrIdempotentRepeat) {
 			r.event(incident, now, "skipped", err.Error())
-			return false
+			return 0, false, "skipped: " + err.Error()
 		}
 		r.Logger.Error("journalling the action failed; not running it", "component", "remediator", "err", err)
-		return false
+		return 0, false, "journalling the action failed: " + err.Error()
 	}
 	var result any
 	ok := false
@@ -513,13 +693,13 @@ func (r *Remediator) execute(ctx context.Context, d *Decider, incident uint64, a
 	if err := r.Store.FinishAction(act.ID, st, raw, fin); err != nil {
 		r.Logger.Error("recording the action result failed", "component", "remediator", "err", err)
 	}
-	r.record(fin, incident, "exec", "runbook:"+at.Runbook, map[string]any{"action": act.ID, "tool": c.Tool, "state": st, "result": json.RawMessage(raw)})
+	r.record(fin, incident, "exec", "runbook:"+at.Runbook, map[string]any{"action": act.ID, "tool": c.Tool, "state": st, "rollback": rollback, "result": json.RawMessage(raw)})
 	msg := fmt.Sprintf("%s %s (action %d)", c.Tool, st, act.ID)
 	r.event(incident, fin, "action_"+string(st), msg)
-	if !ok {
-		r.event(incident, fin, "escalated", "escalated: "+msg)
+	if r.metrics != nil {
+		r.metrics.actions.WithLabelValues(c.Tool, string(st)).Inc()
 	}
-	return ok
+	return act.ID, ok, msg
 }
 
 // Resume runs an approved call and the steps after it. It is called after
@@ -530,13 +710,12 @@ func (r *Remediator) Resume(ctx context.Context, a state.Approval) error {
 		ctx = r.ctx
 	}
 	r.mu.Unlock()
-	var saved struct {
-		Index int            `json:"index"`
-		Trace AlertTrace     `json:"trace"`
-		Alert template.Alert `json:"alert"`
-	}
+	var saved savedCall
 	if err := json.Unmarshal(a.Call, &saved); err != nil {
 		return fmt.Errorf("approval of incident %d: %w", a.Incident, err)
+	}
+	if saved.Attempt < 1 {
+		saved.Attempt = 1
 	}
 	if !r.claim(saved.Trace.Target) {
 		return fmt.Errorf("a remediation is running on %s; approve again once it ends", saved.Trace.Target)
@@ -545,9 +724,18 @@ func (r *Remediator) Resume(ctx context.Context, a state.Approval) error {
 	go func() {
 		defer r.wg.Done()
 		defer r.release(saved.Trace.Target)
+		now := r.now()
 		d := *r.Decider()
-		d.State = r.counts(r.now())
-		r.runCalls(ctx, &d, a.Incident, &saved.Alert, &saved.Trace, saved.Index, true)
+		d.State = r.counts(now)
+		rb := d.Rules.Runbook(saved.Trace.Runbook)
+		if rb == nil {
+			run := &loopRun{d: &d, incident: a.Incident, alert: &saved.Alert, at: &saved.Trace}
+			r.escalate(ctx, run, escDenied, fmt.Sprintf("runbook %s is gone since the approval was asked (a reload); nothing runs", saved.Trace.Runbook))
+			return
+		}
+		run := &loopRun{d: &d, incident: a.Incident, alert: &saved.Alert, at: &saved.Trace, rb: rb,
+			deadline: now.Add(d.Config.Remediation.Deadline)}
+		r.runCalls(ctx, run, saved.Index, saved.Attempt, true)
 	}()
 	return nil
 }

@@ -429,11 +429,4 @@ func decodeCallExpects(e hcl.Expression) ([]callExpect, hcl.Diagnostics) {
 	return out, nil
 }
 
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
-}
+

@@ -14,7 +14,7 @@ var runbookSchema = &hcl.BodySchema{
 		{Name: "description", Required: true},
 		{Name: "mode"}, {Name: "priority"}, {Name: "target"}, {Name: "when"},
 		{Name: "confidence"}, {Name: "threshold"}, {Name: "max_attempts"}, {Name: "escalate"},
-		{Name: "escalate_to"},
+		{Name: "escalate_to"}, {Name: "min_firing"},
 	},
 	Blocks: []hcl.BlockHeaderSchema{
 		{Type: "match"}, {Type: "match_re"},
@@ -86,6 +86,7 @@ func (l *loader) runbook(b *hcl.Block) hcl.Diagnostics {
 		MaxAttempts: a.integer("max_attempts", 1, 1, 10),
 		Escalate:    a.boolean("escalate", false),
 		EscalateTo:  a.str("escalate_to", ""),
+		MinFiring:   a.duration("min_firing", 0),
 		Threshold:   DefaultThreshold,
 		DefRange:    b.DefRange,
 	}

@@ -60,6 +60,9 @@ type Runbook struct {
 	// escalation briefs instead of medic.hcl's routes; empty: the routes.
 	EscalateTo      string
 	EscalateToRange hcl.Range
+	// MinFiring holds an alert that has fired for less than this: medic
+	// waits until it has, and decides again.
+	MinFiring time.Duration
 
 	DefRange hcl.Range
 }
