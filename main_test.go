@@ -37,6 +37,10 @@ import (
 var medicBin string
 
 func TestMain(m *testing.M) {
+	if addr := os.Getenv(labTargetEnv); addr != "" {
+		runLabTarget(addr, os.Getenv("MEDIC_LAB_VALUES"))
+		return
+	}
 	dir, err := os.MkdirTemp("", "medic-bin")
 	if err != nil {
 		panic(err)
@@ -88,9 +92,18 @@ func (p *proc) output() string {
 
 func start(t *testing.T, dir string, name string, args ...string) *proc {
 	t.Helper()
+	return startEnv(t, dir, nil, name, args...)
+}
+
+// startEnv is start with variables added to the environment.
+func startEnv(t *testing.T, dir string, env []string, name string, args ...string) *proc {
+	t.Helper()
 	p := &proc{log: new(bytes.Buffer), mu: new(sync.Mutex), done: make(chan error, 1)}
 	p.cmd = exec.Command(name, args...)
 	p.cmd.Dir = dir
+	if env != nil {
+		p.cmd.Env = append(os.Environ(), env...)
+	}
 	p.cmd.Stdout = lockedWriter{p.mu, p.log}
 	p.cmd.Stderr = lockedWriter{p.mu, p.log}
 	if err := p.cmd.Start(); err != nil {

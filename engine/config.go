@@ -164,10 +164,10 @@ var DefaultIgnore = []string{
 // no config file.
 func DefaultConfig() *Config {
 	c := &Config{
-		Runbooks:    []string{"runbooks.hcl"},
-		Web:         WebConfig{ListenAddress: DefaultListenAddress},
-		Storage:     StorageConfig{Path: filepath.Join("data", "medic.db"), Retention: 30 * 24 * time.Hour},
-		Intake:      IntakeConfig{Limits: DefaultLimits},
+		Runbooks: []string{"runbooks.hcl"},
+		Web:      WebConfig{ListenAddress: DefaultListenAddress},
+		Storage:  StorageConfig{Path: filepath.Join("data", "medic.db"), Retention: 30 * 24 * time.Hour},
+		Intake:   IntakeConfig{Limits: DefaultLimits},
 		Remediation: RemediationConfig{ApprovalTTL: DefaultApprovalTTL, Parallel: 4, Deadline: 30 * time.Minute,
 			RefireWindow: time.Hour, FlapCount: 4, FlapWindow: 30 * time.Minute},
 		Escalation: EscalationConfig{MaxPerHour: DefaultMaxEscalationsPerHour},

@@ -40,6 +40,9 @@ type Decider struct {
 	// State gives the policy its counts for a call; nil gives zeros, as
 	// replay, which reads no state, does.
 	State func(tool, target string) actions.State
+	// RunbookState gives the policy a runbook's recent success rate and
+	// the number of outcomes it counts; nil gives a clean record.
+	RunbookState func(runbook string) (float64, int)
 	// History is what the conditions see of the incident; tests set it.
 	History *rules.History
 }
@@ -221,6 +224,10 @@ func (d *Decider) PolicyInput(c rules.PlannedCall, at *AlertTrace, rb *rules.Run
 	}
 	if d.State != nil {
 		in.State = d.State(c.Tool, at.Target)
+	}
+	in.State.RunbookSuccessRate = 1
+	if d.RunbookState != nil {
+		in.State.RunbookSuccessRate, in.State.RunbookRuns = d.RunbookState(rb.Name)
 	}
 	return in
 }

@@ -159,7 +159,7 @@ func (r *Remediator) recovered(run *loopRun, v *rules.Verify, before, after floa
 	}
 	ttr := now.Sub(opened)
 	msg := fmt.Sprintf("recovered: %s held (before %g, after %g); %s after the incident opened", v.Expect.Source, before, after, ttr.Round(time.Millisecond))
-	err := r.Store.Remediated(run.incident, run.at.Target, state.Fix{Incident: run.incident, Runbook: run.at.Runbook, Tools: tools, At: now},
+	prev, err := r.Store.Remediated(run.incident, run.at.Target, state.Fix{Incident: run.incident, Runbook: run.at.Runbook, Tools: tools, At: now},
 		state.Event{Time: now, Kind: "recovered", Message: msg})
 	if err != nil {
 		r.Logger.Error("recording the recovery failed", "component", "remediator", "err", err)
@@ -167,7 +167,10 @@ func (r *Remediator) recovered(run *loopRun, v *rules.Verify, before, after floa
 	r.record(now, run.incident, "outcome", "runbook:"+run.at.Runbook, map[string]any{"outcome": state.OutcomeRemediated,
 		"time_to_recovery_seconds": ttr.Seconds(), "before": before, "after": after})
 	if r.metrics != nil {
-		r.metrics.incidents.WithLabelValues(state.OutcomeRemediated).Inc()
+		if prev != state.OutcomeRemediated {
+			// Counted once: the close may have counted it already.
+			r.metrics.incidents.WithLabelValues(state.OutcomeRemediated).Inc()
+		}
 		r.metrics.remediationDuration.Observe(ttr.Seconds())
 	}
 	r.Logger.Info("incident remediated", "component", "remediator", "incident", run.incident, "runbook", run.at.Runbook,

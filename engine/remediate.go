@@ -226,7 +226,7 @@ func (r *Remediator) handle(ctx context.Context, j state.DecisionJob) {
 	alert := template.Alert{Status: rec.Status, Labels: rec.Labels, Annotations: rec.Annotations, StartsAt: rec.StartsAt, Fingerprint: rec.Fingerprint,
 		GeneratorURL: rec.GeneratorURL}
 	d := *r.Decider()
-	d.State = r.counts(now)
+	d.State, d.RunbookState = r.counts(now), r.runbookState
 	at := d.DecideAlert(ctx, &alert, now)
 	actor := "medic"
 	if at.Runbook != "" {
@@ -356,6 +356,15 @@ func (r *Remediator) counts(now time.Time) func(tool, target string) actions.Sta
 		rate, runs := c.Tool.Rate()
 		return actions.State{ExecutionsTargetHour: c.TargetHour, ActionsFleet10m: c.Fleet10m, ToolRuns: runs, ToolSuccessRate: rate}
 	}
+}
+
+// runbookState reads a runbook's recent outcomes for the policy.
+func (r *Remediator) runbookState(runbook string) (float64, int) {
+	st, err := r.Store.RunbookStats(runbook)
+	if err != nil {
+		r.Logger.Error("reading runbook stats failed", "component", "remediator", "err", err)
+	}
+	return st.Rate()
 }
 
 func (r *Remediator) claim(target string) bool {
@@ -611,7 +620,8 @@ func (r *Remediator) execute(ctx context.Context, run *loopRun, c rules.PlannedC
 		}
 	}
 	act := &state.Action{Incident: incident, Runbook: at.Runbook, Step: c.Step, Tool: c.Tool, Target: at.Target,
-		Args: c.Args, Argv: c.Argv, IdempotencyKey: c.IdempotencyKey, StartedAt: now, Rollback: rollback, Policy: string(dec.Result)}
+		Args: c.Args, Argv: c.Argv, IdempotencyKey: c.IdempotencyKey, StartedAt: now, Rollback: rollback, Policy: string(dec.Result),
+		Verify: run.verify != nil && !rollback}
 	if err := r.Store.BeginAction(act, tool.IdempotencyWindow); err != nil {
 		if errors.Is(err, state.ErrIdempotentRepeat) {
 			r.event(incident, now, "skipped", err.Error())
@@ -726,7 +736,7 @@ func (r *Remediator) Resume(ctx context.Context, a state.Approval) error {
 		defer r.release(saved.Trace.Target)
 		now := r.now()
 		d := *r.Decider()
-		d.State = r.counts(now)
+		d.State, d.RunbookState = r.counts(now), r.runbookState
 		rb := d.Rules.Runbook(saved.Trace.Runbook)
 		if rb == nil {
 			run := &loopRun{d: &d, incident: a.Incident, alert: &saved.Alert, at: &saved.Trace}

@@ -428,5 +428,3 @@ func decodeCallExpects(e hcl.Expression) ([]callExpect, hcl.Diagnostics) {
 	}
 	return out, nil
 }
-
-

@@ -238,9 +238,9 @@ func (e *Engine) applyAlert(tx *state.Tx, cfg *Config, a *template.Alert, now ti
 			switch {
 			case inc.Acted:
 				msg = "all alerts resolved after medic acted"
-				if inc.Outcome == "" {
+				if inc.Outcome == "" && !inc.Verifying {
 					// No verify block: Alertmanager's resolution is the
-					// evidence.
+					// evidence. With one, its result settles the outcome.
 					inc.Outcome = state.OutcomeRemediated
 					e.metrics.incidents.WithLabelValues(state.OutcomeRemediated).Inc()
 				}

@@ -43,6 +43,9 @@ type Incident struct {
 	Outcome string `json:"outcome,omitempty"`
 	// Acted is set when medic began an action for the incident.
 	Acted bool `json:"acted,omitempty"`
+	// Verifying is set while a step's verification is pending: its
+	// result, not Alertmanager's resolution, settles the outcome.
+	Verifying bool `json:"verifying,omitempty"`
 	// RecoveredAt is when verification saw the recovery.
 	RecoveredAt *time.Time `json:"recovered_at,omitempty"`
 }

@@ -33,6 +33,9 @@ type Action struct {
 	Argv           []string          `json:"argv,omitempty"`
 	IdempotencyKey string            `json:"idempotency_key,omitempty"`
 	Rollback       bool              `json:"rollback,omitempty"`
+	// Verify marks a step whose effect medic verifies: until the result
+	// is in, the incident is Verifying.
+	Verify bool `json:"verify,omitempty"`
 	// Policy is the gate's verdict that let the action run.
 	Policy     string      `json:"policy,omitempty"`
 	State      ActionState `json:"state"`
@@ -67,6 +70,12 @@ func (s *Store) VerifyAction(id uint64, v Verification) error {
 			return fmt.Errorf("decode action %d: %w", id, err)
 		}
 		a.Verification = &v
+		if inc, err := getIncident(tx, u64(a.Incident)); err == nil && inc.Verifying {
+			inc.Verifying = false
+			if err := putJSON(tx, bucketIncidents, u64(a.Incident), inc); err != nil {
+				return err
+			}
+		}
 		return putJSON(tx, bucketJournal, u64(id), a)
 	})
 }
@@ -120,8 +129,8 @@ func (s *Store) BeginAction(a *Action, window time.Duration) error {
 		}
 		// The incident records that medic acted, for its outcome when it
 		// closes.
-		if inc, err := getIncident(tx, u64(a.Incident)); err == nil && !inc.Acted {
-			inc.Acted = true
+		if inc, err := getIncident(tx, u64(a.Incident)); err == nil && (!inc.Acted || a.Verify != inc.Verifying) {
+			inc.Acted, inc.Verifying = true, a.Verify
 			if err := putJSON(tx, bucketIncidents, u64(a.Incident), inc); err != nil {
 				return err
 			}

@@ -36,13 +36,17 @@ type Fix struct {
 
 // Remediated records that verification saw the incident recover: the
 // outcome and the time to recovery on the incident, a success in the
-// runbook's stats, and the fix on the target, in one transaction.
-func (s *Store) Remediated(id uint64, target string, fix Fix, e Event) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+// runbook's stats, and the fix on the target, in one transaction. It
+// returns the outcome the incident had before: Alertmanager's resolution
+// may have closed it as remediated while the verification still waited.
+func (s *Store) Remediated(id uint64, target string, fix Fix, e Event) (string, error) {
+	var prev string
+	err := s.db.Update(func(tx *bolt.Tx) error {
 		inc, err := getIncident(tx, u64(id))
 		if err != nil {
 			return err
 		}
+		prev = inc.Outcome
 		inc.Outcome = OutcomeRemediated
 		at := fix.At
 		inc.RecoveredAt = &at
@@ -56,6 +60,7 @@ func (s *Store) Remediated(id uint64, target string, fix Fix, e Event) error {
 		}
 		return countOutcome(tx, bucketRunbookStats, fix.Runbook, true)
 	})
+	return prev, err
 }
 
 // Escalated records the escalation outcome and event. runbook, when set,
