@@ -668,3 +668,208 @@ runbook "lab" {
 		t.Fatalf("audit %d: %s", code, body)
 	}
 }
+
+// postAlert sends one alert straight to medic, as Alertmanager would.
+func (l *remediationLab) postAlert(t *testing.T, status, fp string, startsAt time.Time, labels map[string]string) {
+	t.Helper()
+	a := map[string]any{"status": status, "labels": labels, "startsAt": startsAt.UTC().Format(time.RFC3339Nano), "fingerprint": fp}
+	if status == "resolved" {
+		a["endsAt"] = time.Now().UTC().Format(time.RFC3339Nano)
+	}
+	body, _ := json.Marshal(map[string]any{"version": "4", "status": status, "receiver": "medic", "alerts": []any{a}})
+	req, _ := http.NewRequest(http.MethodPost, "http://"+l.addr+"/api/v1/alerts", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+l.token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("post: %v %v", err, resp)
+	}
+	resp.Body.Close()
+}
+
+func (l *remediationLab) latest(t *testing.T, fp, kind string) state.Incident {
+	t.Helper()
+	var found state.Incident
+	eventually(t, 20*time.Second, fp+" to get "+kind, func() bool {
+		var latest *state.Incident
+		for _, inc := range l.incidents(t) {
+			if inc.Key == fp && (latest == nil || inc.ID > latest.ID) {
+				latest = &inc
+			}
+		}
+		if latest != nil && hasEvent(*latest, kind) {
+			found = *latest
+			return true
+		}
+		return false
+	})
+	return found
+}
+
+// TestNoisyAlerts: an alert that flaps escalates and is never acted on;
+// one younger than its runbook's min_firing is held, then acted on; one
+// that resolves while held closes as self-resolved, and nothing runs.
+func TestNoisyAlerts(t *testing.T) {
+	l := newLab(t, `
+tool "record" {
+  description = "Records that it ran."
+  risk        = "low"
+  param "name" { pattern = "[a-z]+" }
+  exec { command = ["SCRIPT", "COUNT", "0", "${param.name}"] }
+}
+runbook "lab" {
+  description = "Acts at once."
+  match {
+    alertname = "Lab"
+    kind      = "plain"
+  }
+  target = "${labels.name}"
+  step "record" {
+    tool = "record"
+    args = { name = "${labels.name}" }
+  }
+}
+runbook "patient" {
+  description = "Acts only on an alert that has fired for 3 s."
+  match {
+    alertname = "Lab"
+    kind      = "young"
+  }
+  min_firing = "3s"
+  target     = "${labels.name}"
+  step "record" {
+    tool = "record"
+    args = { name = "${labels.name}" }
+  }
+}
+`, "1h", `flap_count = 3`, `flap_window = "10m"`)
+	l.start(t)
+	plain := map[string]string{"alertname": "Lab", "kind": "plain", "name": "flappy"}
+	t0 := time.Now().Add(-time.Minute)
+	// Three occurrences of one alert: the first two are acted on, the
+	// third makes three starts within flap_window and escalates.
+	for i := 0; i < 3; i++ {
+		start := t0.Add(time.Duration(i) * time.Second)
+		l.postAlert(t, "firing", "00000000000000a1", start, plain)
+		want := "action_succeeded"
+		if i == 2 {
+			want = "escalated"
+		}
+		inc := l.latest(t, "00000000000000a1", want)
+		if i == 2 && !strings.Contains(lastEvent(inc, "escalated"), "noisy alert: it started firing 3 times") {
+			t.Fatalf("flapping: %s", lastEvent(inc, "escalated"))
+		}
+		l.postAlert(t, "resolved", "00000000000000a1", start, plain)
+		l.latest(t, "00000000000000a1", "closed")
+	}
+	if n := len(l.runs(t)); n != 2 {
+		t.Fatalf("%d runs: the flapping alert was acted on", n)
+	}
+
+	young := map[string]string{"alertname": "Lab", "kind": "young", "name": "young"}
+	posted := time.Now()
+	l.postAlert(t, "firing", "00000000000000a2", posted, young)
+	inc := l.latest(t, "00000000000000a2", "held")
+	if n := len(l.runs(t)); n != 2 {
+		t.Fatalf("a held alert was acted on (%d runs)", n)
+	}
+	inc = l.latest(t, "00000000000000a2", "action_succeeded")
+	if ran := eventTime(inc, "action_succeeded"); ran.Sub(posted) < 3*time.Second {
+		t.Fatalf("acted %s after the alert started, before min_firing", ran.Sub(posted))
+	}
+
+	// Held, then resolved before min_firing: self-resolved, nothing ran.
+	young["name"] = "brief"
+	posted = time.Now()
+	l.postAlert(t, "firing", "00000000000000a3", posted, young)
+	l.latest(t, "00000000000000a3", "held")
+	l.postAlert(t, "resolved", "00000000000000a3", posted, young)
+	inc = l.latest(t, "00000000000000a3", "closed")
+	time.Sleep(4 * time.Second)
+	if inc.Outcome != state.OutcomeSelfResolved || len(l.runs(t)) != 3 {
+		t.Fatalf("outcome %q, %d runs", inc.Outcome, len(l.runs(t)))
+	}
+}
+
+// TestEscalationRouting: a runbook's escalate_to wins, then the first route
+// whose matchers match, then the default; past max_per_hour a brief only
+// goes to the log.
+func TestEscalationRouting(t *testing.T) {
+	got := make(chan string, 16)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var m struct {
+			Brief struct {
+				ReasonCode string `json:"reason_code"`
+			} `json:"brief"`
+		}
+		json.NewDecoder(r.Body).Decode(&m)
+		got <- r.URL.Path + " " + m.Brief.ReasonCode
+	}))
+	defer srv.Close()
+	hook := func(name string) string {
+		return fmt.Sprintf(`
+tool %q {
+  description = "A webhook."
+  risk        = "low"
+  notify {
+    channel  = "webhook"
+    url_file = "url-%s"
+  }
+}
+`, name, name)
+	}
+	l := newLab(t, hook("hook_a")+hook("hook_b")+hook("hook_c")+`
+runbook "special" {
+  description = "Recognised, never acted on."
+  match {
+    alertname = "Lab"
+    name      = "special"
+  }
+  escalate    = true
+  escalate_to = "hook_c"
+}
+`, "1h")
+	for _, n := range []string{"a", "b", "c"} {
+		writeFile(t, filepath.Join(l.dir, "url-hook_"+n), srv.URL+"/"+n+"\n")
+	}
+	cfg, _ := os.ReadFile(filepath.Join(l.dir, "medic.hcl"))
+	writeFile(t, filepath.Join(l.dir, "medic.hcl"), string(cfg)+`
+escalation {
+  notify       = "hook_a"
+  max_per_hour = 3
+  route {
+    matchers = "{team=\"db\"}"
+    notify   = "hook_b"
+  }
+}
+`)
+	l.start(t)
+	expect := func(want string) {
+		t.Helper()
+		select {
+		case g := <-got:
+			if g != want {
+				t.Fatalf("brief went to %q, want %q", g, want)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("no brief; want %q", want)
+		}
+	}
+	now := time.Now()
+	l.postAlert(t, "firing", "00000000000000b1", now, map[string]string{"alertname": "Lab", "name": "special", "team": "db"})
+	expect("/c runbook_escalates")
+	l.postAlert(t, "firing", "00000000000000b2", now, map[string]string{"alertname": "Lab", "name": "other", "team": "db"})
+	expect("/b no_runbook")
+	l.postAlert(t, "firing", "00000000000000b3", now, map[string]string{"alertname": "Lab", "name": "other"})
+	expect("/a no_runbook")
+	l.postAlert(t, "firing", "00000000000000b4", now, map[string]string{"alertname": "Lab", "name": "fourth"})
+	inc := l.latest(t, "00000000000000b4", "brief_suppressed")
+	if !strings.Contains(lastEvent(inc, "brief_suppressed"), "max_per_hour (3) reached") || inc.Outcome != state.OutcomeEscalated {
+		t.Fatalf("fourth: %s (outcome %q)", lastEvent(inc, "brief_suppressed"), inc.Outcome)
+	}
+	select {
+	case g := <-got:
+		t.Fatalf("a 4th brief was sent: %s", g)
+	case <-time.After(500 * time.Millisecond):
+	}
+}

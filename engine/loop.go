@@ -72,7 +72,7 @@ func (r *Remediator) verifyStep(ctx context.Context, run *loopRun, c rules.Plann
 	v := run.verify
 	wait := v.Wait
 	late := false
-	if left := time.Until(run.deadline); left < wait {
+	if left := run.deadline.Sub(r.now()); left < wait {
 		wait, late = max(left, 0), true
 	}
 	t := time.NewTimer(wait)

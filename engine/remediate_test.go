@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -140,4 +141,74 @@ runbook "noop" {
 	if left, _ := env.store.DecisionJobs(10); len(left) != 0 {
 		t.Fatal("the job stayed queued")
 	}
+}
+
+// TestVerificationDeadline: a verification that would end past the
+// incident's deadline escalates at the deadline, with a real Prometheus
+// answering the query.
+func TestVerificationDeadline(t *testing.T) {
+	prom, _ := startPrometheus(t)
+	env := newTestEnv(t, nil)
+	env.now = time.Now()
+	set, diags := rules.Parse("r.hcl", []byte(`
+tool "noop" {
+  description = "Does nothing, successfully."
+  risk        = "low"
+  param "name" { pattern = "[a-z]+" }
+  exec { command = ["/bin/true", "${param.name}"] }
+}
+runbook "slow" {
+  description = "Verifies long after the deadline."
+  match { alertname = "Slow" }
+  target = "${labels.name}"
+  step "noop" {
+    tool = "noop"
+    args = { name = "${labels.name}" }
+  }
+  verify {
+    promql = "vector(1)"
+    expect = "after == 0"
+    wait   = "30s"
+  }
+}
+`))
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	gate, err := actions.NewGate(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := *env.eng.Config()
+	cfg.Remediation.Deadline = time.Second
+	d := &Decider{Config: &cfg, Rules: set, Gate: gate, Sources: rules.Sources{Prom: prom}}
+	rem := &Remediator{Logger: env.eng.logger, Store: env.store, Decider: func() *Decider { return d }, Executors: Executors{Exec: &actions.Exec{}}}
+	env.eng.SetRemediator(rem)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	workDone, remDone := make(chan struct{}), make(chan struct{})
+	go func() { env.eng.Run(ctx, RunOptions{DrainTimeout: time.Second}); close(workDone) }()
+	go func() { rem.Run(ctx, 1); close(remDone) }()
+	a := alert("firing", "Slow", fp(7))
+	a.Labels["name"] = "slow"
+	begun := time.Now()
+	env.mustPost(t, a)
+	var inc *state.Incident
+	for inc == nil || inc.Outcome == "" {
+		if time.Since(begun) > 10*time.Second {
+			t.Fatalf("no outcome: %+v", inc)
+		}
+		time.Sleep(50 * time.Millisecond)
+		incs, _ := env.store.Incidents(state.Filter{})
+		if len(incs) == 1 {
+			inc = incs[0]
+		}
+	}
+	last := inc.Timeline[len(inc.Timeline)-1]
+	if inc.Outcome != state.OutcomeEscalated || !strings.Contains(last.Message, "deadline of 1s passed") || time.Since(begun) > 5*time.Second {
+		t.Fatalf("outcome %q after %s: %s", inc.Outcome, time.Since(begun), last.Message)
+	}
+	cancel()
+	<-workDone
+	<-remDone
 }
