@@ -59,6 +59,27 @@ remediation {
   # The D-Bus system bus for systemd tools; unset means the default,
   # unix:path=/run/dbus/system_bus_socket.
   # systemd_bus = "unix:path=/run/dbus/system_bus_socket"
+  # Bounds one incident's remediation, verification included.
+  deadline = "30m"
+  # A target that fires again this soon after a verified fix escalates.
+  refire_window = "1h"
+  # An alert that started firing flap_count times within flap_window is
+  # noisy: medic escalates it and never acts on it.
+  flap_count  = 4
+  flap_window = "30m"
+}
+
+# Where escalation briefs go: a runbook's escalate_to, else the first
+# route whose matchers match the alert, else notify. Each names a notify
+# tool of the runbooks. Without any, briefs go to the log only.
+escalation {
+  # notify = "notify_oncall"
+  max_per_hour = 20
+  # external_url = "https://medic.example.com"
+  # route {
+  #   matchers = "{team=\"db\"}"
+  #   notify   = "page_db_oncall"
+  # }
 }
 
 # Where the runbooks' enrichment queries go. Without a prometheus block,
