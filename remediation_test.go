@@ -792,7 +792,7 @@ runbook "patient" {
 }
 
 // TestEscalationRouting: a runbook's escalate_to wins, then the first route
-// whose matchers match, then the default; past max_per_hour a brief only
+// whose matchers match, then the default; past max_escalations_per_hour a brief only
 // goes to the log.
 func TestEscalationRouting(t *testing.T) {
 	got := make(chan string, 16)
@@ -836,7 +836,7 @@ runbook "special" {
 	writeFile(t, filepath.Join(l.dir, "medic.hcl"), string(cfg)+`
 escalation {
   notify       = "hook_a"
-  max_per_hour = 3
+  max_escalations_per_hour = 3
   route {
     matchers = "{team=\"db\"}"
     notify   = "hook_b"
@@ -864,7 +864,7 @@ escalation {
 	expect("/a no_runbook")
 	l.postAlert(t, "firing", "00000000000000b4", now, map[string]string{"alertname": "Lab", "name": "fourth"})
 	inc := l.latest(t, "00000000000000b4", "brief_suppressed")
-	if !strings.Contains(lastEvent(inc, "brief_suppressed"), "max_per_hour (3) reached") || inc.Outcome != state.OutcomeEscalated {
+	if !strings.Contains(lastEvent(inc, "brief_suppressed"), "max_escalations_per_hour (3) reached") || inc.Outcome != state.OutcomeEscalated {
 		t.Fatalf("fourth: %s (outcome %q)", lastEvent(inc, "brief_suppressed"), inc.Outcome)
 	}
 	select {

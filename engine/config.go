@@ -198,11 +198,11 @@ type fileConfig struct {
 
 type escalationBlock struct {
 	Notify           *string      `hcl:"notify,optional"`
-	MaxPerHour       *int         `hcl:"max_per_hour,optional"`
+	MaxPerHour       *int         `hcl:"max_escalations_per_hour,optional"`
 	ExternalURL      *string      `hcl:"external_url,optional"`
 	Routes           []routeBlock `hcl:"route,block"`
 	NotifyRange      hcl.Range    `hcl:"notify,attr_value_range"`
-	MaxPerHourRange  hcl.Range    `hcl:"max_per_hour,attr_value_range"`
+	MaxPerHourRange  hcl.Range    `hcl:"max_escalations_per_hour,attr_value_range"`
 	ExternalURLRange hcl.Range    `hcl:"external_url,attr_value_range"`
 }
 
@@ -482,7 +482,7 @@ func ParseConfig(path string, src []byte) (*Config, hcl.Diagnostics) {
 		}
 		if e.MaxPerHour != nil {
 			if *e.MaxPerHour < 1 {
-				diags = append(diags, attrError(e.MaxPerHourRange, "Invalid max_per_hour", "max_per_hour must be at least 1."))
+				diags = append(diags, attrError(e.MaxPerHourRange, "Invalid max_escalations_per_hour", "max_escalations_per_hour must be at least 1."))
 			} else {
 				cfg.Escalation.MaxPerHour = *e.MaxPerHour
 			}

@@ -60,6 +60,11 @@ func TestConfigDiagnostics(t *testing.T) {
 		{"empty listen", "web {\n  listen_address = \"\"\n}\n", []string{"t.hcl:2:20: error: Invalid listen_address"}},
 		{"syntax", "web {\n  listen_address = \n}\n", []string{"t.hcl:2:20: error: Invalid expression"}},
 		{"duplicate block", "web {}\nweb {}\n", []string{"t.hcl:2:1: error: Duplicate web block"}},
+		{"bad deadline", "remediation {\n  deadline = \"soon\"\n}\n", []string{"t.hcl:2:14: error: Invalid duration"}},
+		{"flap count 1", "remediation {\n  flap_count = 1\n}\n", []string{"t.hcl:2:16: error: Invalid flap_count"}},
+		{"bad route", "escalation {\n  route {\n    matchers = \"{team=~\\\"(\\\"}\"\n    notify = \"x\"\n  }\n}\n", []string{"t.hcl:3:16: error: Invalid route matchers"}},
+		{"bad external url", "escalation {\n  external_url = \"medic:9095\"\n}\n", []string{"t.hcl:2:18: error: Invalid external_url"}},
+		{"zero escalations", "escalation {\n  max_escalations_per_hour = 0\n}\n", []string{"t.hcl:2:30: error: Invalid max_escalations_per_hour"}},
 		{"tcp systemd bus", "remediation {\n  systemd_bus = \"tcp:host=10.0.0.1,port=1\"\n}\n", []string{"t.hcl:2:17: error: Invalid systemd_bus"}},
 	}
 	for _, tc := range cases {
@@ -169,8 +174,8 @@ func TestSourceConfig(t *testing.T) {
 }
 
 // TestShadowNotifyMustNameANotifyTool: medic check and serve's loader both
-// refuse a shadow_notify that names a missing tool or one that is not a
-// notify tool, at the attribute.
+// refuse a shadow_notify, an escalation notify or a route's notify that
+// names a missing tool or one that is not a notify tool, at the attribute.
 func TestShadowNotifyMustNameANotifyTool(t *testing.T) {
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "runbooks.hcl"), []byte(`
@@ -188,14 +193,18 @@ tool "announce" {
   }
 }
 `), 0o600)
-	for name, ok := range map[string]bool{"announce": true, "record": false, "missing": false} {
+	blocks := []string{"remediation {\n  shadow_notify = %q\n}\n", "escalation {\n  notify = %q\n}\n",
+		"escalation {\n  route {\n    matchers = \"{a=\\\"b\\\"}\"\n    notify = %q\n  }\n}\n"}
+	for i, name := range []string{"announce", "record", "missing", "announce", "record", "missing", "announce", "record", "missing"} {
+		ok := name == "announce"
+		block := blocks[i/3]
 		p := filepath.Join(dir, "medic.hcl")
-		os.WriteFile(p, []byte(fmt.Sprintf("runbooks = [\"runbooks.hcl\"]\nremediation {\n  shadow_notify = %q\n}\n", name)), 0o600)
+		os.WriteFile(p, []byte("runbooks = [\"runbooks.hcl\"]\n"+fmt.Sprintf(block, name)), 0o600)
 		res := Check([]string{p})
 		if res[0].Diags.HasErrors() == ok {
 			t.Errorf("check with shadow_notify = %q: %v", name, res[0].Diags)
 		}
-		if !ok && (res[0].Diags[0].Subject == nil || res[0].Diags[0].Subject.Start.Line != 3) {
+		if !ok && (res[0].Diags[0].Subject == nil || res[0].Diags[0].Subject.Start.Line < 3) {
 			t.Errorf("shadow_notify = %q: diagnostic %v is not at the attribute", name, res[0].Diags[0])
 		}
 		cfg, diags := LoadConfig(p)

@@ -254,7 +254,7 @@ func (r *Remediator) tellHuman(ctx context.Context, run *loopRun, code, reason s
 	}
 	ok, err := r.Store.TakeEscalation(now, d.Config.Escalation.MaxPerHour)
 	if err != nil || !ok {
-		why := fmt.Sprintf("max_per_hour (%d) reached", d.Config.Escalation.MaxPerHour)
+		why := fmt.Sprintf("max_escalations_per_hour (%d) reached", d.Config.Escalation.MaxPerHour)
 		if err != nil {
 			why = err.Error()
 		}

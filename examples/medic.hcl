@@ -74,7 +74,7 @@ remediation {
 # tool of the runbooks. Without any, briefs go to the log only.
 escalation {
   # notify = "notify_oncall"
-  max_per_hour = 20
+  max_escalations_per_hour = 20
   # external_url = "https://medic.example.com"
   # route {
   #   matchers = "{team=\"db\"}"
