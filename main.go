@@ -140,6 +140,7 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 	replay.Flag("at", "The time of the decision, RFC 3339. Default now.").StringVar(&rf.at)
 	replay.Flag("output", "Output format: text or json.").Short('o').Default("text").EnumVar(&rf.output, "text", "json")
 	replay.Flag("dir", "Replay every *.json payload of this folder (NAME.series.json beside a payload is its series file) and print a summary.").StringVar(&rf.dir)
+	replay.Flag("llm", "on: ask the configured LLM, as serve would (a real, billed request); off: show the escalation that happens instead.").Default("on").EnumVar(&rf.llm, "on", "off")
 	replay.Arg("payload", "The webhook body, as Alertmanager would send it.").StringVar(&rf.payload)
 
 	var cf clientFlags
@@ -282,6 +283,7 @@ func runServe(sf serveFlags, logger *slog.Logger, stderr io.Writer) int {
 		logger.Error("invalid runbooks or policy", "err", err)
 		return exitFailed
 	}
+	eng.InstrumentLLM(decider)
 	var current atomic.Pointer[engine.Decider]
 	current.Store(decider)
 	rem := &engine.Remediator{Logger: logger, Store: store, Decider: current.Load,
@@ -455,6 +457,7 @@ func reloadConfig(sf serveFlags, eng *engine.Engine, logger *slog.Logger, stderr
 	if err != nil {
 		return nil, err
 	}
+	eng.InstrumentLLM(d)
 	return d, eng.ApplyConfig(cfg)
 }
 
@@ -747,7 +750,7 @@ func runAudit(cf clientFlags, f auditFlags, stdout, stderr io.Writer) int {
 }
 
 type replayFlags struct {
-	configFile, series, at, output, payload, dir string
+	configFile, series, at, output, payload, dir, llm string
 }
 
 // runReplay decides one payload in dry-run. It exits 0 with the decision,
@@ -773,6 +776,9 @@ func runReplay(f replayFlags, stdout, stderr io.Writer) int {
 		return exitError
 	}
 	// The same runbooks, policy and sources as serve builds from the config.
+	if f.llm == "off" {
+		cfg.LLM.Provider = ""
+	}
 	base, err := buildDecider(cfg, slog.New(slog.NewTextHandler(stderr, nil)))
 	if err != nil {
 		fmt.Fprintf(stderr, "medic: %v\n", err)
@@ -828,6 +834,17 @@ func runReplay(f replayFlags, stdout, stderr io.Writer) int {
 		}
 		for _, o := range a.LowConfidence {
 			fmt.Fprintf(stdout, "  low confidence %s: %s\n", o.Name, o.Reason)
+		}
+		if l := a.LLM; l != nil {
+			ex := l.Exchange
+			fmt.Fprintf(stdout, "  llm %s %s: %s (prompt %d tokens estimated, %d reported; reply %d tokens; %d tries)\n",
+				ex.Provider, ex.Model, l.Result, ex.Prompt.Tokens, ex.PromptTokens, ex.OutputTokens, ex.Tries)
+			if l.Diagnosis != nil {
+				fmt.Fprintf(stdout, "    hypothesis (confidence %.2f): %s\n", l.Diagnosis.Confidence, l.Diagnosis.RootCause)
+			}
+			if l.Reason != "" {
+				fmt.Fprintf(stdout, "    %s\n", l.Reason)
+			}
 		}
 		for _, c := range a.Calls {
 			fmt.Fprintf(stdout, "  call %s %q: policy %s (%s)\n", c.Tool, c.Argv, c.Policy.Result, strings.Join(c.Policy.Reasons, "; "))

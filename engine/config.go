@@ -44,7 +44,38 @@ type Config struct {
 	Policy      string
 	Remediation RemediationConfig
 	Escalation  EscalationConfig
+	// LLM, when Provider is set, diagnoses what no runbook covers.
+	LLM LLMConfig
 }
+
+// LLMConfig configures the LLM fallback.
+type LLMConfig struct {
+	// Provider is gemini or openai (any OpenAI-compatible API).
+	Provider  string
+	Model     string
+	FastModel string
+	BaseURL   string
+	// The API key comes from a file or an environment variable, read at
+	// each (re)load; it is never logged or audited.
+	APIKeyFile string
+	APIKeyEnv  string
+	Timeout    time.Duration
+	Retries    int
+	// PromptBudget bounds one incident's prompt, in estimated tokens.
+	PromptBudget    int
+	MaxOutputTokens int
+	// DailyTokenCap bounds the tokens spent in a UTC day; 0: no cap.
+	DailyTokenCap int
+	// MinConfidence: a diagnosis below it escalates.
+	MinConfidence float64
+}
+
+// LLM defaults.
+const (
+	DefaultLLMPromptBudget  = 8000
+	DefaultLLMMaxOutput     = 1024
+	DefaultLLMMinConfidence = 0.7
+)
 
 // EscalationConfig routes escalation briefs to notify tools of the
 // runbooks. A runbook's escalate_to wins; then the first route whose
@@ -171,6 +202,8 @@ func DefaultConfig() *Config {
 		Remediation: RemediationConfig{ApprovalTTL: DefaultApprovalTTL, Parallel: 4, Deadline: 30 * time.Minute,
 			RefireWindow: time.Hour, FlapCount: 4, FlapWindow: 30 * time.Minute},
 		Escalation: EscalationConfig{MaxPerHour: DefaultMaxEscalationsPerHour},
+		LLM: LLMConfig{Timeout: 30 * time.Second, Retries: 2, PromptBudget: DefaultLLMPromptBudget, MaxOutputTokens: DefaultLLMMaxOutput,
+			DailyTokenCap: 2_000_000, MinConfidence: DefaultLLMMinConfidence},
 	}
 	for _, s := range DefaultIgnore {
 		ms, err := labels.ParseMatchers(s)
@@ -194,6 +227,31 @@ type fileConfig struct {
 	Policy        *string           `hcl:"policy,optional"`
 	Remediation   *remediationBlock `hcl:"remediation,block"`
 	Escalation    *escalationBlock  `hcl:"escalation,block"`
+	LLM           *llmBlock         `hcl:"llm,block"`
+}
+
+type llmBlock struct {
+	Provider        string    `hcl:"provider"`
+	Model           string    `hcl:"model"`
+	FastModel       *string   `hcl:"fast_model,optional"`
+	BaseURL         *string   `hcl:"base_url,optional"`
+	APIKeyFile      *string   `hcl:"api_key_file,optional"`
+	APIKeyEnv       *string   `hcl:"api_key_env,optional"`
+	Timeout         *string   `hcl:"timeout,optional"`
+	Retries         *int      `hcl:"retries,optional"`
+	PromptBudget    *int      `hcl:"prompt_budget,optional"`
+	MaxOutputTokens *int      `hcl:"max_output_tokens,optional"`
+	DailyTokenCap   *int      `hcl:"daily_token_cap,optional"`
+	MinConfidence   *float64  `hcl:"min_confidence,optional"`
+	ProviderRange   hcl.Range `hcl:"provider,attr_value_range"`
+	BaseURLRange    hcl.Range `hcl:"base_url,attr_value_range"`
+	TimeoutRange    hcl.Range `hcl:"timeout,attr_value_range"`
+	RetriesRange    hcl.Range `hcl:"retries,attr_value_range"`
+	BudgetRange     hcl.Range `hcl:"prompt_budget,attr_value_range"`
+	OutputRange     hcl.Range `hcl:"max_output_tokens,attr_value_range"`
+	CapRange        hcl.Range `hcl:"daily_token_cap,attr_value_range"`
+	ConfRange       hcl.Range `hcl:"min_confidence,attr_value_range"`
+	DefRange        hcl.Range `hcl:",def_range"`
 }
 
 type escalationBlock struct {
@@ -474,6 +532,63 @@ func ParseConfig(path string, src []byte) (*Config, hcl.Diagnostics) {
 		}
 		if r.ShadowNotify != nil {
 			cfg.Remediation.ShadowNotify, cfg.Remediation.ShadowNotifyRange = *r.ShadowNotify, r.ShadowRange
+		}
+	}
+	if l := fc.LLM; l != nil {
+		c := &cfg.LLM
+		c.Provider, c.Model = l.Provider, l.Model
+		if l.Provider != "gemini" && l.Provider != "openai" {
+			diags = append(diags, attrError(l.ProviderRange, "Invalid provider", fmt.Sprintf("provider = %q: use \"gemini\" or \"openai\" (any OpenAI-compatible API).", l.Provider)))
+		}
+		if l.FastModel != nil {
+			c.FastModel = *l.FastModel
+		}
+		if l.BaseURL != nil {
+			if u, err := url.Parse(*l.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				diags = append(diags, attrError(l.BaseURLRange, "Invalid base_url", fmt.Sprintf("base_url = %q is not an http(s) URL.", *l.BaseURL)))
+			} else {
+				c.BaseURL = *l.BaseURL
+			}
+		}
+		if l.APIKeyFile != nil {
+			c.APIKeyFile = rel(*l.APIKeyFile)
+		}
+		if l.APIKeyEnv != nil {
+			c.APIKeyEnv = *l.APIKeyEnv
+		}
+		if l.Timeout != nil {
+			if d, err := model.ParseDuration(*l.Timeout); err != nil || d <= 0 {
+				diags = append(diags, attrError(l.TimeoutRange, "Invalid duration", fmt.Sprintf("timeout = %q is not a positive duration.", *l.Timeout)))
+			} else {
+				c.Timeout = time.Duration(d)
+			}
+		}
+		for _, n := range []struct {
+			v        *int
+			r        hcl.Range
+			key      string
+			min, max int
+			dst      *int
+		}{{l.Retries, l.RetriesRange, "retries", 0, 10, &c.Retries}, {l.PromptBudget, l.BudgetRange, "prompt_budget", 1000, 1_000_000, &c.PromptBudget},
+			{l.MaxOutputTokens, l.OutputRange, "max_output_tokens", 64, 100_000, &c.MaxOutputTokens}, {l.DailyTokenCap, l.CapRange, "daily_token_cap", 0, 1 << 40, &c.DailyTokenCap}} {
+			if n.v == nil {
+				continue
+			}
+			if *n.v < n.min || *n.v > n.max {
+				diags = append(diags, attrError(n.r, "Invalid "+n.key, fmt.Sprintf("%s must be from %d to %d.", n.key, n.min, n.max)))
+				continue
+			}
+			*n.dst = *n.v
+		}
+		if l.MinConfidence != nil {
+			if *l.MinConfidence < 0 || *l.MinConfidence > 1 {
+				diags = append(diags, attrError(l.ConfRange, "Invalid min_confidence", "min_confidence is from 0 to 1."))
+			} else {
+				c.MinConfidence = *l.MinConfidence
+			}
+		}
+		if c.APIKeyFile != "" && c.APIKeyEnv != "" {
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Two API keys", Detail: "Set api_key_file or api_key_env, not both.", Subject: l.DefRange.Ptr()})
 		}
 	}
 	if e := fc.Escalation; e != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/alertmanager/template"
 
 	"medic/actions"
+	"medic/llm"
 	"medic/rules"
 )
 
@@ -45,6 +46,14 @@ type Decider struct {
 	RunbookState func(runbook string) (float64, int)
 	// History is what the conditions see of the incident; tests set it.
 	History *rules.History
+	// LLM, when set, diagnoses what no runbook covers or what one matches
+	// below its threshold.
+	LLM *llm.Client
+	// Similar finds closed incidents like the alert, for the LLM's
+	// context; nil finds none, as replay does.
+	Similar func(labels map[string]string) []llm.Past
+	// OnProposal counts what became of each LLM proposal.
+	OnProposal func(result string)
 }
 
 // Trace is the decision for one notification, with the reasons for every
@@ -75,6 +84,10 @@ type AlertTrace struct {
 	// Enrichment summarises what the queries of the chosen runbook, or of
 	// every candidate when none was chosen, returned.
 	Enrichment map[string]string `json:"enrichment,omitempty"`
+	// Source is "llm" for a plan the LLM proposed; empty for a runbook's.
+	Source string `json:"source,omitempty"`
+	// LLM is the LLM step, when there was one.
+	LLM *LLMTrace `json:"llm,omitempty"`
 }
 
 // CallTrace is one planned call and the policy's verdict on it.
@@ -131,6 +144,9 @@ func (d *Decider) DecideAlert(ctx context.Context, a *template.Alert, now time.T
 	cands := d.Rules.Candidates(a.Labels)
 	if len(cands) == 0 {
 		at.Decision, at.Reason = DecisionEscalate, "no runbook matches"
+		if d.LLM != nil {
+			d.consultLLM(ctx, a, &at, nil, now)
+		}
 		return at
 	}
 	vars := rules.Vars{Labels: a.Labels, Annotations: a.Annotations}
@@ -169,6 +185,9 @@ func (d *Decider) DecideAlert(ctx context.Context, a *template.Alert, now time.T
 		at.Reason = "no runbook matched"
 		if len(dec.LowConfidence) > 0 {
 			at.Reason = fmt.Sprintf("%s matched with confidence %.2f, below its threshold", dec.LowConfidence[0].Name, dec.LowConfidence[0].Confidence)
+		}
+		if d.LLM != nil {
+			d.consultLLM(ctx, a, &at, append(append([]rules.Outcome{}, dec.LowConfidence...), dec.Alternatives...), now)
 		}
 		return at
 	}
@@ -214,9 +233,13 @@ func (d *Decider) DecideAlert(ctx context.Context, a *template.Alert, now time.T
 // PolicyInput is the policy's input for a planned call of rb on the alert's
 // target, with the counts from State.
 func (d *Decider) PolicyInput(c rules.PlannedCall, at *AlertTrace, rb *rules.Runbook) actions.Input {
+	source := "runbook"
+	if at.Source != "" {
+		source = at.Source
+	}
 	in := actions.Input{
 		Call:        actions.Call{Tool: c.Tool, Type: string(d.Rules.Tool(c.Tool).Executor.Kind), Args: c.Args, Risk: string(c.Risk), Target: at.Target},
-		Source:      "runbook",
+		Source:      source,
 		Runbook:     rb.Name,
 		Confidence:  at.Confidence,
 		Mode:        string(rb.Mode),
@@ -262,6 +285,11 @@ func NewDecider(cfg *Config, logger *slog.Logger) (*Decider, hcl.Diagnostics) {
 	if cfg.Prometheus.URL != "" {
 		if d.Sources.Prom, err = NewPromClient(cfg.Prometheus); err != nil {
 			return nil, append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid prometheus", Detail: err.Error()})
+		}
+	}
+	if cfg.LLM.Provider != "" {
+		if d.LLM, err = NewLLMClient(cfg.LLM); err != nil {
+			return nil, append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid llm", Detail: err.Error()})
 		}
 	}
 	if cfg.Loki.URL != "" {

@@ -180,3 +180,24 @@ func bearerMatches(header string, want [32]byte) bool {
 }
 
 var errNoReload = errors.New("reload is not wired")
+
+// InstrumentLLM points a decider's LLM client at the engine's metrics.
+func (e *Engine) InstrumentLLM(d *Decider) {
+	if d == nil || d.LLM == nil {
+		return
+	}
+	provider := d.LLM.Provider.Name()
+	m := e.metrics
+	d.LLM.Observe = func(result string, took time.Duration, in, out int) {
+		m.llmRequests.WithLabelValues(provider, result).Inc()
+		if took > 0 {
+			m.llmDuration.Observe(took.Seconds())
+		}
+		if in > 0 {
+			m.llmTokens.WithLabelValues(provider, "prompt").Add(float64(in))
+		}
+		if out > 0 {
+			m.llmTokens.WithLabelValues(provider, "output").Add(float64(out))
+		}
+	}
+}

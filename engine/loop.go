@@ -380,9 +380,17 @@ func (r *Remediator) brief(run *loopRun, inc *state.Incident, code, reason strin
 			b.Steps = append(b.Steps, s)
 		}
 	}
-	if at.Runbook != "" {
+	switch {
+	case at.LLM != nil && at.LLM.Diagnosis != nil:
+		dg := at.LLM.Diagnosis
+		b.Hypothesis = fmt.Sprintf("LLM hypothesis (%s %s, confidence %.2f; a model's guess, not verified by medic): %s — %s",
+			at.LLM.Exchange.Provider, at.LLM.Exchange.Model, dg.Confidence, dg.RootCause, dg.Reasoning)
+		for _, h := range dg.Hypotheses {
+			b.Alternatives = append(b.Alternatives, actions.BriefCandidate{Runbook: "LLM alternative", Why: fmt.Sprintf("%s (probability %.2f)", h.Cause, h.Probability)})
+		}
+	case at.Runbook != "":
 		b.Hypothesis = fmt.Sprintf("runbook %s matched with confidence %.2f", at.Runbook, at.Confidence)
-	} else if at.Reason != "" {
+	case at.Reason != "":
 		b.Hypothesis = "no runbook applies: " + at.Reason
 	}
 	for _, o := range append(append([]rules.Outcome{}, at.Considered...), at.LowConfidence...) {
@@ -518,5 +526,11 @@ func (m *metrics) decided(r actions.Result) {
 func (m *metrics) escalated(code string) {
 	if m != nil {
 		m.escalations.WithLabelValues(code).Inc()
+	}
+}
+
+func (m *metrics) proposal(result string) {
+	if m != nil {
+		m.llmProposals.WithLabelValues(result).Inc()
 	}
 }

@@ -27,6 +27,11 @@ type metrics struct {
 	rollbacks           prometheus.Counter
 	escalations         *prometheus.CounterVec
 	policyDecisions     *prometheus.CounterVec
+
+	llmRequests  *prometheus.CounterVec
+	llmTokens    *prometheus.CounterVec
+	llmDuration  prometheus.Histogram
+	llmProposals *prometheus.CounterVec
 }
 
 // The results of medic_verifications_total and the reasons of
@@ -123,8 +128,25 @@ func newMetrics(reg prometheus.Registerer, e *Engine) *metrics {
 	m.policyDecisions = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "medic_policy_decisions_total", Help: "Policy gate decisions, by result: allow, deny, needs_approval.",
 	}, []string{"result"})
+	m.llmRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "medic_llm_requests_total", Help: "LLM requests, by provider and result: ok, retry, error, truncated, invalid_json, budget.",
+	}, []string{"provider", "result"})
+	m.llmTokens = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "medic_llm_tokens_total", Help: "Tokens the provider reported, by provider and kind: prompt, output.",
+	}, []string{"provider", "kind"})
+	m.llmDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "medic_llm_request_duration_seconds", Help: "Duration of LLM requests, each try.",
+		Buckets: []float64{.1, .25, .5, 1, 2.5, 5, 10, 20, 30, 60},
+	})
+	m.llmProposals = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "medic_llm_proposals_total", Help: "LLM proposals, by result: accepted, invalid_tool, invalid_args, unknown_target, low_confidence, denied_by_policy.",
+	}, []string{"result"})
 	if reg == nil {
 		return m
+	}
+	reg.MustRegister(m.llmRequests, m.llmTokens, m.llmDuration, m.llmProposals)
+	for _, r := range []string{proposalAccepted, proposalInvalidTool, proposalInvalidArgs, proposalUnknownTarget, proposalLowConfidence, proposalDenied} {
+		m.llmProposals.WithLabelValues(r)
 	}
 	reg.MustRegister(m.incidents, m.remediationDuration, m.actions, m.verifications, m.rollbacks, m.escalations, m.policyDecisions)
 	for _, o := range []string{state.OutcomeRemediated, state.OutcomeEscalated, state.OutcomeSelfResolved, "ignored"} {

@@ -6,7 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
+	"slices"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -15,6 +18,7 @@ import (
 	promconfig "github.com/prometheus/common/config"
 
 	"medic/actions"
+	"medic/llm"
 	"medic/rules"
 	"medic/state"
 )
@@ -104,7 +108,7 @@ func (r *Remediator) Recover() error {
 		}
 		if _, err := r.Store.Incident(a.Incident); err == nil {
 			d := r.Decider()
-			run := &loopRun{d: d, incident: a.Incident, at: &AlertTrace{Runbook: a.Runbook, Target: a.Target}, rb: d.Rules.Runbook(a.Runbook)}
+			run := &loopRun{d: d, incident: a.Incident, at: &AlertTrace{Runbook: a.Runbook, Target: a.Target}, rb: d.runbook(a.Runbook)}
 			r.escalate(context.Background(), run, escRestart, fmt.Sprintf("%s (action %d) was interrupted by a restart and is not re-run", a.Tool, a.ID))
 		}
 		for _, j := range jobs {
@@ -226,13 +230,14 @@ func (r *Remediator) handle(ctx context.Context, j state.DecisionJob) {
 	alert := template.Alert{Status: rec.Status, Labels: rec.Labels, Annotations: rec.Annotations, StartsAt: rec.StartsAt, Fingerprint: rec.Fingerprint,
 		GeneratorURL: rec.GeneratorURL}
 	d := *r.Decider()
-	d.State, d.RunbookState = r.counts(now), r.runbookState
+	d.State, d.RunbookState, d.Similar = r.counts(now), r.runbookState, r.similar
+	d.OnProposal = r.metrics.proposal
 	at := d.DecideAlert(ctx, &alert, now)
 	actor := "medic"
 	if at.Runbook != "" {
 		actor = "runbook:" + at.Runbook
 	}
-	run := &loopRun{d: &d, incident: j.Incident, alert: &alert, at: &at, rb: d.Rules.Runbook(at.Runbook),
+	run := &loopRun{d: &d, incident: j.Incident, alert: &alert, at: &at, rb: d.runbook(at.Runbook),
 		deadline: inc.OpenedAt.Add(d.Config.Remediation.Deadline)}
 	done := func(e *state.AuditEntry) { _ = r.Store.DoneDecision(j.Seq, e) }
 	switch at.Decision {
@@ -356,6 +361,52 @@ func (r *Remediator) counts(now time.Time) func(tool, target string) actions.Sta
 		rate, runs := c.Tool.Rate()
 		return actions.State{ExecutionsTargetHour: c.TargetHour, ActionsFleet10m: c.Fleet10m, ToolRuns: runs, ToolSuccessRate: rate}
 	}
+}
+
+// similar finds up to 3 closed incidents among the last 500 whose first
+// alert shares at least half of its label pairs with these labels (the
+// Jaccard index), and what fixed each.
+func (r *Remediator) similar(labels map[string]string) []llm.Past {
+	incs, err := r.Store.Incidents(state.Filter{State: state.StateClosed, Limit: 500})
+	if err != nil {
+		return nil
+	}
+	var out []llm.Past
+	for _, inc := range incs {
+		if len(inc.Alerts) == 0 {
+			continue
+		}
+		sim := llm.Similarity(labels, inc.Alerts[0].Labels)
+		if sim < 0.5 {
+			continue
+		}
+		p := llm.Past{ID: inc.ID, Similarity: sim, Alertname: inc.Alerts[0].Labels["alertname"], Outcome: inc.Outcome}
+		if inc.Outcome == state.OutcomeRemediated {
+			if acts, err := r.Store.Actions(inc.ID); err == nil {
+				var tools []string
+				for _, a := range acts {
+					if a.State == state.ActionSucceeded && !a.Rollback {
+						tools = append(tools, a.Tool+" "+formatArgs(a.Args))
+					}
+				}
+				p.FixedBy = strings.Join(tools, "; ")
+			}
+		}
+		out = append(out, p)
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Similarity > out[j].Similarity })
+	if len(out) > 3 {
+		out = out[:3]
+	}
+	return out
+}
+
+func formatArgs(args map[string]string) string {
+	parts := make([]string, 0, len(args))
+	for _, k := range slices.Sorted(maps.Keys(args)) {
+		parts = append(parts, k+"="+args[k])
+	}
+	return strings.Join(parts, " ")
 }
 
 // runbookState reads a runbook's recent outcomes for the policy.
@@ -585,7 +636,7 @@ func (r *Remediator) notifyShadow(ctx context.Context, run *loopRun, lines []str
 func (r *Remediator) precheck(ctx context.Context, d *Decider, at *AlertTrace, c *rules.PlannedCall, now time.Time) (bool, string) {
 	pre := c.Precheck
 	tool := d.Rules.Tool(pre.Tool)
-	in := d.PolicyInput(*pre, at, d.Rules.Runbook(at.Runbook))
+	in := d.PolicyInput(*pre, at, d.runbook(at.Runbook))
 	dec, allowed := d.Gate.Evaluate(ctx, in, now)
 	if allowed == nil {
 		return false, fmt.Sprintf("precheck %s refused by the policy: %s", pre.Tool, strings.Join(dec.Reasons, "; "))
@@ -737,7 +788,7 @@ func (r *Remediator) Resume(ctx context.Context, a state.Approval) error {
 		now := r.now()
 		d := *r.Decider()
 		d.State, d.RunbookState = r.counts(now), r.runbookState
-		rb := d.Rules.Runbook(saved.Trace.Runbook)
+		rb := d.runbook(saved.Trace.Runbook)
 		if rb == nil {
 			run := &loopRun{d: &d, incident: a.Incident, alert: &saved.Alert, at: &saved.Trace}
 			r.escalate(ctx, run, escDenied, fmt.Sprintf("runbook %s is gone since the approval was asked (a reload); nothing runs", saved.Trace.Runbook))

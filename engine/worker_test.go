@@ -17,7 +17,11 @@ import (
 	"medic/state"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// opencensus, which the Gemini SDK's Google auth imports, starts a worker
+// in its init.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("go.opencensus.io/stats/view.(*worker).start"))
+}
 
 func (env *testEnv) mustPost(t *testing.T, alerts ...testAlert) {
 	t.Helper()

@@ -229,6 +229,47 @@ func (s *Set) renderCall(c *Call, v *Vars) (PlannedCall, error) {
 		}
 		args[p.Name] = val
 	}
+	return s.plan(t, args)
+}
+
+// PlanTool plans a call of a tool from plain argument values, as a model
+// proposes them: every value passes its parameter's validation, an
+// argument the tool does not declare is refused, and a missing one takes
+// its default or fails.
+func (s *Set) PlanTool(name string, raw map[string]string) (PlannedCall, error) {
+	t := s.Tools[name]
+	if t == nil {
+		return PlannedCall{}, fmt.Errorf("unknown tool %q", name)
+	}
+	for k := range raw {
+		if t.Param(k) == nil {
+			return PlannedCall{}, fmt.Errorf("tool %s has no parameter %q", name, k)
+		}
+	}
+	args := make(map[string]string, len(t.Params))
+	for _, p := range t.Params {
+		v, ok := raw[p.Name]
+		if !ok {
+			if p.Default != nil {
+				args[p.Name] = *p.Default
+				continue
+			}
+			if p.Optional {
+				continue
+			}
+			return PlannedCall{}, fmt.Errorf("tool %s: missing parameter %s", t.Name, p.Name)
+		}
+		val, err := p.Validate(v)
+		if err != nil {
+			return PlannedCall{}, fmt.Errorf("tool %s: %w", t.Name, err)
+		}
+		args[p.Name] = val
+	}
+	return s.plan(t, args)
+}
+
+// plan renders a tool's executor from validated arguments.
+func (s *Set) plan(t *Tool, args map[string]string) (PlannedCall, error) {
 	pc := PlannedCall{Tool: t.Name, Risk: t.Risk, Args: args}
 	pv := &Vars{Params: args}
 	var err error
