@@ -65,6 +65,9 @@ func TestConfigDiagnostics(t *testing.T) {
 		{"bad route", "escalation {\n  route {\n    matchers = \"{team=~\\\"(\\\"}\"\n    notify = \"x\"\n  }\n}\n", []string{"t.hcl:3:16: error: Invalid route matchers"}},
 		{"bad external url", "escalation {\n  external_url = \"medic:9095\"\n}\n", []string{"t.hcl:2:18: error: Invalid external_url"}},
 		{"zero escalations", "escalation {\n  max_escalations_per_hour = 0\n}\n", []string{"t.hcl:2:30: error: Invalid max_escalations_per_hour"}},
+		{"bad provider", "llm {\n  provider = \"claude-local\"\n  model = \"m\"\n}\n", []string{"t.hcl:2:14: error: Invalid provider"}},
+		{"tiny prompt budget", "llm {\n  provider = \"openai\"\n  model = \"m\"\n  prompt_budget = 10\n}\n", []string{"t.hcl:4:19: error: Invalid prompt_budget"}},
+		{"llm confidence", "llm {\n  provider = \"openai\"\n  model = \"m\"\n  min_confidence = 1.5\n}\n", []string{"t.hcl:4:20: error: Invalid min_confidence"}},
 		{"tcp systemd bus", "remediation {\n  systemd_bus = \"tcp:host=10.0.0.1,port=1\"\n}\n", []string{"t.hcl:2:17: error: Invalid systemd_bus"}},
 	}
 	for _, tc := range cases {
@@ -146,6 +149,8 @@ func FuzzParseConfig(f *testing.F) {
 	f.Add([]byte("intake { ignore = [\"{a=~\\\"(\\\"}\"] }\n"))
 	f.Add([]byte("storage { retention = \"1y\" }\n"))
 	f.Add([]byte("intake { max_body_size = \"1GiB\" max_alerts = 9223372036854775807 }\n"))
+	f.Add([]byte("llm {\n provider = \"openai\"\n model = \"m\"\n base_url = \"http://127.0.0.1:11434/v1\"\n prompt_budget = 1000\n}\n"))
+	f.Add([]byte("escalation {\n route {\n matchers = \"{a=\\\"b\\\"}\"\n notify = \"x\"\n }\n}\n"))
 	f.Fuzz(func(t *testing.T, src []byte) {
 		cfg, diags := ParseConfig("fuzz.hcl", src)
 		if diags.HasErrors() {

@@ -126,3 +126,21 @@ intake {
     "{severity=\"none\"}",
   ]
 }
+
+# The LLM fallback: alerts no runbook matches, or matches below its
+# threshold, go to a model, which may propose one call of a tool with
+# llm = true; medic validates it and the policy decides. Without this
+# block, such incidents escalate.
+# llm {
+#   provider          = "openai"                      # or "gemini"
+#   model             = "qwen2.5:14b-instruct"
+#   base_url          = "http://127.0.0.1:11434/v1"   # Ollama, vLLM, llama.cpp, LM Studio
+#   # fast_model      = "qwen2.5:3b-instruct"         # summarises long text first
+#   # api_key_file    = "/etc/medic/llm-key"          # or api_key_env = "OPENAI_API_KEY"
+#   timeout           = "30s"
+#   retries           = 2
+#   prompt_budget     = 8000                          # estimated tokens per incident
+#   max_output_tokens = 1024
+#   daily_token_cap   = 2000000
+#   min_confidence    = 0.7
+# }

@@ -276,3 +276,24 @@ func TestDailyCap(t *testing.T) {
 		t.Fatalf("second call: %v, %d requests", err, s.calls())
 	}
 }
+
+// TestFastModelSummary: with a fast_model, long text is summarised by it
+// first, and the summary, not the text, goes into the diagnosis prompt.
+func TestFastModelSummary(t *testing.T) {
+	s := &standIn{script: []step{{status: 200, text: `{"summary":"api was OOMKilled 7 times"}`}, {status: 200, text: goodReply}}}
+	srv := openAIStandIn(t, s)
+	defer srv.Close()
+	c := &Client{Provider: NewOpenAI("openai-key", srv.URL+"/v1", nil), Model: "big-model", FastModel: "fast-x", Budget: 4000, MaxOutputTokens: 300}
+	inc := testIncident()
+	inc.Alerts[0].Annotations["description"] = strings.Repeat("OOMKilled ", 600)
+	_, ex, err := c.Diagnose(context.Background(), inc)
+	if err != nil || s.calls() != 2 || s.requests[0]["model"] != "fast-x" || s.requests[1]["model"] != "big-model" {
+		t.Fatalf("%v, %d calls", err, s.calls())
+	}
+	if !strings.Contains(ex.Prompt.Data, "(summary) api was OOMKilled 7 times") || strings.Contains(ex.Prompt.Data, "OOMKilled OOMKilled") {
+		t.Fatalf("prompt data: %.400s", ex.Prompt.Data)
+	}
+	if inc.Alerts[0].Annotations["description"] == "(summary) api was OOMKilled 7 times" {
+		t.Fatal("the caller's incident was changed")
+	}
+}
