@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -211,4 +212,42 @@ runbook "slow" {
 	cancel()
 	<-workDone
 	<-remDone
+}
+
+// TestSimilarIncidents: the LLM's context gets closed incidents whose
+// labels overlap by at least half, most similar first, with their outcome.
+func TestSimilarIncidents(t *testing.T) {
+	env := newTestEnv(t, nil)
+	var alerts []testAlert
+	for i, ns := range []string{"prod", "prod", "staging"} {
+		a := alert("firing", "KubePodOOM", fp(300+i))
+		a.Labels["namespace"] = ns
+		a.Labels["pod"] = fmt.Sprintf("api-%d", i)
+		alerts = append(alerts, a)
+	}
+	other := alert("firing", "DiskFull", fp(310))
+	env.mustPost(t, append(alerts, other)...)
+	env.drain(t)
+	for i := range alerts {
+		alerts[i].Status = "resolved"
+	}
+	other.Status = "resolved"
+	env.mustPost(t, append(alerts, other)...)
+	env.drain(t)
+	rem := &Remediator{Logger: env.eng.logger, Store: env.store}
+	got := rem.similar(map[string]string{"alertname": "KubePodOOM", "severity": "critical", "namespace": "prod", "pod": "api-9"})
+	// The two prod pods share alertname, severity and namespace: 3 of 5
+	// distinct pairs, 0.6. The staging pod and DiskFull share 2 of 6: left
+	// out.
+	if len(got) != 2 {
+		t.Fatalf("similar: %+v", got)
+	}
+	if got[0].Similarity != 0.6 || got[0].Outcome != state.OutcomeSelfResolved || got[0].Alertname != "KubePodOOM" {
+		t.Fatalf("most similar: %+v", got[0])
+	}
+	for _, p := range got {
+		if p.Similarity < 0.5 {
+			t.Fatalf("below 0.5: %+v", p)
+		}
+	}
 }
