@@ -206,9 +206,31 @@ func (s *Set) renderCall(c *Call, v *Vars) (PlannedCall, error) {
 	if t == nil {
 		return PlannedCall{}, fmt.Errorf("unknown tool %q", c.Tool)
 	}
+	args, err := validArgs(t, func(name string) (string, bool, error) {
+		tmpl, ok := c.Args[name]
+		if !ok {
+			return "", false, nil
+		}
+		raw, err := tmpl.render(v)
+		return raw, true, err
+	})
+	if err != nil {
+		return PlannedCall{}, err
+	}
+	return s.plan(t, args)
+}
+
+// validArgs fills a tool's parameters from value, which gives a parameter's
+// raw value and whether the call sets it: a missing one takes its default,
+// is left out when optional, or fails; every value passes its parameter's
+// validation.
+func validArgs(t *Tool, value func(name string) (string, bool, error)) (map[string]string, error) {
 	args := make(map[string]string, len(t.Params))
 	for _, p := range t.Params {
-		tmpl, ok := c.Args[p.Name]
+		raw, ok, err := value(p.Name)
+		if err != nil {
+			return nil, fmt.Errorf("tool %s: %w", t.Name, err)
+		}
 		if !ok {
 			if p.Default != nil {
 				args[p.Name] = *p.Default
@@ -217,19 +239,15 @@ func (s *Set) renderCall(c *Call, v *Vars) (PlannedCall, error) {
 			if p.Optional {
 				continue
 			}
-			return PlannedCall{}, fmt.Errorf("tool %s: missing parameter %s", t.Name, p.Name)
-		}
-		raw, err := tmpl.render(v)
-		if err != nil {
-			return PlannedCall{}, fmt.Errorf("tool %s: %w", t.Name, err)
+			return nil, fmt.Errorf("tool %s: missing parameter %s", t.Name, p.Name)
 		}
 		val, err := p.Validate(raw)
 		if err != nil {
-			return PlannedCall{}, fmt.Errorf("tool %s: %w", t.Name, err)
+			return nil, fmt.Errorf("tool %s: %w", t.Name, err)
 		}
 		args[p.Name] = val
 	}
-	return s.plan(t, args)
+	return args, nil
 }
 
 // PlanTool plans a call of a tool from plain argument values, as a model
@@ -246,24 +264,12 @@ func (s *Set) PlanTool(name string, raw map[string]string) (PlannedCall, error) 
 			return PlannedCall{}, fmt.Errorf("tool %s has no parameter %q", name, k)
 		}
 	}
-	args := make(map[string]string, len(t.Params))
-	for _, p := range t.Params {
-		v, ok := raw[p.Name]
-		if !ok {
-			if p.Default != nil {
-				args[p.Name] = *p.Default
-				continue
-			}
-			if p.Optional {
-				continue
-			}
-			return PlannedCall{}, fmt.Errorf("tool %s: missing parameter %s", t.Name, p.Name)
-		}
-		val, err := p.Validate(v)
-		if err != nil {
-			return PlannedCall{}, fmt.Errorf("tool %s: %w", t.Name, err)
-		}
-		args[p.Name] = val
+	args, err := validArgs(t, func(name string) (string, bool, error) {
+		v, ok := raw[name]
+		return v, ok, nil
+	})
+	if err != nil {
+		return PlannedCall{}, err
 	}
 	return s.plan(t, args)
 }
