@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -403,6 +404,17 @@ func TestClosedLoop(t *testing.T) {
 	inc = l.incident(t, "blind", "escalated", 30*time.Second)
 	if msg := lastEvent(inc, "escalated"); !strings.Contains(msg, "could not be verified") || inc.Outcome != state.OutcomeEscalated || inc.RecoveredAt != nil {
 		t.Fatalf("blind: %s (outcome %q)", msg, inc.Outcome)
+	}
+
+	// The CLI shows the outcomes.
+	tokenFile := filepath.Join(l.dir, "token")
+	out, err := exec.Command(medicBin, "incidents", "--state", "all", "--medic.url", "http://"+l.medicAddr, "--medic.token-file", tokenFile).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "OUTCOME") || strings.Count(string(out), " remediated ") != 1 || strings.Count(string(out), " escalated ") < 4 {
+		t.Fatalf("medic incidents: %v\n%s", err, out)
+	}
+	out, err = exec.Command(medicBin, "incidents", fmt.Sprint(closed.ID), "--medic.url", "http://"+l.medicAddr, "--medic.token-file", tokenFile).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "outcome: remediated") || !strings.Contains(string(out), "recovered: ") {
+		t.Fatalf("medic incidents %d: %v\n%s", closed.ID, err, out)
 	}
 
 	metrics := get(t, "http://"+l.medicAddr+"/metrics")

@@ -635,10 +635,14 @@ func runIncidents(cf clientFlags, f incidentsFlags, stdout, stderr io.Writer) in
 		return exitError
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tSTATE\tOPENED\tUPDATED\tALERTS\tKEY")
+	fmt.Fprintln(tw, "ID\tSTATE\tOUTCOME\tOPENED\tUPDATED\tALERTS\tKEY")
 	for i := range incs {
 		inc := &incs[i]
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", inc.ID, inc.State, inc.OpenedAt.UTC().Format(time.RFC3339),
+		outcome := inc.Outcome
+		if outcome == "" {
+			outcome = "-"
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", inc.ID, inc.State, outcome, inc.OpenedAt.UTC().Format(time.RFC3339),
 			inc.UpdatedAt.UTC().Format(time.RFC3339), alertNames(inc), inc.Key)
 	}
 	tw.Flush()
@@ -663,6 +667,12 @@ func printIncident(w io.Writer, inc *state.Incident) {
 		inc.OpenedAt.UTC().Format(time.RFC3339), inc.UpdatedAt.UTC().Format(time.RFC3339))
 	if inc.ClosedAt != nil {
 		fmt.Fprintf(w, "  closed:  %s\n", inc.ClosedAt.UTC().Format(time.RFC3339))
+	}
+	if inc.Outcome != "" {
+		fmt.Fprintf(w, "  outcome: %s\n", inc.Outcome)
+	}
+	if inc.RecoveredAt != nil {
+		fmt.Fprintf(w, "  recovered: %s (%s after opening)\n", inc.RecoveredAt.UTC().Format(time.RFC3339), inc.RecoveredAt.Sub(inc.OpenedAt).Round(time.Millisecond))
 	}
 	fmt.Fprintln(w, "Alerts:")
 	for _, a := range inc.Alerts {
