@@ -190,8 +190,11 @@ func runTestFile(path string, run *regexp.Regexp) TestFileResult {
 	if tf.Policy != nil {
 		cfg.Policy = rel(*tf.Policy)
 	}
-	// Queries go to stubs only, never to a Prometheus the config names.
+	// Queries go to stubs only, never to a Prometheus the config names;
+	// and no test asks an LLM: a test is deterministic and costs nothing.
+	// What no runbook takes shows as the escalation it is without one.
 	cfg.Prometheus, cfg.Loki = SourceConfig{}, SourceConfig{}
+	cfg.LLM = LLMConfig{}
 	base, diags := NewDecider(cfg, slog.New(slog.DiscardHandler))
 	if diags.HasErrors() {
 		r.Diags = diags
