@@ -75,11 +75,19 @@ func (r *Remediator) verifyStep(ctx context.Context, run *loopRun, c rules.Plann
 	if left := run.deadline.Sub(r.now()); left < wait {
 		wait, late = max(left, 0), true
 	}
+	// The wait gives up the job's parallel slot; the check takes it again.
+	sl, _ := ctx.Value(slotKey{}).(*slot)
+	if sl != nil {
+		sl.release()
+	}
 	t := time.NewTimer(wait)
 	select {
 	case <-t.C:
 	case <-ctx.Done():
 		t.Stop()
+		return stepShutdown
+	}
+	if sl != nil && !sl.acquire(ctx) {
 		return stepShutdown
 	}
 	if late {

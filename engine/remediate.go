@@ -162,8 +162,9 @@ func (r *Remediator) Run(ctx context.Context, parallel int) {
 			r.wg.Add(1)
 			go func() {
 				defer r.wg.Done()
-				defer func() { <-sem }()
-				r.handle(ctx, j)
+				sl := &slot{sem: sem, held: true}
+				defer sl.release()
+				r.handle(context.WithValue(ctx, slotKey{}, sl), j)
 				mu.Lock()
 				delete(inFlight, j.Seq)
 				mu.Unlock()
@@ -176,6 +177,34 @@ func (r *Remediator) Run(ctx context.Context, parallel int) {
 		case <-wake:
 		case <-poll.C:
 		}
+	}
+}
+
+// slot is a job's place among the parallel decisions. A job gives it up
+// while it only waits for a verification, so that a long verify.wait does
+// not hold back the decisions of other incidents.
+type slot struct {
+	sem  chan struct{}
+	held bool
+}
+
+type slotKey struct{}
+
+func (s *slot) release() {
+	if s.held {
+		s.held = false
+		<-s.sem
+	}
+}
+
+// acquire takes a place again; it reports false when ctx ended first.
+func (s *slot) acquire(ctx context.Context) bool {
+	select {
+	case s.sem <- struct{}{}:
+		s.held = true
+		return true
+	case <-ctx.Done():
+		return false
 	}
 }
 

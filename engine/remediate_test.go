@@ -251,3 +251,82 @@ func TestSimilarIncidents(t *testing.T) {
 		}
 	}
 }
+
+// TestVerificationWaitFreesItsSlot: with parallel = 1, a second incident is
+// acted on while the first waits for its verification.
+func TestVerificationWaitFreesItsSlot(t *testing.T) {
+	prom, _ := startPrometheus(t)
+	env := newTestEnv(t, nil)
+	env.now = time.Now()
+	set, diags := rules.Parse("r.hcl", []byte(`
+tool "noop" {
+  description = "Does nothing, successfully."
+  risk        = "low"
+  param "name" { pattern = "[a-z]+" }
+  exec { command = ["/bin/true", "${param.name}"] }
+}
+runbook "waits" {
+  description = "Verifies after 3 s."
+  match { alertname = "Waits" }
+  target = "${labels.name}"
+  step "noop" {
+    tool = "noop"
+    args = { name = "${labels.name}" }
+  }
+  verify {
+    promql = "vector(0)"
+    expect = "after == 0"
+    wait   = "3s"
+  }
+}
+`))
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	gate, err := actions.NewGate(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &Decider{Config: env.eng.Config(), Rules: set, Gate: gate, Sources: rules.Sources{Prom: prom}}
+	rem := &Remediator{Logger: env.eng.logger, Store: env.store, Decider: func() *Decider { return d }, Executors: Executors{Exec: &actions.Exec{}}}
+	env.eng.SetRemediator(rem)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	workDone, remDone := make(chan struct{}), make(chan struct{})
+	go func() { env.eng.Run(ctx, RunOptions{DrainTimeout: time.Second}); close(workDone) }()
+	go func() { rem.Run(ctx, 1); close(remDone) }()
+	a, b := alert("firing", "Waits", fp(11)), alert("firing", "Waits", fp(12))
+	a.Labels["name"], b.Labels["name"] = "alpha", "beta"
+	env.mustPost(t, a, b)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		incs, _ := env.store.Incidents(state.Filter{})
+		done := 0
+		for _, inc := range incs {
+			if inc.Outcome == state.OutcomeRemediated {
+				done++
+			}
+		}
+		if done == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of 2 remediated", done)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	acts, _ := env.store.Actions(0)
+	if len(acts) != 2 {
+		t.Fatalf("%d actions", len(acts))
+	}
+	gap := acts[1].StartedAt.Sub(acts[0].StartedAt)
+	if gap < 0 {
+		gap = -gap
+	}
+	if gap > 2*time.Second {
+		t.Fatalf("the second step started %s after the first: it waited for the first verification", gap)
+	}
+	cancel()
+	<-workDone
+	<-remDone
+}

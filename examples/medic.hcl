@@ -51,7 +51,8 @@ remediation {
   dry_run = false
   # How long a call that needs approval waits for a human.
   approval_ttl = "1h"
-  # Incidents decided at once (1 to 64).
+  # Incidents decided and acted on at once (1 to 64); an incident that
+  # waits for its verification gives up its place meanwhile.
   parallel = 4
   # A notify tool of the runbooks that announces, once per incident, what
   # shadow mode would have run. Unset: shadow mode only records.
