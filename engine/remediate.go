@@ -251,6 +251,12 @@ func (r *Remediator) handle(ctx context.Context, j state.DecisionJob) {
 		return
 	}
 	i := inc.AlertIndex(j.Fingerprint)
+	if inc.Outcome != "" {
+		// Settled already: a restart after the escalation, before the job
+		// was marked done. Deciding again could act on it.
+		_ = r.Store.DoneDecision(j.Seq, nil)
+		return
+	}
 	if inc.State != state.StateOpen || i < 0 {
 		_ = r.Store.DoneDecision(j.Seq, r.audit(now, j.Incident, "decision", "medic", map[string]any{"decision": "none", "reason": "the incident closed before it was decided"}))
 		return
@@ -272,16 +278,16 @@ func (r *Remediator) handle(ctx context.Context, j state.DecisionJob) {
 	switch at.Decision {
 	case DecisionRemediate, DecisionApprove:
 	case DecisionEscalate:
-		done(r.audit(now, j.Incident, "decision", actor, at))
 		code := escNoRunbook
 		if at.Runbook != "" {
 			code = escRunbook
 		}
 		r.escalate(ctx, run, code, reasonOr(at.Reason, at.Decision))
+		done(r.audit(now, j.Incident, "decision", actor, at))
 		return
 	case DecisionReject:
-		done(r.audit(now, j.Incident, "decision", actor, at))
 		r.escalate(ctx, run, escDenied, reasonOr(at.Reason, at.Decision))
+		done(r.audit(now, j.Incident, "decision", actor, at))
 		return
 	default:
 		r.event(j.Incident, now, at.Decision, reasonOr(at.Reason, at.Decision))
@@ -299,8 +305,8 @@ func (r *Remediator) handle(ctx context.Context, j state.DecisionJob) {
 			}
 		}
 		if n >= cfg.FlapCount {
-			done(r.audit(now, j.Incident, "decision", actor, at))
 			r.escalate(ctx, run, escFlapping, fmt.Sprintf("noisy alert: it started firing %d times in %s (flap_count %d); medic does not act on it", n, cfg.FlapWindow, cfg.FlapCount))
+			done(r.audit(now, j.Incident, "decision", actor, at))
 			return
 		}
 	}
@@ -320,8 +326,8 @@ func (r *Remediator) handle(ctx context.Context, j state.DecisionJob) {
 		if err != nil {
 			msg = "reading the journal failed: " + err.Error()
 		}
-		done(nil)
 		r.escalate(ctx, run, escRestart, msg)
+		done(nil)
 		return
 	}
 	// A target that fires again soon after medic fixed it: the fix did not
@@ -330,9 +336,9 @@ func (r *Remediator) handle(ctx context.Context, j state.DecisionJob) {
 		if err := r.Store.FixFailed(at.Target, fix); err != nil {
 			r.Logger.Error("counting a failed fix failed", "component", "remediator", "err", err)
 		}
-		done(r.audit(now, j.Incident, "decision", actor, at))
 		r.escalate(ctx, run, escRefire, fmt.Sprintf("%s fired again %s after medic fixed it in incident %d (runbook %s); the fix did not hold",
 			at.Target, now.Sub(fix.At).Round(time.Second), fix.Incident, fix.Runbook))
+		done(r.audit(now, j.Incident, "decision", actor, at))
 		return
 	}
 	if !r.claim(at.Target) {
