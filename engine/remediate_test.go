@@ -330,3 +330,96 @@ runbook "waits" {
 	<-workDone
 	<-remDone
 }
+
+// TestShutdownDuringVerification: a shutdown while a step's verification
+// waits leaves the decision queued; the next start escalates the incident
+// and does not run the step again.
+func TestShutdownDuringVerification(t *testing.T) {
+	prom, _ := startPrometheus(t)
+	env := newTestEnv(t, nil)
+	env.now = time.Now()
+	set, diags := rules.Parse("r.hcl", []byte(`
+tool "noop" {
+  description = "Does nothing, successfully."
+  risk        = "low"
+  param "name" { pattern = "[a-z]+" }
+  exec { command = ["/bin/true", "${param.name}"] }
+}
+runbook "waits" {
+  description = "Verifies after 30 s."
+  match { alertname = "Waits" }
+  target = "${labels.name}"
+  step "noop" {
+    tool = "noop"
+    args = { name = "${labels.name}" }
+  }
+  verify {
+    promql = "vector(0)"
+    expect = "after == 0"
+    wait   = "30s"
+  }
+}
+`))
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	gate, err := actions.NewGate(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &Decider{Config: env.eng.Config(), Rules: set, Gate: gate, Sources: rules.Sources{Prom: prom}}
+	newRem := func() *Remediator {
+		rem := &Remediator{Logger: env.eng.logger, Store: env.store, Decider: func() *Decider { return d }, Executors: Executors{Exec: &actions.Exec{}}}
+		env.eng.SetRemediator(rem)
+		return rem
+	}
+	rem := newRem()
+	ctx, cancel := context.WithCancel(context.Background())
+	remDone := make(chan struct{})
+	go func() { rem.Run(ctx, 2); close(remDone) }()
+	a := alert("firing", "Waits", fp(21))
+	a.Labels["name"] = "alpha"
+	env.mustPost(t, a)
+	env.drain(t)
+	rem.Wake()
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(15 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitFor("the step to run", func() bool {
+		acts, _ := env.store.Actions(0)
+		return len(acts) == 1 && acts[0].State == state.ActionSucceeded
+	})
+	cancel() // shutdown during the 30 s wait
+	<-remDone
+	if jobs, _ := env.store.DecisionJobs(10); len(jobs) != 1 {
+		t.Fatalf("%d decision jobs after the shutdown, want the one still queued", len(jobs))
+	}
+	rem = newRem()
+	if err := rem.Recover(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel = context.WithCancel(context.Background())
+	defer cancel()
+	remDone = make(chan struct{})
+	go func() { rem.Run(ctx, 2); close(remDone) }()
+	waitFor("the escalation", func() bool {
+		incs, _ := env.store.Incidents(state.Filter{})
+		return len(incs) == 1 && incs[0].Outcome == state.OutcomeEscalated
+	})
+	incs, _ := env.store.Incidents(state.Filter{})
+	if last := incs[0].Timeline[len(incs[0].Timeline)-1]; !strings.Contains(last.Message, "restarted during this incident's remediation") {
+		t.Fatalf("escalation: %s", last.Message)
+	}
+	if acts, _ := env.store.Actions(0); len(acts) != 1 {
+		t.Fatalf("%d actions: the step ran again", len(acts))
+	}
+	cancel()
+	<-remDone
+}
