@@ -414,16 +414,10 @@ func (s *Store) Prune(cutoff time.Time) (int, error) {
 // AddIncidentEvent appends an event to an incident's timeline.
 func (s *Store) AddIncidentEvent(id uint64, e Event) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
-		inc, err := getIncident(tx, u64(id))
-		if err != nil {
-			return err
-		}
-		inc.AddEvent(e)
-		inc.UpdatedAt = e.Time
-		buf, err := json.Marshal(inc)
-		if err != nil {
-			return err
-		}
-		return tx.Bucket(bucketIncidents).Put(u64(id), buf)
+		_, err := updateIncident(tx, id, func(inc *Incident) {
+			inc.AddEvent(e)
+			inc.UpdatedAt = e.Time
+		})
+		return err
 	})
 }

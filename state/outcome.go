@@ -42,17 +42,15 @@ type Fix struct {
 func (s *Store) Remediated(id uint64, target string, fix Fix, e Event) (string, error) {
 	var prev string
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		inc, err := getIncident(tx, u64(id))
+		_, err := updateIncident(tx, id, func(inc *Incident) {
+			prev = inc.Outcome
+			inc.Outcome = OutcomeRemediated
+			at := fix.At
+			inc.RecoveredAt = &at
+			inc.AddEvent(e)
+			inc.UpdatedAt = e.Time
+		})
 		if err != nil {
-			return err
-		}
-		prev = inc.Outcome
-		inc.Outcome = OutcomeRemediated
-		at := fix.At
-		inc.RecoveredAt = &at
-		inc.AddEvent(e)
-		inc.UpdatedAt = e.Time
-		if err := putJSON(tx, bucketIncidents, u64(id), inc); err != nil {
 			return err
 		}
 		if err := putJSON(tx, bucketFixes, []byte(target), fix); err != nil {
@@ -63,25 +61,28 @@ func (s *Store) Remediated(id uint64, target string, fix Fix, e Event) (string, 
 	return prev, err
 }
 
-// Escalated records the escalation outcome and event. runbook, when set,
-// had acted on the incident, so the escalation counts as its failure.
-func (s *Store) Escalated(id uint64, runbook string, e Event) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
-		inc, err := getIncident(tx, u64(id))
-		if err != nil {
+// Escalated records the escalation outcome and event, and returns the
+// incident as written and the outcome it had before. When medic had acted
+// on the incident and it was not escalated already, the escalation counts
+// as a failure of runbook.
+func (s *Store) Escalated(id uint64, runbook string, e Event) (*Incident, string, error) {
+	var inc *Incident
+	var prev string
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		var acted bool
+		var err error
+		inc, err = updateIncident(tx, id, func(inc *Incident) {
+			prev, acted = inc.Outcome, inc.Acted
+			inc.Outcome = OutcomeEscalated
+			inc.AddEvent(e)
+			inc.UpdatedAt = e.Time
+		})
+		if err != nil || runbook == "" || !acted || prev == OutcomeEscalated {
 			return err
-		}
-		inc.Outcome = OutcomeEscalated
-		inc.AddEvent(e)
-		inc.UpdatedAt = e.Time
-		if err := putJSON(tx, bucketIncidents, u64(id), inc); err != nil {
-			return err
-		}
-		if runbook == "" {
-			return nil
 		}
 		return countOutcome(tx, bucketRunbookStats, runbook, false)
 	})
+	return inc, prev, err
 }
 
 // LastFix returns the last verified fix of a target, or ErrNotFound.
@@ -152,6 +153,30 @@ func (s *Store) TakeEscalation(now time.Time, max int) (bool, error) {
 		return putJSON(tx, bucketEscalations, []byte("recent"), append(kept, now))
 	})
 	return ok, err
+}
+
+// updateIncident reads an incident, lets fn change it, and writes it back.
+func updateIncident(tx *bolt.Tx, id uint64, fn func(*Incident)) (*Incident, error) {
+	inc, err := getIncident(tx, u64(id))
+	if err != nil {
+		return nil, err
+	}
+	fn(inc)
+	return inc, putJSON(tx, bucketIncidents, u64(id), inc)
+}
+
+// updateAction reads a journal entry, lets fn change it, and writes it back.
+func updateAction(tx *bolt.Tx, id uint64, fn func(*Action)) (*Action, error) {
+	v := tx.Bucket(bucketJournal).Get(u64(id))
+	if v == nil {
+		return nil, fmt.Errorf("action %d: %w", id, ErrNotFound)
+	}
+	a := new(Action)
+	if err := json.Unmarshal(v, a); err != nil {
+		return nil, fmt.Errorf("decode action %d: %w", id, err)
+	}
+	fn(a)
+	return a, putJSON(tx, bucketJournal, u64(id), a)
 }
 
 func putJSON(tx *bolt.Tx, bucket, key []byte, v any) error {
