@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"regexp"
 	"slices"
@@ -102,13 +103,7 @@ func (d *Decider) consultLLM(ctx context.Context, a *template.Alert, at *AlertTr
 	for _, o := range outcomes {
 		inc.NearMisses = append(inc.NearMisses, llm.NearMiss{Runbook: o.Name, Confidence: o.Confidence, Why: o.Reason})
 	}
-	for _, name := range slices.Sorted(func(yield func(string) bool) {
-		for n := range d.Rules.Tools {
-			if !yield(n) {
-				return
-			}
-		}
-	}) {
+	for _, name := range slices.Sorted(maps.Keys(d.Rules.Tools)) {
 		t := d.Rules.Tools[name]
 		if !t.LLM {
 			continue

@@ -197,8 +197,7 @@ func (r *Remediator) rollback(ctx context.Context, run *loopRun, c rules.Planned
 	now := r.now()
 	in := run.d.PolicyInput(rc, run.at, run.rb)
 	in.Rollback = true
-	dec, allowed := run.d.Gate.Evaluate(ctx, in, now)
-	r.metrics.decided(dec.Result)
+	dec, allowed := r.evaluate(ctx, run.d, in, now)
 	r.record(now, run.incident, "policy", "runbook:"+run.at.Runbook, map[string]any{"step": rc.Step, "tool": rc.Tool, "args": rc.Args, "rollback": true, "policy": dec})
 	if dec.Result != actions.Allow {
 		return fmt.Sprintf("its rollback %s was not run: policy %s: %s", rc.Tool, dec.Result, strings.Join(dec.Reasons, "; "))
@@ -216,38 +215,29 @@ func (r *Remediator) rollback(ctx context.Context, run *loopRun, c rules.Planned
 // it to a human with a brief.
 func (r *Remediator) escalate(ctx context.Context, run *loopRun, code, reason string) {
 	now := r.now()
-	inc, err := r.Store.Incident(run.incident)
-	if err != nil {
-		r.Logger.Error("escalating a missing incident", "component", "remediator", "incident", run.incident, "err", err)
-		return
-	}
-	already := inc.Outcome == state.OutcomeEscalated
 	runbook := ""
-	if inc.Acted && !already && run.at != nil {
-		// medic acted and could not fix it: a failure of the runbook.
+	if run.at != nil {
 		runbook = run.at.Runbook
 	}
-	if err := r.Store.Escalated(run.incident, runbook, state.Event{Time: now, Kind: "escalated", Message: "escalated: " + reason}); err != nil {
-		r.Logger.Error("recording the escalation failed", "component", "remediator", "err", err)
+	inc, prev, err := r.Store.Escalated(run.incident, runbook, state.Event{Time: now, Kind: "escalated", Message: "escalated: " + reason})
+	if err != nil {
+		r.Logger.Error("recording the escalation failed", "component", "remediator", "incident", run.incident, "err", err)
+		return
 	}
 	r.record(now, run.incident, "escalation", "medic", map[string]string{"reason_code": code, "reason": reason})
 	if r.metrics != nil {
 		r.metrics.escalations.WithLabelValues(code).Inc()
-		if !already {
+		if prev != state.OutcomeEscalated {
 			r.metrics.incidents.WithLabelValues(state.OutcomeEscalated).Inc()
 		}
 	}
-	r.tellHuman(ctx, run, code, reason, nil)
+	r.tellHuman(ctx, run, inc, code, reason, nil)
 }
 
 // tellHuman builds the brief, logs it, and sends it through the notify
 // tool the routing picks, under the policy and the hourly budget.
-func (r *Remediator) tellHuman(ctx context.Context, run *loopRun, code, reason string, commands []string) {
+func (r *Remediator) tellHuman(ctx context.Context, run *loopRun, inc *state.Incident, code, reason string, commands []string) {
 	now := r.now()
-	inc, err := r.Store.Incident(run.incident)
-	if err != nil {
-		return
-	}
 	if run.alert == nil && len(inc.Alerts) > 0 {
 		a := inc.Alerts[0]
 		run.alert = &template.Alert{Status: a.Status, Labels: a.Labels, Annotations: a.Annotations, StartsAt: a.StartsAt, Fingerprint: a.Fingerprint}
@@ -281,20 +271,13 @@ func (r *Remediator) tellHuman(ctx context.Context, run *loopRun, code, reason s
 		in.Runbook = run.at.Runbook
 	}
 	in.State = r.counts(now)(name, target)
-	dec, allowed := d.Gate.Evaluate(ctx, in, now)
-	r.metrics.decided(dec.Result)
+	dec, allowed := r.evaluate(ctx, d, in, now)
 	if dec.Result != actions.Allow {
 		r.event(run.incident, now, "brief_suppressed", fmt.Sprintf("the brief went only to the log: policy %s: %s", dec.Result, strings.Join(dec.Reasons, "; ")))
 		r.record(now, run.incident, "brief", "medic", map[string]any{"channel": "log", "policy": dec, "brief": b})
 		return
 	}
-	spec, err := notifySpec(tool, rules.PlannedCall{Tool: name}, run.incident, run.at)
-	var res actions.NotifyResult
-	if err == nil {
-		spec.Brief = b
-		spec.Severity = b.Severity
-		res, err = r.Executors.Notifier.Notify(ctx, allowed, spec)
-	}
+	res, err := r.sendNotify(ctx, run, tool, rules.PlannedCall{Tool: name}, b, allowed)
 	details := map[string]any{"tool": name, "channel": tool.Executor.Channel, "result": res, "brief": b}
 	if err != nil {
 		details["error"] = err.Error()
@@ -525,10 +508,29 @@ func (m *metrics) verified(result string) {
 	}
 }
 
-func (m *metrics) decided(r actions.Result) {
-	if m != nil {
-		m.policyDecisions.WithLabelValues(string(r)).Inc()
+// evaluate asks the gate about a call medic is about to make, and counts
+// the verdict.
+func (r *Remediator) evaluate(ctx context.Context, d *Decider, in actions.Input, now time.Time) (actions.Decision, *actions.Allowed) {
+	dec, allowed := d.Gate.Evaluate(ctx, in, now)
+	if r.metrics != nil {
+		r.metrics.policyDecisions.WithLabelValues(string(dec.Result)).Inc()
 	}
+	return dec, allowed
+}
+
+// sendNotify sends through a notify tool what the gate allowed: c's
+// message, or the brief b. It is the path of briefs and shadow notices,
+// which are audited but not journalled, since they change nothing medic
+// remediates.
+func (r *Remediator) sendNotify(ctx context.Context, run *loopRun, tool *rules.Tool, c rules.PlannedCall, b *actions.Brief, allowed *actions.Allowed) (actions.NotifyResult, error) {
+	spec, err := notifySpec(tool, c, run.incident, run.at)
+	if err != nil {
+		return actions.NotifyResult{}, err
+	}
+	if b != nil {
+		spec.Brief, spec.Severity = b, b.Severity
+	}
+	return r.Executors.Notifier.Notify(ctx, allowed, spec)
 }
 
 func (m *metrics) escalated(code string) {

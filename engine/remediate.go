@@ -505,8 +505,7 @@ func (r *Remediator) runCalls(ctx context.Context, run *loopRun, from, attempt i
 			if shadowMode {
 				in.Mode = string(rules.ModeShadow)
 			}
-			dec, allowed := d.Gate.Evaluate(ctx, in, now)
-			r.metrics.decided(dec.Result)
+			dec, allowed := r.evaluate(ctx, d, in, now)
 			r.record(now, run.incident, "policy", "runbook:"+at.Runbook, map[string]any{"step": c.Step, "tool": c.Tool, "args": c.Args, "attempt": attempt, "policy": dec})
 			if shadowMode {
 				// Shadow decides and records, never asks and never acts; an
@@ -581,7 +580,12 @@ func (r *Remediator) askApproval(ctx context.Context, run *loopRun, index, attem
 	reason := fmt.Sprintf("%s waits for approval until %s: %s", c.Tool, now.Add(ttl).UTC().Format(time.RFC3339), dec.Reasons[0])
 	r.event(run.incident, now, "approval_pending", reason)
 	r.metrics.escalated(escApproval)
-	r.tellHuman(ctx, run, escApproval, reason, []string{
+	inc, err := r.Store.Incident(run.incident)
+	if err != nil {
+		r.Logger.Error("reading the incident for its brief failed", "component", "remediator", "err", err)
+		return
+	}
+	r.tellHuman(ctx, run, inc, escApproval, reason, []string{
 		fmt.Sprintf("medic approve %d --medic.url=%s", run.incident, run.d.externalURL()),
 		fmt.Sprintf("medic deny %d --reason '…' --medic.url=%s", run.incident, run.d.externalURL()),
 	})
@@ -646,18 +650,13 @@ func (r *Remediator) notifyShadow(ctx context.Context, run *loopRun, lines []str
 	now := r.now()
 	in := d.PolicyInput(c, at, run.rb)
 	in.Mode = string(rules.ModeAuto)
-	dec, allowed := d.Gate.Evaluate(ctx, in, now)
-	r.metrics.decided(dec.Result)
+	dec, allowed := r.evaluate(ctx, d, in, now)
 	r.record(now, run.incident, "policy", "medic", map[string]any{"step": c.Step, "tool": c.Tool, "policy": dec})
 	if dec.Result != actions.Allow {
 		r.event(run.incident, now, "shadow", fmt.Sprintf("shadow notification not sent: policy %s: %s", dec.Result, reasonOr(strings.Join(dec.Reasons, "; "), "no reason")))
 		return
 	}
-	spec, err := notifySpec(tool, c, run.incident, at)
-	var res actions.NotifyResult
-	if err == nil {
-		res, err = r.Executors.Notifier.Notify(ctx, allowed, spec)
-	}
+	res, err := r.sendNotify(ctx, run, tool, c, nil, allowed)
 	details := map[string]any{"tool": name, "result": res}
 	if err != nil {
 		details["error"] = err.Error()

@@ -130,18 +130,24 @@ func (e *Engine) ProcessInbox() (state.ProcessResult, error) {
 
 	cfg := e.Config()
 	var counts [6]int
-	var opened, closed int
+	var opened, closed, remediated, selfResolved int
 	now := e.now().UTC()
 	res, err := e.store.ProcessInbox(entries, func(tx *state.Tx, i int) error {
 		if errs[i] != nil {
 			return errs[i]
 		}
 		for j := range msgs[i].Alerts {
-			r, o, c, err := e.applyAlert(tx, cfg, &msgs[i].Alerts[j], now)
+			r, o, c, outcome, err := e.applyAlert(tx, cfg, &msgs[i].Alerts[j], now)
 			if err != nil {
 				return err
 			}
 			counts[r]++
+			switch outcome {
+			case state.OutcomeRemediated:
+				remediated++
+			case state.OutcomeSelfResolved:
+				selfResolved++
+			}
 			opened += o
 			closed += c
 		}
@@ -157,6 +163,12 @@ func (e *Engine) ProcessInbox() (state.ProcessResult, error) {
 	}
 	e.metrics.incidentsOpened.Add(float64(opened))
 	e.metrics.incidentsClosed.Add(float64(closed))
+	// Counted once the transaction committed, like the counts above.
+	for outcome, n := range map[string]int{state.OutcomeRemediated: remediated, state.OutcomeSelfResolved: selfResolved, "ignored": counts[rIgnored]} {
+		if n > 0 {
+			e.metrics.incidents.WithLabelValues(outcome).Add(float64(n))
+		}
+	}
 	if opened > 0 && e.remediator != nil {
 		e.remediator.Wake()
 	}
@@ -197,34 +209,33 @@ func incidentKey(a *template.Alert) string { return a.Fingerprint }
 
 // applyAlert folds one alert into the incidents. It is idempotent: the same
 // alert applied twice changes no state beyond the receive counters.
-func (e *Engine) applyAlert(tx *state.Tx, cfg *Config, a *template.Alert, now time.Time) (result, opened, closed int, err error) {
+func (e *Engine) applyAlert(tx *state.Tx, cfg *Config, a *template.Alert, now time.Time) (result, opened, closed int, settled string, err error) {
 	name := a.Labels["alertname"]
 	if rule := ignoredBy(cfg.Intake.Ignore, a.Labels); rule != "" {
 		e.logger.Debug("alert ignored", "component", "worker", "alertname", name, "fingerprint", a.Fingerprint, "matcher", rule)
-		e.metrics.incidents.WithLabelValues("ignored").Inc()
-		return rIgnored, 0, 0, tx.CountIgnored(name, rule, now)
+		return rIgnored, 0, 0, "", tx.CountIgnored(name, rule, now)
 	}
 	fp := a.Fingerprint
 	seen, err := tx.Fingerprint(fp)
 	known := err == nil
 	if err != nil && !errors.Is(err, state.ErrNotFound) {
-		return 0, 0, 0, err
+		return 0, 0, 0, "", err
 	}
 	inc, err := tx.OpenIncident(incidentKey(a))
 	switch {
 	case errors.Is(err, state.ErrNotFound):
 		inc = nil
 	case err != nil:
-		return 0, 0, 0, err
+		return 0, 0, 0, "", err
 	}
 
 	if a.Status == "resolved" {
 		if inc == nil {
-			return rStale, 0, 0, nil
+			return rStale, 0, 0, "", nil
 		}
 		i := inc.AlertIndex(fp)
 		if i < 0 || inc.Alerts[i].Status == "resolved" || a.StartsAt.Before(inc.Alerts[i].StartsAt) {
-			return rStale, 0, 0, nil
+			return rStale, 0, 0, "", nil
 		}
 		rec := &inc.Alerts[i]
 		update(rec, a, now)
@@ -241,36 +252,34 @@ func (e *Engine) applyAlert(tx *state.Tx, cfg *Config, a *template.Alert, now ti
 				if inc.Outcome == "" && !inc.Verifying {
 					// No verify block: Alertmanager's resolution is the
 					// evidence. With one, its result settles the outcome.
-					inc.Outcome = state.OutcomeRemediated
-					e.metrics.incidents.WithLabelValues(state.OutcomeRemediated).Inc()
+					inc.Outcome, settled = state.OutcomeRemediated, state.OutcomeRemediated
 				}
 			case inc.Outcome == "":
-				inc.Outcome = state.OutcomeSelfResolved
-				e.metrics.incidents.WithLabelValues(state.OutcomeSelfResolved).Inc()
+				inc.Outcome, settled = state.OutcomeSelfResolved, state.OutcomeSelfResolved
 			}
 			inc.AddEvent(state.Event{Time: now, Kind: "closed", Message: msg})
 			closed = 1
 		}
 		if err := tx.PutIncident(inc); err != nil {
-			return 0, 0, 0, err
+			return 0, 0, 0, "", err
 		}
 		if closed == 1 {
 			if err := tx.Audit(incidentAudit(inc, now, "closed", a)); err != nil {
-				return 0, 0, 0, err
+				return 0, 0, 0, "", err
 			}
 		}
-		return rResolved, 0, closed, tx.PutFingerprint(fp, state.Fingerprint{IncidentID: inc.ID, StartsAt: a.StartsAt, Resolved: true, UpdatedAt: now, Starts: seen.Starts})
+		return rResolved, 0, closed, settled, tx.PutFingerprint(fp, state.Fingerprint{IncidentID: inc.ID, StartsAt: a.StartsAt, Resolved: true, UpdatedAt: now, Starts: seen.Starts})
 	}
 
 	// Firing.
 	if known && seen.Resolved && !a.StartsAt.After(seen.StartsAt) {
 		// Alertmanager re-sent an occurrence medic already saw resolve.
-		return rStale, 0, 0, nil
+		return rStale, 0, 0, "", nil
 	}
 	digest := alertDigest(a)
 	if known && !seen.Resolved && seen.StartsAt.Equal(a.StartsAt) && seen.Digest == digest && now.Sub(seen.UpdatedAt) < repeatRefresh {
 		// An unchanged repeat, written less than repeatRefresh ago.
-		return rRepeated, 0, 0, nil
+		return rRepeated, 0, 0, "", nil
 	}
 	result = rUpdated
 	if inc == nil {
@@ -297,17 +306,17 @@ func (e *Engine) applyAlert(tx *state.Tx, cfg *Config, a *template.Alert, now ti
 	rec.EndsAt = time.Time{}
 	inc.UpdatedAt = now
 	if err := tx.PutIncident(inc); err != nil {
-		return 0, 0, 0, err
+		return 0, 0, 0, "", err
 	}
 	if opened == 1 {
 		if err := tx.Audit(incidentAudit(inc, now, "opened", a)); err != nil {
-			return 0, 0, 0, err
+			return 0, 0, 0, "", err
 		}
 		if e.remediator != nil {
 			// Queued in the transaction that opens the incident, so a crash
 			// cannot lose the decision.
 			if err := tx.QueueDecision(state.DecisionJob{Incident: inc.ID, Fingerprint: fp, QueuedAt: now}); err != nil {
-				return 0, 0, 0, err
+				return 0, 0, 0, "", err
 			}
 		}
 	}
@@ -315,7 +324,7 @@ func (e *Engine) applyAlert(tx *state.Tx, cfg *Config, a *template.Alert, now ti
 	if !known || !seen.StartsAt.Equal(a.StartsAt) {
 		starts = state.WithStart(starts, a.StartsAt)
 	}
-	return result, opened, 0, tx.PutFingerprint(fp, state.Fingerprint{IncidentID: inc.ID, StartsAt: a.StartsAt, UpdatedAt: now, Digest: digest, Starts: starts})
+	return result, opened, 0, "", tx.PutFingerprint(fp, state.Fingerprint{IncidentID: inc.ID, StartsAt: a.StartsAt, UpdatedAt: now, Digest: digest, Starts: starts})
 }
 
 // alertDigest hashes what a repeat may change: labels, annotations and the
