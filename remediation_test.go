@@ -402,13 +402,7 @@ runbook "shadowed" {
 // TestNotifyTool: a notify tool posts to the webhook whose URL it reads
 // from its url_file, with the rendered message as summary.
 func TestNotifyTool(t *testing.T) {
-	got := make(chan map[string]any, 4)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var m map[string]any
-		json.NewDecoder(r.Body).Decode(&m)
-		got <- m
-	}))
-	defer srv.Close()
+	got, srv := jsonSink(t)
 	l := newLab(t, `
 tool "page" {
   description = "Tell the on-call."
@@ -528,13 +522,7 @@ func TestReloadRunbooksAllOrNothing(t *testing.T) {
 // message per incident that says exactly what each step would have run,
 // and the step itself never runs.
 func TestShadowNotifies(t *testing.T) {
-	got := make(chan map[string]any, 4)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var m map[string]any
-		json.NewDecoder(r.Body).Decode(&m)
-		got <- m
-	}))
-	defer srv.Close()
+	got, srv := jsonSink(t)
 	l := newLab(t, `
 tool "record" {
   description = "Records that it ran."
@@ -872,4 +860,16 @@ escalation {
 		t.Fatalf("a 4th brief was sent: %s", g)
 	case <-time.After(500 * time.Millisecond):
 	}
+}
+
+// jsonSink is a webhook receiver that hands over each JSON body it gets.
+func jsonSink(t *testing.T) (chan map[string]any, *httptest.Server) {
+	got := make(chan map[string]any, 4)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var m map[string]any
+		json.NewDecoder(r.Body).Decode(&m)
+		got <- m
+	}))
+	t.Cleanup(srv.Close)
+	return got, srv
 }

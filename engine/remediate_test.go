@@ -148,16 +148,7 @@ runbook "noop" {
 // incident's deadline escalates at the deadline, with a real Prometheus
 // answering the query.
 func TestVerificationDeadline(t *testing.T) {
-	prom, _ := startPrometheus(t)
-	env := newTestEnv(t, nil)
-	env.now = time.Now()
-	set, diags := rules.Parse("r.hcl", []byte(`
-tool "noop" {
-  description = "Does nothing, successfully."
-  risk        = "low"
-  param "name" { pattern = "[a-z]+" }
-  exec { command = ["/bin/true", "${param.name}"] }
-}
+	env, d := verifyLab(t, `
 runbook "slow" {
   description = "Verifies long after the deadline."
   match { alertname = "Slow" }
@@ -172,19 +163,11 @@ runbook "slow" {
     wait   = "30s"
   }
 }
-`))
-	if diags.HasErrors() {
-		t.Fatal(diags)
-	}
-	gate, err := actions.NewGate(context.Background(), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := *env.eng.Config()
+`)
+	cfg := *d.Config
 	cfg.Remediation.Deadline = time.Second
-	d := &Decider{Config: &cfg, Rules: set, Gate: gate, Sources: rules.Sources{Prom: prom}}
-	rem := &Remediator{Logger: env.eng.logger, Store: env.store, Decider: func() *Decider { return d }, Executors: Executors{Exec: &actions.Exec{}}}
-	env.eng.SetRemediator(rem)
+	d.Config = &cfg
+	rem := newRemediator(env, d)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	workDone, remDone := make(chan struct{}), make(chan struct{})
@@ -255,16 +238,7 @@ func TestSimilarIncidents(t *testing.T) {
 // TestVerificationWaitFreesItsSlot: with parallel = 1, a second incident is
 // acted on while the first waits for its verification.
 func TestVerificationWaitFreesItsSlot(t *testing.T) {
-	prom, _ := startPrometheus(t)
-	env := newTestEnv(t, nil)
-	env.now = time.Now()
-	set, diags := rules.Parse("r.hcl", []byte(`
-tool "noop" {
-  description = "Does nothing, successfully."
-  risk        = "low"
-  param "name" { pattern = "[a-z]+" }
-  exec { command = ["/bin/true", "${param.name}"] }
-}
+	env, d := verifyLab(t, `
 runbook "waits" {
   description = "Verifies after 3 s."
   match { alertname = "Waits" }
@@ -279,17 +253,8 @@ runbook "waits" {
     wait   = "3s"
   }
 }
-`))
-	if diags.HasErrors() {
-		t.Fatal(diags)
-	}
-	gate, err := actions.NewGate(context.Background(), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := &Decider{Config: env.eng.Config(), Rules: set, Gate: gate, Sources: rules.Sources{Prom: prom}}
-	rem := &Remediator{Logger: env.eng.logger, Store: env.store, Decider: func() *Decider { return d }, Executors: Executors{Exec: &actions.Exec{}}}
-	env.eng.SetRemediator(rem)
+`)
+	rem := newRemediator(env, d)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	workDone, remDone := make(chan struct{}), make(chan struct{})
@@ -335,16 +300,7 @@ runbook "waits" {
 // waits leaves the decision queued; the next start escalates the incident
 // and does not run the step again.
 func TestShutdownDuringVerification(t *testing.T) {
-	prom, _ := startPrometheus(t)
-	env := newTestEnv(t, nil)
-	env.now = time.Now()
-	set, diags := rules.Parse("r.hcl", []byte(`
-tool "noop" {
-  description = "Does nothing, successfully."
-  risk        = "low"
-  param "name" { pattern = "[a-z]+" }
-  exec { command = ["/bin/true", "${param.name}"] }
-}
+	env, d := verifyLab(t, `
 runbook "waits" {
   description = "Verifies after 30 s."
   match { alertname = "Waits" }
@@ -359,21 +315,8 @@ runbook "waits" {
     wait   = "30s"
   }
 }
-`))
-	if diags.HasErrors() {
-		t.Fatal(diags)
-	}
-	gate, err := actions.NewGate(context.Background(), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := &Decider{Config: env.eng.Config(), Rules: set, Gate: gate, Sources: rules.Sources{Prom: prom}}
-	newRem := func() *Remediator {
-		rem := &Remediator{Logger: env.eng.logger, Store: env.store, Decider: func() *Decider { return d }, Executors: Executors{Exec: &actions.Exec{}}}
-		env.eng.SetRemediator(rem)
-		return rem
-	}
-	rem := newRem()
+`)
+	rem := newRemediator(env, d)
 	ctx, cancel := context.WithCancel(context.Background())
 	remDone := make(chan struct{})
 	go func() { rem.Run(ctx, 2); close(remDone) }()
@@ -401,7 +344,7 @@ runbook "waits" {
 	if jobs, _ := env.store.DecisionJobs(10); len(jobs) != 1 {
 		t.Fatalf("%d decision jobs after the shutdown, want the one still queued", len(jobs))
 	}
-	rem = newRem()
+	rem = newRemediator(env, d)
 	if err := rem.Recover(); err != nil {
 		t.Fatal(err)
 	}
@@ -422,4 +365,37 @@ runbook "waits" {
 	}
 	cancel()
 	<-remDone
+}
+
+// verifyLab is a test environment at the real time, and a decider for
+// runbooks (which may use the tool noop, a /bin/true) whose verify queries
+// go to a real Prometheus.
+func verifyLab(t *testing.T, runbooks string) (*testEnv, *Decider) {
+	t.Helper()
+	prom, _ := startPrometheus(t)
+	env := newTestEnv(t, nil)
+	env.now = time.Now()
+	set, diags := rules.Parse("r.hcl", []byte(`
+tool "noop" {
+  description = "Does nothing, successfully."
+  risk        = "low"
+  param "name" { pattern = "[a-z]+" }
+  exec { command = ["/bin/true", "${param.name}"] }
+}
+`+runbooks))
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	gate, err := actions.NewGate(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return env, &Decider{Config: env.eng.Config(), Rules: set, Gate: gate, Sources: rules.Sources{Prom: prom}}
+}
+
+// newRemediator wires a remediator with d to env's engine.
+func newRemediator(env *testEnv, d *Decider) *Remediator {
+	rem := &Remediator{Logger: env.eng.logger, Store: env.store, Decider: func() *Decider { return d }, Executors: Executors{Exec: &actions.Exec{}}}
+	env.eng.SetRemediator(rem)
+	return rem
 }
