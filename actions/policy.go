@@ -18,9 +18,6 @@ import (
 //go:embed default.rego
 var defaultPolicy string
 
-// DefaultPolicy is the embedded policy source, for `medic check` and docs.
-func DefaultPolicy() string { return defaultPolicy }
-
 // Result is the policy's verdict on one call.
 type Result string
 

@@ -835,9 +835,6 @@ func (r *Remediator) Resume(ctx context.Context, a state.Approval) error {
 	return nil
 }
 
-// Wait waits for the remediations in flight.
-func (r *Remediator) Wait() { r.wg.Wait() }
-
 // notifySpec reads a notify tool's secrets from their files, now, so that a
 // rotated key is picked up without a reload.
 func notifySpec(tool *rules.Tool, c rules.PlannedCall, incident uint64, at *AlertTrace) (actions.NotifySpec, error) {
