@@ -411,27 +411,28 @@ func (r *Remediator) similar(labels map[string]string) []llm.Past {
 		if len(inc.Alerts) == 0 {
 			continue
 		}
-		sim := llm.Similarity(labels, inc.Alerts[0].Labels)
-		if sim < 0.5 {
-			continue
+		if sim := llm.Similarity(labels, inc.Alerts[0].Labels); sim >= 0.5 {
+			out = append(out, llm.Past{ID: inc.ID, Similarity: sim, Alertname: inc.Alerts[0].Labels["alertname"], Outcome: inc.Outcome})
 		}
-		p := llm.Past{ID: inc.ID, Similarity: sim, Alertname: inc.Alerts[0].Labels["alertname"], Outcome: inc.Outcome}
-		if inc.Outcome == state.OutcomeRemediated {
-			if acts, err := r.Store.Actions(inc.ID); err == nil {
-				var tools []string
-				for _, a := range acts {
-					if a.State == state.ActionSucceeded && !a.Rollback {
-						tools = append(tools, a.Tool+" "+formatArgs(a.Args))
-					}
-				}
-				p.FixedBy = strings.Join(tools, "; ")
-			}
-		}
-		out = append(out, p)
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Similarity > out[j].Similarity })
 	if len(out) > 3 {
 		out = out[:3]
+	}
+	// What fixed them: read from the journal for the three kept only.
+	for i := range out {
+		if out[i].Outcome != state.OutcomeRemediated {
+			continue
+		}
+		if acts, err := r.Store.Actions(out[i].ID); err == nil {
+			var tools []string
+			for _, a := range acts {
+				if a.State == state.ActionSucceeded && !a.Rollback {
+					tools = append(tools, a.Tool+" "+formatArgs(a.Args))
+				}
+			}
+			out[i].FixedBy = strings.Join(tools, "; ")
+		}
 	}
 	return out
 }
