@@ -286,13 +286,8 @@ func runServe(sf serveFlags, logger *slog.Logger, stderr io.Writer) int {
 	eng.InstrumentLLM(decider)
 	var current atomic.Pointer[engine.Decider]
 	current.Store(decider)
-	rem := &engine.Remediator{Logger: logger, Store: store, Decider: current.Load,
-		DryRun: sf.dryRun || cfg.Remediation.DryRun, ApprovalTTL: cfg.Remediation.ApprovalTTL,
+	rem := &engine.Remediator{Logger: logger, Store: store, Decider: current.Load, DryRun: sf.dryRun,
 		Executors: engine.Executors{Exec: &actions.Exec{}, HTTP: &actions.HTTPExec{}, Notifier: &actions.Notifier{}}}
-	if cfg.Alertmanager.URL != "" {
-		u, _ := url.Parse(cfg.Alertmanager.URL)
-		rem.Executors.Silencer = actions.NewSilencer(u, nil)
-	}
 	eng.SetRemediator(rem)
 	if err := rem.Recover(); err != nil {
 		logger.Error("recovering the action journal failed", "err", err)
@@ -428,8 +423,10 @@ loop:
 }
 
 // reloadConfig is all or nothing: a config with any error leaves the running
-// one in place. Settings bound at start (listener, state file, web config
-// file) need a restart; a change to them is logged and not applied.
+// one in place. Every other setting applies at once. Settings bound at start
+// (listener, state file, web config file, the number of parallel decisions)
+// need a restart: a change to one of them refuses the whole reload, naming
+// it.
 func reloadConfig(sf serveFlags, eng *engine.Engine, logger *slog.Logger, stderr io.Writer) (*engine.Decider, error) {
 	cfg, err := loadConfig(sf, stderr)
 	if err != nil {
@@ -446,11 +443,20 @@ func reloadConfig(sf serveFlags, eng *engine.Engine, logger *slog.Logger, stderr
 	if cfg.Storage.Path != cur.Storage.Path {
 		restart = append(restart, "storage.path")
 	}
-	if len(restart) > 0 {
-		return nil, fmt.Errorf("%s changed; these need a restart", strings.Join(restart, ", "))
+	if cfg.Remediation.Parallel != cur.Remediation.Parallel {
+		restart = append(restart, "remediation.parallel")
 	}
-	if _, err := engine.CheckExposure(cfg.Web); err != nil {
+	if len(restart) > 0 {
+		return nil, fmt.Errorf("%s changed; these need a restart, and nothing was reloaded", strings.Join(restart, ", "))
+	}
+	exposure, err := engine.CheckExposure(cfg.Web)
+	if err != nil {
 		return nil, err
+	}
+	// Authentication is never dropped by a signal alone: the new file must
+	// say so.
+	if was, _ := engine.CheckExposure(cur.Web); len(was.Auth) > 0 && len(exposure.Auth) == 0 && !cfg.Web.Insecure {
+		return nil, fmt.Errorf("the new configuration turns authentication off (%s); set web.insecure = true to mean it", strings.Join(was.Auth, ", "))
 	}
 	// The runbooks and the policy load with the config, or nothing changes.
 	d, err := buildDecider(cfg, logger)

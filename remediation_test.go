@@ -37,20 +37,30 @@ func newLab(t *testing.T, runbooks string, approvalTTL string, extra ...string) 
 	os.Chmod(script, 0o755)
 	rb := strings.NewReplacer("SCRIPT", script, "COUNT", l.count).Replace(runbooks)
 	writeFile(t, filepath.Join(dir, "runbooks.hcl"), rb)
-	writeFile(t, filepath.Join(dir, "medic.hcl"), fmt.Sprintf(`
+	l.writeConfig(t, "", labAuth, append([]string{fmt.Sprintf("approval_ttl = %q", approvalTTL)}, extra...)...)
+	return l
+}
+
+// labAuth is the lab's web authentication: the API and the approver token.
+const labAuth = `bearer_token_file   = "token"
+  approver_token_file = "approver"`
+
+// writeConfig writes the lab's medic.hcl: top at the top level, auth in the
+// web block, and the remediation lines in the remediation block.
+func (l *remediationLab) writeConfig(t *testing.T, top, auth string, remediation ...string) {
+	t.Helper()
+	writeFile(t, filepath.Join(l.dir, "medic.hcl"), fmt.Sprintf(`
 runbooks = ["runbooks.hcl"]
+%s
 web {
-  listen_address      = %q
-  bearer_token_file   = "token"
-  approver_token_file = "approver"
+  listen_address = %q
+  %s
 }
 storage { path = "medic.db" }
 remediation {
-  approval_ttl = %q
   %s
 }
-`, l.addr, approvalTTL, strings.Join(extra, "\n  ")))
-	return l
+`, top, l.addr, auth, strings.Join(remediation, "\n  ")))
 }
 
 func (l *remediationLab) start(t *testing.T) *proc {

@@ -54,6 +54,9 @@ type Decider struct {
 	Similar func(labels map[string]string) []llm.Past
 	// OnProposal counts what became of each LLM proposal.
 	OnProposal func(result string)
+	// Silencer creates silences in the configured Alertmanager; nil when
+	// none is configured.
+	Silencer *actions.Silencer
 }
 
 // Trace is the decision for one notification, with the reasons for every
@@ -290,6 +293,11 @@ func NewDecider(cfg *Config, logger *slog.Logger) (*Decider, hcl.Diagnostics) {
 	if cfg.LLM.Provider != "" {
 		if d.LLM, err = NewLLMClient(cfg.LLM); err != nil {
 			return nil, append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid llm", Detail: err.Error()})
+		}
+	}
+	if cfg.Alertmanager.URL != "" {
+		if d.Silencer, err = NewSilencer(cfg.Alertmanager); err != nil {
+			return nil, append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid alertmanager", Detail: err.Error()})
 		}
 	}
 	if cfg.Loki.URL != "" {

@@ -23,11 +23,11 @@ import (
 	"medic/state"
 )
 
-// Executors run the calls the gate allowed.
+// Executors run the calls the gate allowed. Silences go through the
+// Decider's Silencer, which the config in force builds.
 type Executors struct {
 	Exec     *actions.Exec
 	HTTP     *actions.HTTPExec
-	Silencer *actions.Silencer
 	Notifier *actions.Notifier
 }
 
@@ -43,9 +43,9 @@ type Remediator struct {
 	Decider func() *Decider
 	Now     func() time.Time
 	// DryRun forces shadow mode everywhere: decide, record, run nothing.
+	// It is serve's --dry-run flag; remediation.dry_run in the config in
+	// force does the same, and a reload can turn that on or off.
 	DryRun bool
-	// ApprovalTTL is how long a pending call waits for a human.
-	ApprovalTTL time.Duration
 
 	// metrics is the engine's, set by Engine.SetRemediator; nil counts
 	// nothing.
@@ -483,7 +483,7 @@ func (r *Remediator) release(target string) {
 // and the next start escalates it rather than forget it.
 func (r *Remediator) runCalls(ctx context.Context, run *loopRun, from, attempt int, approved bool) bool {
 	d, at, rb := run.d, run.at, run.rb
-	shadowMode := r.DryRun || rb.Mode == rules.ModeShadow
+	shadowMode := r.DryRun || d.Config.Remediation.DryRun || rb.Mode == rules.ModeShadow
 	run.verify = rb.Verify
 	attempts := 1
 	if shadowMode {
@@ -568,7 +568,7 @@ func (r *Remediator) runCalls(ctx context.Context, run *loopRun, from, attempt i
 // sends the brief with the commands to decide it.
 func (r *Remediator) askApproval(ctx context.Context, run *loopRun, index, attempt int, c rules.PlannedCall, dec actions.Decision, now time.Time) {
 	call, _ := json.Marshal(savedCall{Index: index, Attempt: attempt, Trace: *run.at, Alert: *run.alert})
-	ttl := r.ApprovalTTL
+	ttl := run.d.Config.Remediation.ApprovalTTL
 	if ttl <= 0 {
 		ttl = DefaultApprovalTTL
 	}
@@ -746,12 +746,16 @@ func (r *Remediator) execute(ctx context.Context, run *loopRun, c rules.PlannedC
 		}
 		result, ok = res, res.OK
 	case rules.SilenceKind:
-		if r.Executors.Silencer == nil {
+		if d.Silencer == nil {
 			result = map[string]string{"error": "no Alertmanager configured for silences"}
 			break
 		}
-		res, err := r.Executors.Silencer.Silence(ctx, allowed, actions.SilenceSpec{Tool: c.Tool, Labels: alert.Labels, Duration: tool.Executor.Duration,
-			Comment: fmt.Sprintf("medic incident %d", incident)}, now)
+		comment := fmt.Sprintf("medic incident %d", incident)
+		if c.Message != "" {
+			comment = c.Message + " (" + comment + ")"
+		}
+		res, err := d.Silencer.Silence(ctx, allowed, actions.SilenceSpec{Tool: c.Tool, Labels: alert.Labels, Duration: tool.Executor.Duration,
+			Comment: comment}, now)
 		if err != nil {
 			result = map[string]string{"error": err.Error()}
 			break

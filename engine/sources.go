@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/common/version"
 
+	"medic/actions"
 	"medic/rules"
 )
 
@@ -40,6 +41,19 @@ func (c SourceConfig) roundTripper() (http.RoundTripper, error) {
 		hc = *loaded
 	}
 	return promconfig.NewRoundTripperFromConfig(hc, "medic", promconfig.WithUserAgent(version.ComponentUserAgent("medic")))
+}
+
+// NewSilencer connects silence tools to the Alertmanager at c.URL.
+func NewSilencer(c SourceConfig) (*actions.Silencer, error) {
+	u, err := url.Parse(c.URL)
+	if err != nil {
+		return nil, fmt.Errorf("alertmanager url: %w", err)
+	}
+	rt, err := c.roundTripper()
+	if err != nil {
+		return nil, err
+	}
+	return actions.NewSilencer(u, &http.Client{Transport: rt}), nil
 }
 
 // PromClient runs enrichment and verification queries through the

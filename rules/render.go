@@ -147,7 +147,8 @@ type PlannedCall struct {
 	IdempotencyKey string `json:"idempotency_key,omitempty"`
 	// HTTP is the rendered request of an http tool.
 	HTTP *PlannedHTTP `json:"http,omitempty"`
-	// Message is a notify tool's rendered message.
+	// Message is a notify tool's rendered message, or a silence tool's
+	// rendered comment.
 	Message string `json:"message,omitempty"`
 	// Unit and UnitAction are a systemd tool's unit, rendered, and what
 	// to do to it. The executor checks the unit name before it runs.
@@ -306,6 +307,11 @@ func (s *Set) plan(t *Tool, args map[string]string) (PlannedCall, error) {
 	if t.Executor.Kind == NotifyKind && t.Executor.Message != nil {
 		if pc.Message, err = t.Executor.Message.render(pv); err != nil {
 			return PlannedCall{}, fmt.Errorf("tool %s: message: %w", t.Name, err)
+		}
+	}
+	if t.Executor.Kind == SilenceKind && t.Executor.Comment != nil {
+		if pc.Message, err = t.Executor.Comment.render(pv); err != nil {
+			return PlannedCall{}, fmt.Errorf("tool %s: comment: %w", t.Name, err)
 		}
 	}
 	if t.Executor.Kind == SystemdKind {
