@@ -31,7 +31,7 @@ func (r *Remediator) measure(ctx context.Context, d *Decider, v *rules.Verify, a
 	if d.Sources.Prom == nil {
 		return 0, errors.New("no prometheus is configured")
 	}
-	q, err := v.PromQL.Render(rules.Vars{Labels: alert.Labels, Annotations: alert.Annotations})
+	q, err := v.PromQL.RenderQuery(rules.Vars{Labels: alert.Labels, Annotations: alert.Annotations})
 	if err != nil {
 		return 0, fmt.Errorf("render the verify query: %w", err)
 	}

@@ -82,7 +82,7 @@ func (s *Set) Enrich(ctx context.Context, cands []*Runbook, v Vars, src Sources,
 			var run func(context.Context) (any, error)
 			switch q.Kind {
 			case QueryPromQL:
-				text, err := q.Expr.render(&v)
+				text, err := q.Expr.RenderQuery(v)
 				if err != nil {
 					res.Errors[q.Name] = err.Error()
 					continue
@@ -95,7 +95,7 @@ func (s *Set) Enrich(ctx context.Context, cands []*Runbook, v Vars, src Sources,
 					return src.Prom.Query(ctx, text, now)
 				}
 			case QueryLogQL:
-				text, err := q.Expr.render(&v)
+				text, err := q.Expr.RenderQuery(v)
 				if err != nil {
 					res.Errors[q.Name] = err.Error()
 					continue

@@ -181,16 +181,7 @@ func stringMap(m map[string]string) cty.Value {
 // Render evaluates the template. A failure is an error, never a partial
 // string: a call whose argument cannot render does not run.
 func (t *Template) Render(v Vars) (string, error) {
-	ctx := &hcl.EvalContext{
-		Variables: map[string]cty.Value{
-			"labels":      stringMap(v.Labels),
-			"annotations": stringMap(v.Annotations),
-			"param":       stringMap(v.Params),
-			"query":       queryValue(v.Query),
-		},
-		Functions: functions,
-	}
-	val, diags := t.Expr.Value(ctx)
+	val, diags := t.Expr.Value(evalContext(v))
 	if diags.HasErrors() {
 		return "", fmt.Errorf("render %s: %s", t.Range, diagsText(diags))
 	}
@@ -202,6 +193,20 @@ func (t *Template) Render(v Vars) (string, error) {
 		return "", fmt.Errorf("render %s: %v", t.Range, err)
 	}
 	return s.AsString(), nil
+}
+
+// evalContext is a fresh context for one render: the values, and only the
+// pure functions.
+func evalContext(v Vars) *hcl.EvalContext {
+	return &hcl.EvalContext{
+		Variables: map[string]cty.Value{
+			"labels":      stringMap(v.Labels),
+			"annotations": stringMap(v.Annotations),
+			"param":       stringMap(v.Params),
+			"query":       queryValue(v.Query),
+		},
+		Functions: functions,
+	}
 }
 
 func diagsText(diags hcl.Diagnostics) string {
