@@ -1,12 +1,15 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"medic/state"
 )
 
 // The tests in this file show that the guards the README promises hold in
@@ -79,5 +82,130 @@ func TestQueryInjection(t *testing.T) {
 	}
 	if got[0] != got[1] || !strings.Contains(got[0], "no runbook matched") {
 		t.Fatalf("the decisions differ:\n%s", strings.Join(got, "\n"))
+	}
+}
+
+const policyRunbook = `
+tool "record" {
+  description = "Records that it ran."
+  risk        = "RISK"
+  param "name" { pattern = "^[a-z0-9]+$" }
+  exec { command = ["SCRIPT", "COUNT", "0"] }
+  IDEMPOTENCY
+}
+runbook "lab" {
+  description = "The lab runbook."
+  match { alertname = "Lab" }
+  target = "${labels.name}"
+  EXTRA
+  step "record" {
+    tool = "record"
+    args = { name = "${labels.name}" }
+  }
+}
+`
+
+// settled waits until the newest incident of fp was decided one way or
+// another, and returns it.
+func (l *remediationLab) settled(t *testing.T, fp string) state.Incident {
+	t.Helper()
+	var found state.Incident
+	eventually(t, 30*time.Second, fp+" to be decided", func() bool {
+		for _, inc := range l.incidents(t) {
+			if inc.Key == fp && (hasEvent(inc, "escalated") || hasEvent(inc, "approval_pending") || hasEvent(inc, "action_succeeded") || hasEvent(inc, "action_failed")) {
+				found = inc
+				return true
+			}
+		}
+		return false
+	})
+	return found
+}
+
+// TestDefaultPolicyInServe drives every rule of the default policy through
+// a running medic serve, with the counts taken from its own journal: each
+// case shows the verdict in the audit log and how many times the tool ran.
+func TestDefaultPolicyInServe(t *testing.T) {
+	t.Parallel()
+	promAddr := startPrometheus(t)
+	type alert struct{ name, severity string }
+	cases := []struct {
+		name                   string
+		risk, idempotency      string
+		extra, top             string
+		remediation            []string
+		alerts                 []alert
+		flood                  int
+		runs                   int
+		lastEvent, auditReason string
+	}{
+		{name: "4th execution on a target in the hour", alerts: []alert{{"shop", "warning"}, {"shop", "warning"}, {"shop", "warning"}, {"shop", "warning"}},
+			runs: 3, lastEvent: "escalated", auditReason: "rate limit: 3 executions of record on shop in the last hour (at most 3)"},
+		{name: "over 20% of a declared fleet", extra: `blast_radius { fleet = "vector(10)" }`,
+			alerts: []alert{{"a", "warning"}, {"b", "warning"}, {"c", "warning"}},
+			runs:   2, lastEvent: "escalated", auditReason: "blast radius: 3 of 10 targets"},
+		{name: "spread with no fleet", top: "policy_config { max_targets_per_hour = 2 }",
+			alerts: []alert{{"a", "warning"}, {"b", "warning"}, {"c", "warning"}},
+			runs:   2, lastEvent: "escalated", auditReason: "spread: 3 distinct targets in an hour with no known fleet size (at most 2)"},
+		{name: "peak hours on a critical service", extra: `critical = "labels.severity == 'critical'"`,
+			top:    "policy_config {\n  peak_hours {\n    start    = 0\n    end      = 24\n    timezone = \"UTC\"\n  }\n}",
+			alerts: []alert{{"a", "warning"}, {"b", "critical"}},
+			runs:   1, lastEvent: "approval_pending", auditReason: "peak hours (0 to 24, UTC) on a critical service"},
+		{name: "idempotent repeat", idempotency: "idempotency_key = \"record/${param.name}\"\n  idempotency_window = \"1h\"",
+			alerts: []alert{{"shop", "warning"}, {"shop", "warning"}},
+			runs:   1, lastEvent: "escalated", auditReason: "idempotent repeat: record/shop already ran within its window"},
+		{name: "medium risk below 0.75", risk: "medium", extra: "confidence = \"0.7\"\n  threshold = 0.5",
+			alerts: []alert{{"a", "warning"}}, runs: 0, lastEvent: "escalated", auditReason: "confidence 0.7 is below 0.75"},
+		{name: "high risk", risk: "high", alerts: []alert{{"a", "warning"}},
+			runs: 0, lastEvent: "approval_pending", auditReason: "high-risk tools always need approval"},
+		{name: "storm brake under a flood", top: "policy_config { max_targets_per_hour = 100 }", remediation: []string{"parallel = 16"},
+			flood: 40, runs: 10, lastEvent: "approval_pending", auditReason: "storm brake: 10 actions across the fleet in 10 minutes (limit 10)"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			risk := tc.risk
+			if risk == "" {
+				risk = "low"
+			}
+			rb := strings.NewReplacer("RISK", risk, "IDEMPOTENCY", tc.idempotency, "EXTRA", tc.extra).Replace(policyRunbook)
+			l := newLab(t, rb, "1h")
+			top := fmt.Sprintf("prometheus { url = \"http://%s\" }\n%s", promAddr, tc.top)
+			l.writeConfig(t, top, labAuth, append([]string{`approval_ttl = "1h"`}, tc.remediation...)...)
+			l.start(t)
+			var last state.Incident
+			for i, a := range tc.alerts {
+				fp := fmt.Sprintf("00000000000001%02x", i)
+				l.postAlert(t, "firing", fp, time.Now().Add(-time.Minute), map[string]string{"alertname": "Lab", "name": a.name, "severity": a.severity})
+				last = l.settled(t, fp)
+			}
+			if tc.flood > 0 {
+				var alerts []string
+				for i := range tc.flood {
+					alerts = append(alerts, fmt.Sprintf(`{"status":"firing","labels":{"alertname":"Lab","name":"t%d"},"startsAt":%q,"fingerprint":"%016x"}`,
+						i, time.Now().Add(-time.Minute).UTC().Format(time.RFC3339), 0x200+i))
+				}
+				code, body := l.do(t, "POST", "/api/v1/alerts", l.token,
+					json.RawMessage(`{"version":"4","status":"firing","receiver":"medic","alerts":[`+strings.Join(alerts, ",")+`]}`))
+				if code != 200 {
+					t.Fatalf("flood: %d %s", code, body)
+				}
+				for i := range tc.flood {
+					if inc := l.settled(t, fmt.Sprintf("%016x", 0x200+i)); hasEvent(inc, tc.lastEvent) {
+						last = inc
+					}
+				}
+			}
+			if n := len(l.runs(t)); n != tc.runs {
+				t.Errorf("the tool ran %d times, want %d", n, tc.runs)
+			}
+			if !hasEvent(last, tc.lastEvent) {
+				t.Errorf("the last incident's timeline %+v has no %s", last.Timeline, tc.lastEvent)
+			}
+			_, audit := l.do(t, "GET", "/api/v1/audit", l.token, nil)
+			if !strings.Contains(string(audit), tc.auditReason) {
+				t.Errorf("the audit log has no %q:\n%s", tc.auditReason, audit)
+			}
+		})
 	}
 }

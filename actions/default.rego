@@ -14,11 +14,16 @@ import rego.v1
 #   0.75  the confidence a medium-risk tool needs
 #   0.85  the confidence an LLM proposal needs to skip approval
 #   0.5   the recent success rate below which a tool needs approval
-# The two limits below can be set through input.config.
+# The three limits below can be set through input.config.
 
 max_per_target_hour := object.get(input.config, "max_per_target_hour", 3)
 
 storm_limit := object.get(input.config, "storm_limit", 10)
+
+# When a runbook declares no fleet, or its fleet query gave no answer, the
+# share cannot be computed: the spread is bounded by a count instead, never
+# left unlimited.
+max_targets_per_hour := object.get(input.config, "max_targets_per_hour", 5)
 
 # --- deny ---------------------------------------------------------------
 
@@ -30,10 +35,20 @@ deny contains msg if {
 }
 
 deny contains msg if {
+	not input.rollback
+	not input.escalation
 	input.state.fleet_size > 0
 	share := input.state.targets_affected / input.state.fleet_size
 	share > 0.2
 	msg := sprintf("blast radius: %d of %d targets (share %v) is over %v of the fleet", [input.state.targets_affected, input.state.fleet_size, share, 0.2])
+}
+
+deny contains msg if {
+	not input.rollback
+	not input.escalation
+	input.state.fleet_size <= 0
+	input.state.targets_affected > max_targets_per_hour
+	msg := sprintf("spread: %d distinct targets in an hour with no known fleet size (at most %d)", [input.state.targets_affected, max_targets_per_hour])
 }
 
 deny contains msg if {

@@ -78,6 +78,9 @@ func configItems(c PolicyConfig) [][2]*ast.Term {
 	if c.StormLimit != 0 {
 		items = append(items, ast.Item(ast.StringTerm("storm_limit"), ast.IntNumberTerm(c.StormLimit)))
 	}
+	if c.MaxTargetsPerHour != 0 {
+		items = append(items, ast.Item(ast.StringTerm("max_targets_per_hour"), ast.IntNumberTerm(c.MaxTargetsPerHour)))
+	}
 	if p := c.PeakHours; p != nil {
 		items = append(items, ast.Item(ast.StringTerm("peak_hours"), ast.ObjectTerm(
 			ast.Item(ast.StringTerm("start"), ast.IntNumberTerm(p.Start)),

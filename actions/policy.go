@@ -93,9 +93,12 @@ type Idempotency struct {
 
 // PolicyConfig carries the tunables from medic.hcl into the policy.
 type PolicyConfig struct {
-	MaxPerTargetHour int        `json:"max_per_target_hour,omitempty"`
-	StormLimit       int        `json:"storm_limit,omitempty"`
-	PeakHours        *PeakHours `json:"peak_hours,omitempty"`
+	MaxPerTargetHour int `json:"max_per_target_hour,omitempty"`
+	StormLimit       int `json:"storm_limit,omitempty"`
+	// MaxTargetsPerHour bounds the distinct targets of a group acted on
+	// in an hour when the fleet's size is unknown.
+	MaxTargetsPerHour int        `json:"max_targets_per_hour,omitempty"`
+	PeakHours         *PeakHours `json:"peak_hours,omitempty"`
 }
 
 // PeakHours is a daily window, [Start, End) in hours of Timezone.

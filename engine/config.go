@@ -15,6 +15,8 @@ import (
 	"github.com/hashicorp/hcl/v2/hclparse"
 	"github.com/prometheus/alertmanager/pkg/labels"
 	"github.com/prometheus/common/model"
+
+	"medic/actions"
 )
 
 // DefaultListenAddress is loopback-only on purpose: with no auth configured,
@@ -41,9 +43,12 @@ type Config struct {
 	// Alertmanager is where silence tools create silences.
 	Alertmanager SourceConfig
 	// Policy is a .rego file that replaces the default policy.
-	Policy      string
-	Remediation RemediationConfig
-	Escalation  EscalationConfig
+	Policy string
+	// PolicyConfig is the policy's tunables, input.config: the limits and
+	// the peak hours. Zero values leave the policy's own defaults.
+	PolicyConfig actions.PolicyConfig
+	Remediation  RemediationConfig
+	Escalation   EscalationConfig
 	// LLM, when Provider is set, diagnoses what no runbook covers.
 	LLM LLMConfig
 }
@@ -216,18 +221,19 @@ func DefaultConfig() *Config {
 }
 
 type fileConfig struct {
-	Runbooks      *[]string         `hcl:"runbooks,optional"`
-	RunbooksRange hcl.Range         `hcl:"runbooks,attr_value_range"`
-	Web           *webBlock         `hcl:"web,block"`
-	Storage       *storageBlock     `hcl:"storage,block"`
-	Intake        *intakeBlock      `hcl:"intake,block"`
-	Prometheus    *sourceBlock      `hcl:"prometheus,block"`
-	Loki          *sourceBlock      `hcl:"loki,block"`
-	Alertmanager  *sourceBlock      `hcl:"alertmanager,block"`
-	Policy        *string           `hcl:"policy,optional"`
-	Remediation   *remediationBlock `hcl:"remediation,block"`
-	Escalation    *escalationBlock  `hcl:"escalation,block"`
-	LLM           *llmBlock         `hcl:"llm,block"`
+	Runbooks      *[]string          `hcl:"runbooks,optional"`
+	RunbooksRange hcl.Range          `hcl:"runbooks,attr_value_range"`
+	Web           *webBlock          `hcl:"web,block"`
+	Storage       *storageBlock      `hcl:"storage,block"`
+	Intake        *intakeBlock       `hcl:"intake,block"`
+	Prometheus    *sourceBlock       `hcl:"prometheus,block"`
+	Loki          *sourceBlock       `hcl:"loki,block"`
+	Alertmanager  *sourceBlock       `hcl:"alertmanager,block"`
+	Policy        *string            `hcl:"policy,optional"`
+	PolicyConfig  *policyConfigBlock `hcl:"policy_config,block"`
+	Remediation   *remediationBlock  `hcl:"remediation,block"`
+	Escalation    *escalationBlock   `hcl:"escalation,block"`
+	LLM           *llmBlock          `hcl:"llm,block"`
 }
 
 type llmBlock struct {
@@ -289,6 +295,27 @@ type remediationBlock struct {
 	ParallelRange    hcl.Range `hcl:"parallel,attr_value_range"`
 	SystemdBusRange  hcl.Range `hcl:"systemd_bus,attr_value_range"`
 	ShadowRange      hcl.Range `hcl:"shadow_notify,attr_value_range"`
+}
+
+type policyConfigBlock struct {
+	MaxPerTargetHour  *int            `hcl:"max_per_target_hour,optional"`
+	StormLimit        *int            `hcl:"storm_limit,optional"`
+	MaxTargetsPerHour *int            `hcl:"max_targets_per_hour,optional"`
+	PeakHours         *peakHoursBlock `hcl:"peak_hours,block"`
+
+	MaxPerTargetHourRange  hcl.Range `hcl:"max_per_target_hour,attr_value_range"`
+	StormLimitRange        hcl.Range `hcl:"storm_limit,attr_value_range"`
+	MaxTargetsPerHourRange hcl.Range `hcl:"max_targets_per_hour,attr_value_range"`
+}
+
+type peakHoursBlock struct {
+	Start    int    `hcl:"start"`
+	End      int    `hcl:"end"`
+	Timezone string `hcl:"timezone"`
+
+	StartRange    hcl.Range `hcl:"start,attr_value_range"`
+	EndRange      hcl.Range `hcl:"end,attr_value_range"`
+	TimezoneRange hcl.Range `hcl:"timezone,attr_value_range"`
 }
 
 type sourceBlock struct {
@@ -479,6 +506,9 @@ func ParseConfig(path string, src []byte) (*Config, hcl.Diagnostics) {
 	if fc.Policy != nil {
 		cfg.Policy = rel(*fc.Policy)
 	}
+	if p := fc.PolicyConfig; p != nil {
+		diags = append(diags, decodePolicyConfig(p, &cfg.PolicyConfig)...)
+	}
 	if r := fc.Remediation; r != nil {
 		if r.DryRun != nil {
 			cfg.Remediation.DryRun = *r.DryRun
@@ -625,6 +655,48 @@ func ParseConfig(path string, src []byte) (*Config, hcl.Diagnostics) {
 		return nil, diags
 	}
 	return cfg, diags
+}
+
+// decodePolicyConfig checks the policy's tunables: limits are positive, and
+// peak hours are whole hours of a time zone this machine knows, start before
+// end (end 24 is midnight).
+func decodePolicyConfig(p *policyConfigBlock, dst *actions.PolicyConfig) hcl.Diagnostics {
+	var diags hcl.Diagnostics
+	for _, n := range []struct {
+		v   *int
+		r   hcl.Range
+		key string
+		dst *int
+	}{{p.MaxPerTargetHour, p.MaxPerTargetHourRange, "max_per_target_hour", &dst.MaxPerTargetHour}, {p.StormLimit, p.StormLimitRange, "storm_limit", &dst.StormLimit},
+		{p.MaxTargetsPerHour, p.MaxTargetsPerHourRange, "max_targets_per_hour", &dst.MaxTargetsPerHour}} {
+		if n.v == nil {
+			continue
+		}
+		if *n.v < 1 || *n.v > 1_000_000 {
+			diags = append(diags, attrError(n.r, "Invalid "+n.key, fmt.Sprintf("%s must be from 1 to 1000000, got %d.", n.key, *n.v)))
+			continue
+		}
+		*n.dst = *n.v
+	}
+	if ph := p.PeakHours; ph != nil {
+		ok := true
+		if ph.Start < 0 || ph.Start > 23 {
+			diags = append(diags, attrError(ph.StartRange, "Invalid start", "start is an hour from 0 to 23."))
+			ok = false
+		}
+		if ph.End <= ph.Start || ph.End > 24 {
+			diags = append(diags, attrError(ph.EndRange, "Invalid end", fmt.Sprintf("end is an hour after start (%d), at most 24.", ph.Start)))
+			ok = false
+		}
+		if _, err := time.LoadLocation(ph.Timezone); err != nil || ph.Timezone == "" {
+			diags = append(diags, attrError(ph.TimezoneRange, "Invalid timezone", fmt.Sprintf("timezone = %q is not an IANA time zone such as \"Europe/Berlin\" or \"UTC\".", ph.Timezone)))
+			ok = false
+		}
+		if ok {
+			dst.PeakHours = &actions.PeakHours{Start: ph.Start, End: ph.End, Timezone: ph.Timezone}
+		}
+	}
+	return diags
 }
 
 func attrError(r hcl.Range, summary, detail string) *hcl.Diagnostic {

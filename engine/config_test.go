@@ -58,6 +58,10 @@ func TestConfigDiagnostics(t *testing.T) {
 		{"bad matcher", "intake {\n  ignore = [\"{alertname=~\\\"(\\\"}\"]\n}\n", []string{"t.hcl:2:12: error: Invalid ignore matcher"}},
 		{"empty matcher", "intake {\n  ignore = [\"{}\"]\n}\n", []string{"t.hcl:2:12: error: Invalid ignore matcher"}},
 		{"empty listen", "web {\n  listen_address = \"\"\n}\n", []string{"t.hcl:2:20: error: Invalid listen_address"}},
+		{"policy limits", "policy_config {\n  storm_limit = 0\n  max_targets_per_hour = -2\n}\n", []string{
+			"t.hcl:2:17: error: Invalid storm_limit", "t.hcl:3:26: error: Invalid max_targets_per_hour"}},
+		{"peak hours", "policy_config {\n  peak_hours {\n    start = 18\n    end = 9\n    timezone = \"Mars/Olympus\"\n  }\n}\n", []string{
+			"t.hcl:4:11: error: Invalid end", "t.hcl:5:16: error: Invalid timezone"}},
 		{"syntax", "web {\n  listen_address = \n}\n", []string{"t.hcl:2:20: error: Invalid expression"}},
 		{"duplicate block", "web {}\nweb {}\n", []string{"t.hcl:2:1: error: Duplicate web block"}},
 		{"bad deadline", "remediation {\n  deadline = \"soon\"\n}\n", []string{"t.hcl:2:14: error: Invalid duration"}},

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"medic/actions"
 	"medic/llm"
 	"medic/rules"
+	"medic/state"
 )
 
 // The decisions, from the least to the most involved.
@@ -38,9 +40,10 @@ type Decider struct {
 	// QueryStubs replace the results of promql queries by query name, in
 	// every runbook; `medic test` uses them.
 	QueryStubs map[string][]rules.Sample
-	// State gives the policy its counts for a call; nil gives zeros, as
-	// replay, which reads no state, does.
-	State func(tool, target string) actions.State
+	// Counts fills in the policy input's counts for a call of the
+	// alert's plan from medic's state; nil leaves zeros, as replay, which
+	// reads no state, does.
+	Counts func(in *actions.Input, q state.CountQuery)
 	// RunbookState gives the policy a runbook's recent success rate and
 	// the number of outcomes it counts; nil gives a clean record.
 	RunbookState func(runbook string) (float64, int)
@@ -91,6 +94,14 @@ type AlertTrace struct {
 	Source string `json:"source,omitempty"`
 	// LLM is the LLM step, when there was one.
 	LLM *LLMTrace `json:"llm,omitempty"`
+	// Critical is the chosen runbook's critical condition for the alert.
+	Critical bool `json:"critical,omitempty"`
+	// Group names the fleet the target belongs to; FleetSize is its size
+	// from the runbook's blast_radius query, 0 when unknown, and
+	// FleetError says why it is unknown.
+	Group      string `json:"group,omitempty"`
+	FleetSize  int    `json:"fleet_size,omitempty"`
+	FleetError string `json:"fleet_error,omitempty"`
 }
 
 // CallTrace is one planned call and the policy's verdict on it.
@@ -196,10 +207,17 @@ func (d *Decider) DecideAlert(ctx context.Context, a *template.Alert, now time.T
 	}
 	rb := dec.Chosen.Runbook
 	at.Runbook, at.Confidence, at.Target = rb.Name, dec.Chosen.Confidence, dec.Chosen.Target
+	var err error
 	if rb.Escalate {
 		at.Decision, at.Reason = DecisionEscalate, "escalate-only runbook"
 		return at
 	}
+	if at.Critical, err = rb.IsCritical(env, enr.Results[rb.Name]); err != nil {
+		// Failing closed: a service that cannot be judged is treated as
+		// critical.
+		at.Critical = true
+	}
+	d.blastRadius(ctx, rb, vars, &at, now)
 	vars.Query = enr.Results[rb.Name].Query
 	calls, err := d.Rules.Plan(rb, vars)
 	if err != nil {
@@ -246,16 +264,68 @@ func (d *Decider) PolicyInput(c rules.PlannedCall, at *AlertTrace, rb *rules.Run
 		Runbook:     rb.Name,
 		Confidence:  at.Confidence,
 		Mode:        string(rb.Mode),
+		Service:     actions.Service{Critical: at.Critical},
 		Idempotency: actions.Idempotency{Key: c.IdempotencyKey},
+		Config:      d.Config.PolicyConfig,
 	}
-	if d.State != nil {
-		in.State = d.State(c.Tool, at.Target)
+	in.State.FleetSize = at.FleetSize
+	if d.Counts != nil {
+		q := state.CountQuery{Tool: c.Tool, Target: at.Target, Group: at.Group, IdempotencyKey: c.IdempotencyKey}
+		if t := d.Rules.Tool(c.Tool); t != nil {
+			q.IdempotencyWindow = t.IdempotencyWindow
+		}
+		d.Counts(&in, q)
 	}
 	in.State.RunbookSuccessRate = 1
 	if d.RunbookState != nil {
 		in.State.RunbookSuccessRate, in.State.RunbookRuns = d.RunbookState(rb.Name)
 	}
 	return in
+}
+
+// blastRadius names the fleet of the alert's target and measures its size
+// with the runbook's blast_radius query. A fleet that cannot be measured
+// stays unknown (0), with the reason; the policy then bounds the spread by
+// count.
+func (d *Decider) blastRadius(ctx context.Context, rb *rules.Runbook, vars rules.Vars, at *AlertTrace, now time.Time) {
+	at.Group = rb.Name
+	br := rb.BlastRadius
+	if br == nil {
+		return
+	}
+	if br.Group != nil {
+		g, err := br.Group.Render(vars)
+		if err != nil {
+			at.FleetError = err.Error()
+			return
+		}
+		at.Group = rb.Name + "/" + g
+	}
+	q, err := br.Fleet.RenderQuery(vars)
+	if err != nil {
+		at.FleetError = err.Error()
+		return
+	}
+	if d.Sources.Prom == nil {
+		at.FleetError = "no Prometheus configured"
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, br.Timeout)
+	defer cancel()
+	samples, err := d.Sources.Prom.Query(ctx, q, now)
+	if err != nil {
+		at.FleetError = err.Error()
+		return
+	}
+	sum := 0.0
+	for _, s := range samples {
+		sum += s.Value
+	}
+	if len(samples) == 0 || sum < 1 || sum > math.MaxInt32 {
+		at.FleetError = fmt.Sprintf("%s gave no fleet size (%d series, sum %v)", q, len(samples), sum)
+		return
+	}
+	at.FleetSize = int(sum)
 }
 
 // NewDecider loads the runbooks and the policy cfg names and connects its

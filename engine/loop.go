@@ -197,7 +197,7 @@ func (r *Remediator) rollback(ctx context.Context, run *loopRun, c rules.Planned
 	now := r.now()
 	in := run.d.PolicyInput(rc, run.at, run.rb)
 	in.Rollback = true
-	dec, allowed := r.evaluate(ctx, run.d, in, now)
+	dec, _ := r.evaluate(ctx, run.d, in, now)
 	r.record(now, run.incident, "policy", "runbook:"+run.at.Runbook, map[string]any{"step": rc.Step, "tool": rc.Tool, "args": rc.Args, "rollback": true, "policy": dec})
 	if dec.Result != actions.Allow {
 		return fmt.Sprintf("its rollback %s was not run: policy %s: %s", rc.Tool, dec.Result, strings.Join(dec.Reasons, "; "))
@@ -205,7 +205,7 @@ func (r *Remediator) rollback(ctx context.Context, run *loopRun, c rules.Planned
 	if r.metrics != nil {
 		r.metrics.rollbacks.Inc()
 	}
-	if _, ok, why := r.execute(ctx, run, rc, allowed, dec, true, now); !ok {
+	if _, ok, why, _ := r.execute(ctx, run, rc, in, true, now); !ok {
 		return fmt.Sprintf("its rollback %s failed: %s", rc.Tool, why)
 	}
 	return fmt.Sprintf("its rollback %s ran", rc.Tool)
@@ -270,7 +270,7 @@ func (r *Remediator) tellHuman(ctx context.Context, run *loopRun, inc *state.Inc
 	if run.at != nil {
 		in.Runbook = run.at.Runbook
 	}
-	in.State = r.counts(now)(name, target)
+	r.counts(&in, state.CountQuery{Tool: name, Target: target})
 	dec, allowed := r.evaluate(ctx, d, in, now)
 	if dec.Result != actions.Allow {
 		r.event(run.incident, now, "brief_suppressed", fmt.Sprintf("the brief went only to the log: policy %s: %s", dec.Result, strings.Join(dec.Reasons, "; ")))

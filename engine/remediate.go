@@ -51,6 +51,10 @@ type Remediator struct {
 	// nothing.
 	metrics *metrics
 
+	// claimMu makes checking the limits and taking them one step: the
+	// counts a call is allowed on include every call allowed before it.
+	claimMu sync.Mutex
+
 	mu   sync.Mutex
 	held map[uint64]time.Time
 	busy map[string]bool
@@ -265,7 +269,7 @@ func (r *Remediator) handle(ctx context.Context, j state.DecisionJob) {
 	alert := template.Alert{Status: rec.Status, Labels: rec.Labels, Annotations: rec.Annotations, StartsAt: rec.StartsAt, Fingerprint: rec.Fingerprint,
 		GeneratorURL: rec.GeneratorURL}
 	d := *r.Decider()
-	d.State, d.RunbookState, d.Similar = r.counts(now), r.runbookState, r.similar
+	d.Counts, d.RunbookState, d.Similar = r.counts, r.runbookState, r.similar
 	d.OnProposal = r.metrics.proposal
 	at := d.DecideAlert(ctx, &alert, now)
 	actor := "medic"
@@ -386,16 +390,19 @@ func reasonOr(reason, def string) string {
 	return def
 }
 
-// counts reads the policy's counts from the journal.
-func (r *Remediator) counts(now time.Time) func(tool, target string) actions.State {
-	return func(tool, target string) actions.State {
-		c, err := r.Store.CountActions(tool, target, now)
-		if err != nil {
-			r.Logger.Error("reading action counts failed", "component", "remediator", "err", err)
-		}
-		rate, runs := c.Tool.Rate()
-		return actions.State{ExecutionsTargetHour: c.TargetHour, ActionsFleet10m: c.Fleet10m, ToolRuns: runs, ToolSuccessRate: rate}
+// counts fills in the policy's counts from the journal, as of the moment it
+// is asked: a plan that waited for a verification counts what happened
+// meanwhile.
+func (r *Remediator) counts(in *actions.Input, q state.CountQuery) {
+	q.Now = r.now()
+	c, err := r.Store.CountActions(q)
+	if err != nil {
+		r.Logger.Error("reading action counts failed", "component", "remediator", "err", err)
 	}
+	rate, runs := c.Tool.Rate()
+	in.State.ExecutionsTargetHour, in.State.ActionsFleet10m, in.State.TargetsAffected = c.TargetHour, c.Fleet10m, c.TargetsAffected
+	in.State.ToolRuns, in.State.ToolSuccessRate = runs, rate
+	in.Idempotency.Repeat = c.Repeat
 }
 
 // similar finds up to 3 closed incidents among the last 500 whose first
@@ -534,7 +541,15 @@ func (r *Remediator) runCalls(ctx context.Context, run *loopRun, from, attempt i
 					return true
 				}
 			}
-			id, ok, why := r.execute(ctx, run, c, allowed, dec, false, now)
+			id, ok, why, refused := r.execute(ctx, run, c, in, false, now)
+			switch {
+			case refused != nil && refused.Result == actions.NeedsApproval:
+				r.askApproval(ctx, run, i, attempt, c, *refused, now)
+				return true
+			case refused != nil:
+				r.escalate(ctx, run, escDenied, why)
+				return true
+			}
 			if !ok {
 				if ctx.Err() != nil {
 					return false
@@ -693,28 +708,33 @@ func (r *Remediator) precheck(ctx context.Context, d *Decider, at *AlertTrace, c
 	return true, ""
 }
 
-// execute journals the intent, runs the call and records the result. It
-// returns the action's ID, whether the call succeeded, and why not; the
-// caller escalates.
-func (r *Remediator) execute(ctx context.Context, run *loopRun, c rules.PlannedCall, allowed *actions.Allowed, dec actions.Decision, rollback bool, now time.Time) (uint64, bool, string) {
+// execute runs a call the gate allowed on input in: its precheck, then the
+// claim, then the tool, and records the result. It returns the action's
+// ID, whether the call succeeded, and why not; the caller escalates. A
+// non-nil decision is the claim's re-check refusing the call.
+func (r *Remediator) execute(ctx context.Context, run *loopRun, c rules.PlannedCall, in actions.Input, rollback bool, now time.Time) (uint64, bool, string, *actions.Decision) {
 	d, incident, alert, at := run.d, run.incident, run.alert, run.at
 	tool := d.Rules.Tool(c.Tool)
 	if c.Precheck != nil {
 		if ok, why := r.precheck(ctx, d, at, &c, now); !ok {
 			r.record(now, incident, "precheck", "runbook:"+at.Runbook, map[string]string{"tool": c.Tool, "reason": why})
-			return 0, false, why
+			return 0, false, why, nil
 		}
 	}
-	act := &state.Action{Incident: incident, Runbook: at.Runbook, Step: c.Step, Tool: c.Tool, Target: at.Target,
-		Args: c.Args, Argv: c.Argv, IdempotencyKey: c.IdempotencyKey, StartedAt: now, Rollback: rollback, Policy: string(dec.Result),
+	act := &state.Action{Incident: incident, Runbook: at.Runbook, Step: c.Step, Tool: c.Tool, Target: at.Target, Group: at.Group,
+		Args: c.Args, Argv: c.Argv, IdempotencyKey: c.IdempotencyKey, StartedAt: now, Rollback: rollback,
 		Verify: run.verify != nil && !rollback}
-	if err := r.Store.BeginAction(act, tool.IdempotencyWindow); err != nil {
-		if errors.Is(err, state.ErrIdempotentRepeat) {
-			r.event(incident, now, "skipped", err.Error())
-			return 0, false, "skipped: " + err.Error()
-		}
+	allowed, dec, err := r.claimAction(ctx, d, act, in, tool.IdempotencyWindow)
+	switch {
+	case errors.Is(err, state.ErrIdempotentRepeat):
+		r.event(incident, now, "skipped", err.Error())
+		return 0, false, "skipped: " + err.Error(), nil
+	case err != nil:
 		r.Logger.Error("journalling the action failed; not running it", "component", "remediator", "err", err)
-		return 0, false, "journalling the action failed: " + err.Error()
+		return 0, false, "journalling the action failed: " + err.Error(), nil
+	case allowed == nil:
+		r.record(now, incident, "policy", "runbook:"+at.Runbook, map[string]any{"step": c.Step, "tool": c.Tool, "args": c.Args, "rollback": rollback, "claim": true, "policy": dec})
+		return 0, false, fmt.Sprintf("policy %s %s when it was about to run: %s", dec.Result, c.Tool, strings.Join(dec.Reasons, "; ")), &dec
 	}
 	var result any
 	ok := false
@@ -799,7 +819,31 @@ func (r *Remediator) execute(ctx context.Context, run *loopRun, c rules.PlannedC
 	if r.metrics != nil {
 		r.metrics.actions.WithLabelValues(c.Tool, string(st)).Inc()
 	}
-	return act.ID, ok, msg
+	return act.ID, ok, msg, nil
+}
+
+// claimAction checks the limits and takes them in one step: under claimMu
+// it counts again, asks the gate again, and journals the intent when the
+// gate allows. Parallel decisions therefore never pass a brake together,
+// as they did when the counts were read in one transaction and the action
+// recorded in another. It returns the allow, or the refusing decision.
+func (r *Remediator) claimAction(ctx context.Context, d *Decider, act *state.Action, in actions.Input, window time.Duration) (*actions.Allowed, actions.Decision, error) {
+	r.claimMu.Lock()
+	defer r.claimMu.Unlock()
+	if d.Counts != nil {
+		d.Counts(&in, state.CountQuery{Tool: act.Tool, Target: act.Target, Group: act.Group, IdempotencyKey: act.IdempotencyKey, IdempotencyWindow: window})
+	}
+	// The verdict that counts in the metrics is the first one, unless
+	// this one overturns it.
+	dec, allowed := d.Gate.Evaluate(ctx, in, r.now())
+	if allowed == nil {
+		if r.metrics != nil {
+			r.metrics.policyDecisions.WithLabelValues(string(dec.Result)).Inc()
+		}
+		return nil, dec, nil
+	}
+	act.Policy = string(dec.Result)
+	return allowed, dec, r.Store.BeginAction(act, window)
 }
 
 // Resume runs an approved call and the steps after it. It is called after
@@ -826,7 +870,7 @@ func (r *Remediator) Resume(ctx context.Context, a state.Approval) error {
 		defer r.release(saved.Trace.Target)
 		now := r.now()
 		d := *r.Decider()
-		d.State, d.RunbookState = r.counts(now), r.runbookState
+		d.Counts, d.RunbookState = r.counts, r.runbookState
 		rb := d.runbook(saved.Trace.Runbook)
 		if rb == nil {
 			run := &loopRun{d: &d, incident: a.Incident, alert: &saved.Alert, at: &saved.Trace}

@@ -23,6 +23,7 @@ import (
 
 	"medic/actions"
 	"medic/rules"
+	"medic/state"
 )
 
 // DefaultTestTime is the clock of a test that sets no `at`, so that results
@@ -276,16 +277,22 @@ func runTest(base *Decider, tb testBlock, want []callExpect, at time.Time) TestR
 	d := *base
 	d.QueryStubs, d.Sources = stubs, rules.Sources{Prom: series}
 	if st := tb.State; st != nil {
-		state := actions.State{ToolSuccessRate: 1}
-		setInt(&state.ExecutionsTargetHour, st.ExecutionsTargetHour)
-		setInt(&state.ActionsFleet10m, st.ActionsFleet10m)
-		setInt(&state.ToolRuns, st.ToolRuns)
-		setInt(&state.TargetsAffected, st.TargetsAffected)
-		setInt(&state.FleetSize, st.FleetSize)
+		stub := actions.State{ToolSuccessRate: 1}
+		setInt(&stub.ExecutionsTargetHour, st.ExecutionsTargetHour)
+		setInt(&stub.ActionsFleet10m, st.ActionsFleet10m)
+		setInt(&stub.ToolRuns, st.ToolRuns)
+		setInt(&stub.TargetsAffected, st.TargetsAffected)
+		setInt(&stub.FleetSize, st.FleetSize)
 		if st.ToolSuccessRate != nil {
-			state.ToolSuccessRate = *st.ToolSuccessRate
+			stub.ToolSuccessRate = *st.ToolSuccessRate
 		}
-		d.State = func(string, string) actions.State { return state }
+		d.Counts = func(in *actions.Input, _ state.CountQuery) {
+			fleet := in.State.FleetSize
+			in.State = stub
+			if st.FleetSize == nil {
+				in.State.FleetSize = fleet
+			}
+		}
 		if st.Attempts != nil {
 			d.History = &rules.History{Attempts: *st.Attempts, Alerts: 1, Firing: 5 * time.Minute}
 		}

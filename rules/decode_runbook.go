@@ -14,10 +14,10 @@ var runbookSchema = &hcl.BodySchema{
 		{Name: "description", Required: true},
 		{Name: "mode"}, {Name: "priority"}, {Name: "target"}, {Name: "when"},
 		{Name: "confidence"}, {Name: "threshold"}, {Name: "max_attempts"}, {Name: "escalate"},
-		{Name: "escalate_to"}, {Name: "min_firing"},
+		{Name: "escalate_to"}, {Name: "min_firing"}, {Name: "critical"},
 	},
 	Blocks: []hcl.BlockHeaderSchema{
-		{Type: "match"}, {Type: "match_re"},
+		{Type: "match"}, {Type: "match_re"}, {Type: "blast_radius"},
 		{Type: "query", LabelNames: []string{"name"}},
 		{Type: "step", LabelNames: []string{"name"}},
 		{Type: "verify"},
@@ -33,6 +33,10 @@ var stepSchema = &hcl.BodySchema{
 	Attributes: []hcl.AttributeSchema{{Name: "tool", Required: true}, {Name: "args"}},
 	Blocks:     []hcl.BlockHeaderSchema{{Type: "rollback"}},
 }
+
+var blastRadiusSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
+	{Name: "fleet", Required: true}, {Name: "group"}, {Name: "timeout"},
+}}
 
 var verifySchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
 	{Name: "promql", Required: true}, {Name: "expect", Required: true}, {Name: "worse"}, {Name: "wait"}, {Name: "timeout"},
@@ -165,6 +169,27 @@ func (l *loader) runbook(b *hcl.Block) hcl.Diagnostics {
 		c, d := compileCondition(attr, src, condFloat, Env{}, decl)
 		diags = append(diags, d...)
 		rb.Confidence = c
+	}
+	if attr, ok := a.m["critical"]; ok {
+		c, d := compileCondition(attr, src, condBool, Env{}, decl)
+		diags = append(diags, d...)
+		rb.Critical = c
+	}
+	if bbs := content.Blocks.OfType("blast_radius"); len(bbs) > 0 {
+		if len(bbs) > 1 {
+			diags = append(diags, duplicate("blast_radius block", name, bbs[0].DefRange, bbs[1].DefRange))
+		}
+		bc, d := bbs[0].Body.Content(blastRadiusSchema)
+		diags = append(diags, d...)
+		ba := &attrs{m: bc.Attributes}
+		br := &BlastRadius{Fleet: ba.template("fleet"), Group: ba.template("group"), Timeout: ba.duration("timeout", DefaultQueryTimeout), DefRange: bbs[0].DefRange}
+		for _, t := range []*Template{br.Fleet, br.Group} {
+			if t != nil {
+				diags = append(diags, checkTemplate(t, alertScope)...)
+			}
+		}
+		diags = append(diags, ba.diags...)
+		rb.BlastRadius = br
 	}
 
 	// Steps.

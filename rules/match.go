@@ -141,6 +141,24 @@ func (s *Set) Decide(cands []*Runbook, env *Env, results map[string]*Results) De
 	return d
 }
 
+// IsCritical runs the runbook's critical condition against env with the
+// runbook's own query results. A runbook without one is not critical.
+func (rb *Runbook) IsCritical(env *Env, res *Results) (bool, error) {
+	if rb.Critical == nil {
+		return false, nil
+	}
+	e := *env
+	if res != nil {
+		e.Query, e.Logs, e.Tool = res.Query, res.Logs, res.Tool
+	}
+	out, err := vm.Run(rb.Critical.Program, &e)
+	if err != nil {
+		return false, fmt.Errorf("critical: %w", err)
+	}
+	b, _ := out.(bool)
+	return b, nil
+}
+
 func evaluate(rb *Runbook, env *Env, res *Results) Outcome {
 	o := Outcome{Runbook: rb, Name: rb.Name}
 	for _, q := range rb.Queries {

@@ -63,6 +63,27 @@ type Runbook struct {
 	// MinFiring holds an alert that has fired for less than this: medic
 	// waits until it has, and decides again.
 	MinFiring time.Duration
+	// Critical is a boolean expr program over the same env as When: true
+	// marks the alert's service as critical for the policy (peak hours).
+	// nil means not critical.
+	Critical *Condition
+	// BlastRadius says what fleet the runbook's targets belong to; nil
+	// leaves the fleet unknown, and the policy bounds the spread by count.
+	BlastRadius *BlastRadius
+
+	DefRange hcl.Range
+}
+
+// BlastRadius declares a runbook's fleet: Fleet is PromQL whose value
+// (summed over its series) is the fleet's size, e.g.
+// count(kube_deployment_created{namespace="${labels.namespace}"}); Group
+// renders the fleet's name, and the targets acted on in the last hour with
+// the same group count towards the share. Group defaults to the runbook's
+// name.
+type BlastRadius struct {
+	Fleet   *Template
+	Group   *Template
+	Timeout time.Duration
 
 	DefRange hcl.Range
 }

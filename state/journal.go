@@ -24,12 +24,15 @@ const (
 
 // Action is one journal entry: the intent, then the result.
 type Action struct {
-	ID             uint64            `json:"id"`
-	Incident       uint64            `json:"incident"`
-	Runbook        string            `json:"runbook,omitempty"`
-	Step           string            `json:"step,omitempty"`
-	Tool           string            `json:"tool"`
-	Target         string            `json:"target"`
+	ID       uint64 `json:"id"`
+	Incident uint64 `json:"incident"`
+	Runbook  string `json:"runbook,omitempty"`
+	Step     string `json:"step,omitempty"`
+	Tool     string `json:"tool"`
+	Target   string `json:"target"`
+	// Group is the fleet the target belongs to, for the blast radius:
+	// the runbook's blast_radius group, or its name.
+	Group          string            `json:"group,omitempty"`
 	Args           map[string]string `json:"args,omitempty"`
 	Argv           []string          `json:"argv,omitempty"`
 	IdempotencyKey string            `json:"idempotency_key,omitempty"`
@@ -224,6 +227,19 @@ func (s *Store) MarkInterrupted(at time.Time) ([]Action, error) {
 	return out, err
 }
 
+// CountQuery names the call whose counts the policy needs.
+type CountQuery struct {
+	Tool, Target string
+	// Group is the fleet of the target; the distinct targets of the group
+	// acted on in the last hour are its TargetsAffected.
+	Group string
+	// IdempotencyKey, within IdempotencyWindow, tells whether the call
+	// repeats one that ran.
+	IdempotencyKey    string
+	IdempotencyWindow time.Duration
+	Now               time.Time
+}
+
 // Counts are what the policy reads from the journal.
 type Counts struct {
 	// TargetHour counts actions of the tool on the target in the hour
@@ -231,42 +247,68 @@ type Counts struct {
 	TargetHour int
 	// Fleet10m counts actions of any tool in the 10 minutes before now.
 	Fleet10m int
-	Tool     ToolStats
+	// TargetsAffected counts the distinct targets of the group acted on in
+	// the hour before now, the call's own target included.
+	TargetsAffected int
+	// Repeat says the idempotency key ran within its window.
+	Repeat bool
+	Tool   ToolStats
 }
 
 // CountActions reads the journal backwards from the newest entry, so its
 // cost is the number of actions in the last hour, not the journal's size.
-func (s *Store) CountActions(tool, target string, now time.Time) (Counts, error) {
+func (s *Store) CountActions(q CountQuery) (Counts, error) {
 	var c Counts
 	err := s.db.View(func(tx *bolt.Tx) error {
-		cur := tx.Bucket(bucketJournal).Cursor()
-		hour, tenMin := now.Add(-time.Hour), now.Add(-10*time.Minute)
-		for k, v := cur.Last(); k != nil; k, v = cur.Prev() {
-			var a Action
-			if err := json.Unmarshal(v, &a); err != nil {
-				return fmt.Errorf("decode action %x: %w", k, err)
-			}
-			if a.StartedAt.Before(hour) {
-				break
-			}
-			if a.Rollback {
-				continue
-			}
-			if !a.StartedAt.Before(tenMin) {
-				c.Fleet10m++
-			}
-			if a.Tool == tool && a.Target == target {
-				c.TargetHour++
-			}
-		}
-		if v := tx.Bucket(bucketToolStats).Get([]byte(tool)); v != nil {
-			if err := json.Unmarshal(v, &c.Tool); err != nil {
-				return fmt.Errorf("decode tool stats %s: %w", tool, err)
-			}
-		}
-		return nil
+		var err error
+		c, err = countActions(tx, q)
+		return err
 	})
 	return c, err
+}
+
+func countActions(tx *bolt.Tx, q CountQuery) (Counts, error) {
+	var c Counts
+	cur := tx.Bucket(bucketJournal).Cursor()
+	hour, tenMin := q.Now.Add(-time.Hour), q.Now.Add(-10*time.Minute)
+	targets := map[string]bool{q.Target: true}
+	for k, v := cur.Last(); k != nil; k, v = cur.Prev() {
+		var a Action
+		if err := json.Unmarshal(v, &a); err != nil {
+			return c, fmt.Errorf("decode action %x: %w", k, err)
+		}
+		if a.StartedAt.Before(hour) {
+			break
+		}
+		if a.Rollback {
+			continue
+		}
+		if !a.StartedAt.Before(tenMin) {
+			c.Fleet10m++
+		}
+		if a.Tool == q.Tool && a.Target == q.Target {
+			c.TargetHour++
+		}
+		if q.Group != "" && a.Group == q.Group {
+			targets[a.Target] = true
+		}
+	}
+	c.TargetsAffected = len(targets)
+	if v := tx.Bucket(bucketToolStats).Get([]byte(q.Tool)); v != nil {
+		if err := json.Unmarshal(v, &c.Tool); err != nil {
+			return c, fmt.Errorf("decode tool stats %s: %w", q.Tool, err)
+		}
+	}
+	if q.IdempotencyKey != "" && q.IdempotencyWindow > 0 {
+		if v := tx.Bucket(bucketIdempotency).Get([]byte(q.IdempotencyKey)); v != nil {
+			var r idemRecord
+			if err := json.Unmarshal(v, &r); err != nil {
+				return c, fmt.Errorf("decode idempotency record: %w", err)
+			}
+			c.Repeat = q.Now.Sub(r.At) < q.IdempotencyWindow
+		}
+	}
+	return c, nil
 }
 
 // Actions returns the journal entries of an incident, oldest first; incident

@@ -33,7 +33,7 @@ func TestJournalLifecycleAndCounts(t *testing.T) {
 	if err := s.FinishAction(a2, ActionFailed, json.RawMessage(`{"exit_code":1}`), t0); err != nil {
 		t.Fatal(err)
 	}
-	c, err := s.CountActions("k8s_scale", "shop/api", t0)
+	c, err := s.CountActions(CountQuery{Tool: "k8s_scale", Target: "shop/api", Now: t0})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,8 +83,45 @@ func TestJournalAfterCrash(t *testing.T) {
 	if err := s.BeginAction(retry, 30*time.Minute); err != nil {
 		t.Fatalf("run after the window: %v", err)
 	}
-	c, _ := s.CountActions("k8s_set_memory_limit", "shop/api", t0.Add(31*time.Minute))
+	c, _ := s.CountActions(CountQuery{Tool: "k8s_set_memory_limit", Target: "shop/api", Now: t0.Add(31 * time.Minute)})
 	if rate, runs := c.Tool.Rate(); runs != 1 || rate != 0 {
 		t.Fatalf("the interruption was not counted as a failure: %v over %d", rate, runs)
+	}
+}
+
+// TestCountsForTheBlastRadius: the distinct targets of a group in the last
+// hour, the call's own included, and whether an idempotency key repeats.
+func TestCountsForTheBlastRadius(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "m.db"))
+	for i, a := range []Action{
+		{Target: "a", Group: "web", StartedAt: t0.Add(-61 * time.Minute)}, // too old
+		{Target: "b", Group: "web", StartedAt: t0.Add(-30 * time.Minute), IdempotencyKey: "k/b"},
+		{Target: "b", Group: "web", StartedAt: t0.Add(-20 * time.Minute)},
+		{Target: "c", Group: "db", StartedAt: t0.Add(-10 * time.Minute)},
+		{Target: "d", Group: "web", StartedAt: t0.Add(-5 * time.Minute), Rollback: true},
+	} {
+		a.Incident, a.Tool = uint64(i+1), "restart"
+		if err := s.BeginAction(&a, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		q       CountQuery
+		targets int
+		repeat  bool
+	}{
+		{CountQuery{Tool: "restart", Target: "e", Group: "web", Now: t0}, 2, false},
+		{CountQuery{Tool: "restart", Target: "b", Group: "web", Now: t0}, 1, false},
+		{CountQuery{Tool: "restart", Target: "e", Group: "db", Now: t0}, 2, false},
+		{CountQuery{Tool: "restart", Target: "b", Group: "web", IdempotencyKey: "k/b", IdempotencyWindow: time.Hour, Now: t0}, 1, true},
+		{CountQuery{Tool: "restart", Target: "b", Group: "web", IdempotencyKey: "k/b", IdempotencyWindow: 29 * time.Minute, Now: t0}, 1, false},
+	} {
+		c, err := s.CountActions(tc.q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.TargetsAffected != tc.targets || c.Repeat != tc.repeat {
+			t.Errorf("%+v: %d targets, repeat %v; want %d, %v", tc.q, c.TargetsAffected, c.Repeat, tc.targets, tc.repeat)
+		}
 	}
 }

@@ -55,3 +55,13 @@ test_failing_runbook_needs_approval if {
 test_escalation_passes_the_brakes if {
 	policy.decision.result == "allow" with input as object.union(base, {"escalation": true, "state": object.union(base.state, {"executions_target_hour": 9, "actions_fleet_10m": 99})})
 }
+
+test_spread_without_a_fleet if {
+	policy.decision.result == "allow" with input as object.union(base, {"state": object.union(base.state, {"fleet_size": 0, "targets_affected": 5})})
+	policy.decision.result == "deny" with input as object.union(base, {"state": object.union(base.state, {"fleet_size": 0, "targets_affected": 6})})
+	policy.decision.result == "allow" with input as object.union(base, {"config": {"max_targets_per_hour": 6}, "state": object.union(base.state, {"fleet_size": 0, "targets_affected": 6})})
+}
+
+test_rollback_passes_the_blast_radius if {
+	policy.decision.result == "allow" with input as object.union(base, {"rollback": true, "state": object.union(base.state, {"targets_affected": 50})})
+}
