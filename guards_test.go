@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -207,5 +209,87 @@ func TestDefaultPolicyInServe(t *testing.T) {
 				t.Errorf("the audit log has no %q:\n%s", tc.auditReason, audit)
 			}
 		})
+	}
+}
+
+// vmHWM is a process's peak resident set, in KiB.
+func vmHWM(t *testing.T, pid int) int {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmHWM:" {
+			n, _ := strconv.Atoi(f[1])
+			return n
+		}
+	}
+	t.Fatal("no VmHWM")
+	return 0
+}
+
+// TestIncidentListIsPaged: over 150 incidents with the largest annotations
+// the intake takes, a list is a page of summaries, bounded in size, with a
+// cursor to the next page.
+func TestIncidentListIsPaged(t *testing.T) {
+	t.Parallel()
+	l := newLab(t, strings.Replace(slowRunbook, "SLEEP", "0", 1), "1h")
+	p := l.start(t)
+	big := strings.Repeat("x", 16000)
+	ann := map[string]string{}
+	for i := range 8 {
+		ann[fmt.Sprintf("a%d", i)] = big
+	}
+	for i := range 150 {
+		a := map[string]any{"status": "firing", "labels": map[string]string{"alertname": "Other", "n": strconv.Itoa(i)}, "annotations": ann,
+			"startsAt": time.Now().UTC().Format(time.RFC3339), "fingerprint": fmt.Sprintf("%016x", 0x300+i)}
+		body, _ := json.Marshal(map[string]any{"version": "4", "status": "firing", "receiver": "medic", "alerts": []any{a}})
+		if code, resp := l.do(t, "POST", "/api/v1/alerts", l.token, json.RawMessage(body)); code != 200 {
+			t.Fatalf("post: %d %s", code, resp)
+		}
+	}
+	type page struct {
+		Data []json.RawMessage `json:"data"`
+		Next uint64            `json:"next"`
+	}
+	var first page
+	eventually(t, 30*time.Second, "150 incidents", func() bool {
+		code, body := l.do(t, "GET", "/api/v1/incidents?state=all&limit=1000", l.token, nil)
+		return code == 200 && json.Unmarshal(body, &first) == nil && len(first.Data) == 150
+	})
+	before := vmHWM(t, p.cmd.Process.Pid)
+	var sizes []int
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, body := l.do(t, "GET", "/api/v1/incidents?state=all", l.token, nil)
+			mu.Lock()
+			sizes = append(sizes, len(body))
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	t.Logf("peak RSS %d KiB before 8 concurrent lists, %d KiB after; responses of %v bytes", before, vmHWM(t, p.cmd.Process.Pid), sizes)
+	code, body := l.do(t, "GET", "/api/v1/incidents?state=all", l.token, nil)
+	var pg page
+	if code != 200 || json.Unmarshal(body, &pg) != nil || len(pg.Data) != 100 || pg.Next == 0 {
+		t.Fatalf("first page: %d, %d incidents, next %d", code, len(pg.Data), pg.Next)
+	}
+	if len(body) > 100*1024 || strings.Contains(string(body), big[:100]) {
+		t.Fatalf("a page of summaries is %d bytes, or holds annotations", len(body))
+	}
+	_, body = l.do(t, "GET", fmt.Sprintf("/api/v1/incidents?state=all&before=%d", pg.Next), l.token, nil)
+	var rest page
+	if json.Unmarshal(body, &rest) != nil || len(rest.Data) != 50 || rest.Next != 0 {
+		t.Fatalf("second page: %d incidents, next %d", len(rest.Data), rest.Next)
+	}
+	for _, q := range []string{"limit=1001", "limit=0", "before=x"} {
+		if code, _ := l.do(t, "GET", "/api/v1/incidents?"+q, l.token, nil); code != 400 {
+			t.Errorf("?%s: %d, want 400", q, code)
+		}
 	}
 }

@@ -147,7 +147,7 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 	var inf incidentsFlags
 	incidents := app.Command("incidents", "List incidents, or show one, through the daemon's HTTP API.")
 	incidents.Flag("state", "Which incidents to list: open, closed or all.").Default("open").EnumVar(&inf.state, "open", "closed", "all")
-	incidents.Flag("limit", "List at most this many incidents, newest first; 0 lists all.").Default("0").IntVar(&inf.limit)
+	incidents.Flag("limit", "List at most this many incidents, newest first; 0 lists all, page by page.").Default("0").IntVar(&inf.limit)
 	incidents.Flag("output", "Output format: text or json.").Short('o').Default("text").EnumVar(&inf.output, "text", "json")
 	incidents.Arg("id", "Show this incident in full.").StringVar(&inf.id)
 
@@ -597,36 +597,21 @@ func apiRequest(cf clientFlags, method, path string, q url.Values, reqBody []byt
 }
 
 func runIncidents(cf clientFlags, f incidentsFlags, stdout, stderr io.Writer) int {
-	path := "/api/v1/incidents"
-	q := url.Values{}
 	if f.id != "" {
-		path += "/" + url.PathEscape(f.id)
-	} else {
-		q.Set("state", f.state)
-		if f.limit > 0 {
-			q.Set("limit", fmt.Sprint(f.limit))
+		body, code := apiGet(cf, "/api/v1/incidents/"+url.PathEscape(f.id), nil, stderr)
+		if code != exitOK {
+			return code
 		}
-	}
-	body, code := apiGet(cf, path, q, stderr)
-	if code != exitOK {
-		return code
-	}
-	var env struct {
-		Data json.RawMessage `json:"data"`
-	}
-	if err := json.Unmarshal(body, &env); err != nil {
-		fmt.Fprintf(stderr, "medic: decoding response: %v\n", err)
-		return exitError
-	}
-	if f.output == "json" {
-		var pretty any
-		_ = json.Unmarshal(env.Data, &pretty)
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(pretty)
-		return exitOK
-	}
-	if f.id != "" {
+		var env struct {
+			Data json.RawMessage `json:"data"`
+		}
+		if err := json.Unmarshal(body, &env); err != nil {
+			fmt.Fprintf(stderr, "medic: decoding response: %v\n", err)
+			return exitError
+		}
+		if f.output == "json" {
+			return printJSON(stdout, env.Data)
+		}
 		var inc state.Incident
 		if err := json.Unmarshal(env.Data, &inc); err != nil {
 			fmt.Fprintf(stderr, "medic: decoding incident: %v\n", err)
@@ -635,37 +620,60 @@ func runIncidents(cf clientFlags, f incidentsFlags, stdout, stderr io.Writer) in
 		printIncident(stdout, &inc)
 		return exitOK
 	}
-	var incs []state.Incident
-	if err := json.Unmarshal(env.Data, &incs); err != nil {
-		fmt.Fprintf(stderr, "medic: decoding incidents: %v\n", err)
-		return exitError
+	// The API pages its lists; follow the pages up to the limit.
+	var incs []engine.IncidentSummary
+	var before uint64
+	for {
+		q := url.Values{"state": {f.state}, "limit": {fmt.Sprint(engine.MaxPageSize)}}
+		if f.limit > 0 {
+			q.Set("limit", fmt.Sprint(min(f.limit-len(incs), engine.MaxPageSize)))
+		}
+		if before != 0 {
+			q.Set("before", fmt.Sprint(before))
+		}
+		body, code := apiGet(cf, "/api/v1/incidents", q, stderr)
+		if code != exitOK {
+			return code
+		}
+		var page struct {
+			Data []engine.IncidentSummary `json:"data"`
+			Next uint64                   `json:"next"`
+		}
+		if err := json.Unmarshal(body, &page); err != nil {
+			fmt.Fprintf(stderr, "medic: decoding incidents: %v\n", err)
+			return exitError
+		}
+		incs = append(incs, page.Data...)
+		if before = page.Next; before == 0 || (f.limit > 0 && len(incs) >= f.limit) {
+			break
+		}
+	}
+	if f.output == "json" {
+		b, _ := json.Marshal(incs)
+		return printJSON(stdout, b)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tSTATE\tOUTCOME\tOPENED\tUPDATED\tALERTS\tKEY")
-	for i := range incs {
-		inc := &incs[i]
+	for _, inc := range incs {
 		outcome := inc.Outcome
 		if outcome == "" {
 			outcome = "-"
 		}
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", inc.ID, inc.State, outcome, inc.OpenedAt.UTC().Format(time.RFC3339),
-			inc.UpdatedAt.UTC().Format(time.RFC3339), alertNames(inc), inc.Key)
+			inc.UpdatedAt.UTC().Format(time.RFC3339), strings.Join(inc.Alertnames, ","), inc.Key)
 	}
 	tw.Flush()
 	return exitOK
 }
 
-func alertNames(inc *state.Incident) string {
-	seen := map[string]bool{}
-	var names []string
-	for _, a := range inc.Alerts {
-		if n := a.Labels["alertname"]; !seen[n] {
-			seen[n] = true
-			names = append(names, n)
-		}
-	}
-	sort.Strings(names)
-	return strings.Join(names, ",")
+// printJSON prints raw JSON indented.
+func printJSON(w io.Writer, raw []byte) int {
+	var pretty any
+	_ = json.Unmarshal(raw, &pretty)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(pretty)
+	return exitOK
 }
 
 func printIncident(w io.Writer, inc *state.Incident) {

@@ -28,6 +28,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"medic/engine"
 	"medic/state"
 )
 
@@ -155,28 +156,52 @@ func writeFile(t *testing.T, path, content string) string {
 	return path
 }
 
+// listIncidents reads every incident in full: the list's summaries, page
+// by page, then each incident.
 func listIncidents(t *testing.T, addr, token, st string) []state.Incident {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/api/v1/incidents?state="+st, nil)
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
+	getJSON := func(path string, v any) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, "http://"+addr+path, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != 200 {
+			b, _ := io.ReadAll(resp.Body)
+			t.Fatalf("GET %s: %d %s", path, resp.StatusCode, b)
+		}
+		if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+			t.Fatal(err)
+		}
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
+	var out []state.Incident
+	var before uint64
+	for {
+		var page struct {
+			Data []engine.IncidentSummary `json:"data"`
+			Next uint64                   `json:"next"`
+		}
+		path := "/api/v1/incidents?state=" + st
+		if before != 0 {
+			path += fmt.Sprintf("&before=%d", before)
+		}
+		getJSON(path, &page)
+		for _, s := range page.Data {
+			var full struct {
+				Data state.Incident `json:"data"`
+			}
+			getJSON(fmt.Sprintf("/api/v1/incidents/%d", s.ID), &full)
+			out = append(out, full.Data)
+		}
+		if before = page.Next; before == 0 {
+			return out
+		}
 	}
-	defer resp.Body.Close()
-	var body struct {
-		Data []state.Incident `json:"data"`
-	}
-	if resp.StatusCode != 200 {
-		b, _ := io.ReadAll(resp.Body)
-		t.Fatalf("list incidents: %d %s", resp.StatusCode, b)
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-		t.Fatal(err)
-	}
-	return body.Data
 }
 
 func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -19,6 +21,63 @@ import (
 type successBody struct {
 	Status string `json:"status"`
 	Data   any    `json:"data"`
+	// Next is the cursor of the next page of a list: pass it as ?before=.
+	Next uint64 `json:"next,omitempty"`
+}
+
+// Incident lists are paged: a page holds DefaultPageSize incidents unless
+// ?limit= asks for another size, at most MaxPageSize, so that one request's
+// work and memory stay bounded however many incidents the store keeps.
+const (
+	DefaultPageSize = 100
+	MaxPageSize     = 1000
+)
+
+// IncidentSummary is an incident as a list shows it: no labels, annotations
+// or timeline, which GET /api/v1/incidents/{id} returns. Every field is
+// bounded.
+type IncidentSummary struct {
+	ID         uint64              `json:"id"`
+	Key        string              `json:"key"`
+	State      state.IncidentState `json:"state"`
+	Outcome    string              `json:"outcome,omitempty"`
+	OpenedAt   time.Time           `json:"opened_at"`
+	UpdatedAt  time.Time           `json:"updated_at"`
+	ClosedAt   *time.Time          `json:"closed_at,omitempty"`
+	Alertnames []string            `json:"alertnames"`
+	Alerts     int                 `json:"alerts"`
+	Events     int                 `json:"events"`
+	LastEvent  *state.Event        `json:"last_event,omitempty"`
+}
+
+// summaryText bounds the key, the alert names and the last event's message
+// of a summary.
+const summaryText = 256
+
+func summarize(inc *state.Incident) IncidentSummary {
+	s := IncidentSummary{ID: inc.ID, Key: clip(inc.Key, summaryText), State: inc.State, Outcome: inc.Outcome, OpenedAt: inc.OpenedAt,
+		UpdatedAt: inc.UpdatedAt, ClosedAt: inc.ClosedAt, Alertnames: []string{}, Alerts: len(inc.Alerts), Events: len(inc.Timeline) + inc.TimelineDropped}
+	seen := map[string]bool{}
+	for _, a := range inc.Alerts {
+		if n := a.Labels["alertname"]; !seen[n] && len(s.Alertnames) < 10 {
+			seen[n] = true
+			s.Alertnames = append(s.Alertnames, clip(n, summaryText))
+		}
+	}
+	slices.Sort(s.Alertnames)
+	if n := len(inc.Timeline); n > 0 {
+		e := inc.Timeline[n-1]
+		e.Message = clip(e.Message, summaryText)
+		s.LastEvent = &e
+	}
+	return s
+}
+
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return strings.ToValidUTF8(s[:n], "") + "…"
 }
 
 // Handler is medic's HTTP API. Everything under /api/ needs the bearer token
@@ -88,21 +147,39 @@ func (e *Engine) serveIncidents(w http.ResponseWriter, r *http.Request) {
 		apiError(w, http.StatusBadRequest, "bad_data", "state %s is not one of open, closed, all", rules.Quote(s))
 		return
 	}
+	f.Limit = DefaultPageSize
 	if s := r.URL.Query().Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
-		if err != nil || n < 0 {
-			apiError(w, http.StatusBadRequest, "bad_data", "limit %s is not a non-negative integer", rules.Quote(s))
+		if err != nil || n < 1 || n > MaxPageSize {
+			apiError(w, http.StatusBadRequest, "bad_data", "limit %s is not an integer from 1 to %d", rules.Quote(s), MaxPageSize)
 			return
 		}
 		f.Limit = n
 	}
-	incs, err := e.store.Incidents(f)
-	if err != nil {
+	if s := r.URL.Query().Get("before"); s != "" {
+		n, err := strconv.ParseUint(s, 10, 64)
+		if err != nil || n == 0 {
+			apiError(w, http.StatusBadRequest, "bad_data", "before %s is not an incident ID", rules.Quote(s))
+			return
+		}
+		f.Before = n
+	}
+	// One more than the page tells whether a next page exists.
+	want := f.Limit
+	f.Limit++
+	list := []IncidentSummary{}
+	if err := e.store.EachIncident(f, func(inc *state.Incident) { list = append(list, summarize(inc)) }); err != nil {
 		e.logger.Error("listing incidents failed", "component", "api", "err", err)
 		apiError(w, http.StatusInternalServerError, "internal", "listing incidents: %v", err)
 		return
 	}
-	writeJSON(w, http.StatusOK, successBody{Status: "success", Data: incs})
+	body := successBody{Status: "success"}
+	if len(list) > want {
+		list = list[:want]
+		body.Next = list[want-1].ID
+	}
+	body.Data = list
+	writeJSON(w, http.StatusOK, body)
 }
 
 func (e *Engine) serveIncident(w http.ResponseWriter, r *http.Request) {

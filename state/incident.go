@@ -299,30 +299,60 @@ type Filter struct {
 	State IncidentState
 	// Limit caps the result, newest first; 0 means no cap.
 	Limit int
+	// Before, when set, selects only incidents with a smaller ID: the
+	// cursor of the next page.
+	Before uint64
 }
 
 // Incidents returns the incidents that pass f, newest first.
 func (s *Store) Incidents(f Filter) ([]*Incident, error) {
 	out := []*Incident{}
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.EachIncident(f, func(inc *Incident) { out = append(out, inc) })
+	return out, err
+}
+
+// EachIncident calls fn with each incident that passes f, newest first,
+// decoding one at a time: a caller that keeps only what it needs of each
+// holds one incident in memory, not the page.
+func (s *Store) EachIncident(f Filter, fn func(*Incident)) error {
+	return s.db.View(func(tx *bolt.Tx) error {
+		n := 0
 		if f.State == StateOpen {
 			// The open index is small; walk it instead of every incident.
+			var ids []uint64
 			c := tx.Bucket(bucketIncidentKeys).Cursor()
 			for k, id := c.First(); k != nil; k, id = c.Next() {
-				inc, err := getIncident(tx, id)
+				if v := binary.BigEndian.Uint64(id); f.Before == 0 || v < f.Before {
+					ids = append(ids, v)
+				}
+			}
+			// IDs grow with time, so ID order is opening order.
+			slices.SortFunc(ids, func(a, b uint64) int { return cmp.Compare(b, a) })
+			for _, id := range ids {
+				if f.Limit > 0 && n >= f.Limit {
+					break
+				}
+				inc, err := getIncident(tx, u64(id))
 				if err != nil {
 					return err
 				}
-				out = append(out, inc)
-			}
-			sortNewestFirst(out)
-			if f.Limit > 0 && len(out) > f.Limit {
-				out = out[:f.Limit]
+				fn(inc)
+				n++
 			}
 			return nil
 		}
 		c := tx.Bucket(bucketIncidents).Cursor()
-		for k, v := c.Last(); k != nil; k, v = c.Prev() {
+		k, v := c.Last()
+		if f.Before != 0 {
+			// Seek lands on Before or the next key; step back below it.
+			if k, v = c.Seek(u64(f.Before)); k == nil {
+				k, v = c.Last()
+			}
+			if k != nil && binary.BigEndian.Uint64(k) >= f.Before {
+				k, v = c.Prev()
+			}
+		}
+		for ; k != nil && (f.Limit == 0 || n < f.Limit); k, v = c.Prev() {
 			inc := new(Incident)
 			if err := json.Unmarshal(v, inc); err != nil {
 				return fmt.Errorf("decode incident %x: %w", k, err)
@@ -330,19 +360,11 @@ func (s *Store) Incidents(f Filter) ([]*Incident, error) {
 			if f.State != "" && inc.State != f.State {
 				continue
 			}
-			out = append(out, inc)
-			if f.Limit > 0 && len(out) >= f.Limit {
-				break
-			}
+			fn(inc)
+			n++
 		}
 		return nil
 	})
-	return out, err
-}
-
-func sortNewestFirst(incs []*Incident) {
-	// IDs grow with time, so ID order is opening order.
-	slices.SortFunc(incs, func(a, b *Incident) int { return cmp.Compare(b.ID, a.ID) })
 }
 
 // IgnoredAlerts returns the counters of skipped alerts, by alertname.
