@@ -1,8 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -291,5 +294,68 @@ func TestIncidentListIsPaged(t *testing.T) {
 		if code, _ := l.do(t, "GET", "/api/v1/incidents?"+q, l.token, nil); code != 400 {
 			t.Errorf("?%s: %d, want 400", q, code)
 		}
+	}
+}
+
+// postBig posts one alert with the largest annotations the intake takes,
+// under a deadline, and reports whether medic answered 200 in time.
+func (l *remediationLab) postBig(t *testing.T, i int) bool {
+	t.Helper()
+	ann := map[string]string{}
+	for k := range 8 {
+		ann[fmt.Sprintf("a%d", k)] = strings.Repeat(string(rune('a'+i%26)), 16000)
+	}
+	a := map[string]any{"status": "firing", "labels": map[string]string{"alertname": "Other", "n": strconv.Itoa(i)}, "annotations": ann,
+		"startsAt": time.Now().UTC().Format(time.RFC3339), "fingerprint": fmt.Sprintf("%016x", 0x1000+i)}
+	body, _ := json.Marshal(map[string]any{"version": "4", "status": "firing", "receiver": "medic", "alerts": []any{a}})
+	req, _ := http.NewRequest(http.MethodPost, "http://"+l.addr+"/api/v1/alerts", bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+l.token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == 200
+}
+
+// TestStalledBackupHoldsNothingUp: a client that starts a backup and never
+// reads does not stop intake from growing the state file.
+func TestStalledBackupHoldsNothingUp(t *testing.T) {
+	t.Parallel()
+	l := newLab(t, strings.Replace(slowRunbook, "SLEEP", "0", 1), "1h")
+	l.start(t)
+	for i := range 150 {
+		if !l.postBig(t, i) {
+			t.Fatalf("post %d before the backup failed", i)
+		}
+	}
+	conn, err := net.Dial("tcp", l.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "GET /api/v1/admin/backup HTTP/1.1\r\nHost: medic\r\nAuthorization: Bearer %s\r\n\r\n", l.token)
+	// The first bytes arrive, then the client reads no more.
+	if _, err := conn.Read(make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
+	db := filepath.Join(l.dir, "medic.db")
+	fi, _ := os.Stat(db)
+	start := fi.Size()
+	for i := 150; i < 600; i++ {
+		if !l.postBig(t, i) {
+			fi, _ := os.Stat(db)
+			t.Fatalf("post %d hung behind the stalled backup (state file %d MB, %d MB when the backup began)", i, fi.Size()>>20, start>>20)
+		}
+	}
+	fi, _ = os.Stat(db)
+	t.Logf("the state file grew from %d to %d MB while the backup stalled", start>>20, fi.Size()>>20)
+	if code, _ := l.do(t, "GET", "/api/v1/incidents?limit=1", l.token, nil); code != 200 {
+		t.Fatalf("list after the stalled backup: %d", code)
+	}
+	code, body := l.do(t, "GET", "/api/v1/admin/backup", l.token, nil)
+	if code != http.StatusServiceUnavailable {
+		t.Fatalf("a second backup while one runs: %d %.100s, want 503", code, body)
 	}
 }

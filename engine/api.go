@@ -208,9 +208,24 @@ func (e *Engine) serveIgnored(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, successBody{Status: "success", Data: ig})
 }
 
+// backupTimeout bounds the download of one backup.
+const backupTimeout = 10 * time.Minute
+
 // serveBackup streams a consistent snapshot of the database. Writes go on
 // while it streams; the snapshot is the state when the stream began.
 func (e *Engine) serveBackup(w http.ResponseWriter, _ *http.Request) {
+	// One backup at a time: each holds a snapshot the size of the store.
+	select {
+	case e.backups <- struct{}{}:
+		defer func() { <-e.backups }()
+	default:
+		w.Header().Set("Retry-After", "60")
+		apiError(w, http.StatusServiceUnavailable, "unavailable", "a backup is already running")
+		return
+	}
+	// A reader that stalls is cut off, so that it cannot hold the snapshot
+	// and this slot forever.
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(backupTimeout))
 	name := "medic-" + e.now().UTC().Format("20060102T150405Z") + ".db"
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("Content-Disposition", `attachment; filename="`+name+`"`)

@@ -56,6 +56,8 @@ type Engine struct {
 	heartbeat atomic.Int64
 	// remediator, when set, gets a decision job for every new incident.
 	remediator *Remediator
+	// backups holds the one backup that may run at a time.
+	backups chan struct{}
 }
 
 // SetRemediator attaches the remediation path: from then on every new
@@ -87,6 +89,7 @@ func New(o Options) *Engine {
 		gatherer: o.Gatherer,
 		reload:   o.Reload,
 		wake:     make(chan struct{}, 1),
+		backups:  make(chan struct{}, 1),
 	}
 	if e.logger == nil {
 		e.logger = slog.New(slog.DiscardHandler)

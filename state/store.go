@@ -190,19 +190,38 @@ func (s *Store) OpenIncidents() int64 { return s.openCount.Load() }
 // once per commit (data pages, then the meta page), never once per writer.
 func (s *Store) InboxCommits() uint64 { return s.commits.Load() }
 
-// Backup writes a consistent snapshot of the whole database to w. Writers
-// are not blocked while it streams.
+// Backup writes a consistent snapshot of the whole database to w. The
+// snapshot is first copied to an unlinked temporary file beside the state
+// file, so that the read transaction ends before w is written: a slow or
+// stalled reader of w never holds up the store (a read transaction held
+// across the network blocked every write that grew the file).
 func (s *Store) Backup(w io.Writer, size func(int64)) (int64, error) {
+	f, err := os.CreateTemp(filepath.Dir(s.db.Path()), ".medic-backup-*")
+	if err != nil {
+		return 0, fmt.Errorf("backup: %w", err)
+	}
+	defer f.Close()
+	// Unlinked at once: the snapshot lives as long as the open file, and
+	// nothing is left behind by a crash.
+	if err := os.Remove(f.Name()); err != nil {
+		return 0, fmt.Errorf("backup: %w", err)
+	}
 	var n int64
-	err := s.db.View(func(tx *bolt.Tx) error {
-		if size != nil {
-			size(tx.Size())
-		}
+	err = s.db.View(func(tx *bolt.Tx) error {
 		var err error
-		n, err = tx.WriteTo(w)
+		n, err = tx.WriteTo(f)
 		return err
 	})
-	return n, err
+	if err != nil {
+		return 0, fmt.Errorf("backup: %w", err)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return 0, fmt.Errorf("backup: %w", err)
+	}
+	if size != nil {
+		size(n)
+	}
+	return io.Copy(w, f)
 }
 
 func u64(v uint64) []byte {
