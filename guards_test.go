@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -215,21 +216,44 @@ func TestDefaultPolicyInServe(t *testing.T) {
 	}
 }
 
-// vmHWM is a process's peak resident set, in KiB.
-func vmHWM(t *testing.T, pid int) int {
+// procStatus reads one field of a process's /proc status, in KiB: VmHWM is
+// the peak resident set, RssAnon the memory that is not the state file's
+// mapping.
+func procStatus(t *testing.T, pid int, field string) int {
 	t.Helper()
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmHWM:" {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == field+":" {
 			n, _ := strconv.Atoi(f[1])
 			return n
 		}
 	}
-	t.Fatal("no VmHWM")
+	t.Fatalf("no %s", field)
 	return 0
+}
+
+func vmHWM(t *testing.T, pid int) int { return procStatus(t, pid, "VmHWM") }
+
+// peakAnon samples a process's anonymous memory until stop is closed and
+// returns the highest value seen, in KiB.
+func peakAnon(t *testing.T, pid int, stop <-chan struct{}) <-chan int {
+	out := make(chan int, 1)
+	go func() {
+		peak := 0
+		for {
+			peak = max(peak, procStatus(t, pid, "RssAnon"))
+			select {
+			case <-stop:
+				out <- peak
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+		}
+	}()
+	return out
 }
 
 // TestIncidentListIsPaged: over 150 incidents with the largest annotations
@@ -357,5 +381,102 @@ func TestStalledBackupHoldsNothingUp(t *testing.T) {
 	code, body := l.do(t, "GET", "/api/v1/admin/backup", l.token, nil)
 	if code != http.StatusServiceUnavailable {
 		t.Fatalf("a second backup while one runs: %d %.100s, want 503", code, body)
+	}
+}
+
+// TestIntakeShedsPastItsMemoryBudget: a burst of the largest notifications
+// is bounded: the ones past the budget get 503 with Retry-After, as
+// Alertmanager expects, and each is accepted when sent again.
+func TestIntakeShedsPastItsMemoryBudget(t *testing.T) {
+	t.Parallel()
+	l := newLab(t, strings.Replace(slowRunbook, "SLEEP", "0", 1), "1h")
+	p := l.start(t)
+	ann := strings.Repeat("y", 16000)
+	var alerts []string
+	for i := range 500 {
+		alerts = append(alerts, fmt.Sprintf(`{"status":"firing","labels":{"alertname":"Other","n":"%d"},"annotations":{"a":%q},"startsAt":"2026-11-26T10:00:00Z","fingerprint":"%016x"}`, i%5, ann, 0x5000+i%5))
+	}
+	body := []byte(`{"version":"4","status":"firing","receiver":"medic","alerts":[` + strings.Join(alerts, ",") + `]}`)
+	t.Logf("%d notifications of %.1f MB at once", 12, float64(len(body))/(1<<20))
+	stop := make(chan struct{})
+	peak := peakAnon(t, p.cmd.Process.Pid, stop)
+	post := func() (int, string) {
+		req, _ := http.NewRequest(http.MethodPost, "http://"+l.addr+"/api/v1/alerts", bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+l.token)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Error(err)
+			return 0, ""
+		}
+		resp.Body.Close()
+		return resp.StatusCode, resp.Header.Get("Retry-After")
+	}
+	var mu sync.Mutex
+	codes := map[int]int{}
+	var wg sync.WaitGroup
+	for range 12 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			code, retry := post()
+			if code == http.StatusServiceUnavailable && retry == "" {
+				t.Error("503 without Retry-After")
+			}
+			for code == http.StatusServiceUnavailable {
+				time.Sleep(100 * time.Millisecond)
+				code, _ = post()
+			}
+			mu.Lock()
+			codes[code]++
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	t.Logf("peak anonymous memory during the burst: %d KiB", <-peak)
+	if codes[200] != 12 {
+		t.Fatalf("answers after retries: %v, want 12 × 200", codes)
+	}
+	m := get(t, "http://"+l.addr+"/metrics")
+	if !strings.Contains(m, `medic_notifications_received_total{result="overloaded"}`) || strings.Contains(m, `medic_notifications_received_total{result="overloaded"} 0`) {
+		t.Fatalf("no notification was shed:\n%s", grepLines(m, "medic_notifications_received_total"))
+	}
+}
+
+// TestIdleConnectionsLeaveRoomForTools: 1,100 idle connections to a medic
+// whose file descriptor limit is 1,024 do not starve a remediation that
+// becomes due meanwhile.
+func TestIdleConnectionsLeaveRoomForTools(t *testing.T) {
+	t.Parallel()
+	prlimit, err := exec.LookPath("prlimit")
+	if err != nil {
+		t.Fatal("prlimit (util-linux) is missing")
+	}
+	l := newLab(t, strings.Replace(strings.Replace(slowRunbook, "SLEEP", "0", 1), `target = "${labels.name}"`, "target = \"${labels.name}\"\n  min_firing = \"4s\"", 1), "1h")
+	p := start(t, l.dir, prlimit, "--nofile=1024:1024", medicBin, "serve", "--config.file", filepath.Join(l.dir, "medic.hcl"))
+	waitReady(t, p, "http://"+l.addr+"/-/ready")
+	l.postAlert(t, "firing", "00000000000006a1", time.Now(), map[string]string{"alertname": "Lab", "name": "shop"})
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for range 1100 {
+		c, err := net.Dial("tcp", l.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	eventually(t, 20*time.Second, "the held step to run", func() bool { return len(l.runs(t)) == 1 })
+	for _, c := range conns {
+		c.Close()
+	}
+	conns = nil
+	inc := l.settled(t, "00000000000006a1")
+	if !hasEvent(inc, "action_succeeded") {
+		t.Fatalf("timeline %+v", inc.Timeline)
 	}
 }

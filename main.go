@@ -37,6 +37,7 @@ import (
 	promslogflag "github.com/prometheus/common/promslog/flag"
 	"github.com/prometheus/common/version"
 	"github.com/prometheus/exporter-toolkit/web"
+	"golang.org/x/net/netutil"
 	"golang.org/x/sys/unix"
 
 	"medic/actions"
@@ -68,6 +69,7 @@ type serveFlags struct {
 	insecure      bool
 	dryRun        bool
 	drainTimeout  time.Duration
+	maxConns      int
 }
 
 type clientFlags struct {
@@ -115,6 +117,7 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 	serve.Flag("storage.path", "Path of the state file; overrides storage.path. Default data/medic.db.").StringVar(&sf.storagePath)
 	serve.Flag("web.insecure", "Allow a non-loopback listener with no authentication.").BoolVar(&sf.insecure)
 	serve.Flag("dry-run", "Decide and record, but run no tool: shadow mode everywhere.").BoolVar(&sf.dryRun)
+	serve.Flag("web.max-connections", "Maximum number of simultaneous connections, as Prometheus has; the file descriptors past it stay free for tools.").Default("512").IntVar(&sf.maxConns)
 	serve.Flag("shutdown.timeout", "How long SIGTERM waits for requests and inbox work in flight.").Default("15s").DurationVar(&sf.drainTimeout)
 
 	app.Command("version", "Print version and build information.")
@@ -241,6 +244,10 @@ func runServe(sf serveFlags, logger *slog.Logger, stderr io.Writer) int {
 		runtime.GOMAXPROCS(runtime.NumCPU() + extraProcs)
 	}
 	logger.Info("starting medic", "version", version.Info(), "build_context", version.BuildContext(), "gomaxprocs", runtime.GOMAXPROCS(0))
+	if sf.maxConns < 1 {
+		fmt.Fprintf(stderr, "medic: error: --web.max-connections must be at least 1, got %d\n", sf.maxConns)
+		return exitError
+	}
 	cfg, err := loadConfig(sf, stderr)
 	if err != nil {
 		logger.Error("invalid configuration", "err", err)
@@ -299,6 +306,7 @@ func runServe(sf serveFlags, logger *slog.Logger, stderr io.Writer) int {
 		logger.Error("cannot listen", "address", cfg.Web.ListenAddress, "err", err)
 		return exitError
 	}
+	ln = netutil.LimitListener(ln, connectionLimit(sf.maxConns, logger))
 	srv := &http.Server{
 		Handler:           eng.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -420,6 +428,29 @@ loop:
 	}
 	logger.Info("medic stopped", "inbox_depth", store.InboxDepth())
 	return code
+}
+
+// fdReserve is how many file descriptors serve keeps free of connections:
+// the state file, tools' pipes and sockets, queries and notifications.
+const fdReserve = 256
+
+// connectionLimit is --web.max-connections, lowered when the process's
+// file descriptor limit would leave fewer than fdReserve for the rest: idle
+// connections must never make a remediation fail with "too many open
+// files".
+func connectionLimit(want int, logger *slog.Logger) int {
+	var rl unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
+		return want
+	}
+	room := int(min(rl.Cur, 1<<30)) - fdReserve
+	if want > room {
+		limit := max(room, 1)
+		logger.Warn("--web.max-connections lowered to keep file descriptors for tools; raise LimitNOFILE to allow more",
+			"requested", want, "max_connections", limit, "nofile", rl.Cur, "reserve", fdReserve)
+		return limit
+	}
+	return want
 }
 
 // reloadConfig is all or nothing: a config with any error leaves the running

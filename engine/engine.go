@@ -58,6 +58,8 @@ type Engine struct {
 	remediator *Remediator
 	// backups holds the one backup that may run at a time.
 	backups chan struct{}
+	// intakeBudget bounds the notifications being decoded at once.
+	intakeBudget budget
 }
 
 // SetRemediator attaches the remediation path: from then on every new
@@ -91,6 +93,7 @@ func New(o Options) *Engine {
 		wake:     make(chan struct{}, 1),
 		backups:  make(chan struct{}, 1),
 	}
+	e.intakeBudget.limit = IntakeMemoryBudget
 	if e.logger == nil {
 		e.logger = slog.New(slog.DiscardHandler)
 	}

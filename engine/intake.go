@@ -7,6 +7,7 @@ import (
 	"mime"
 	"net/http"
 	"strconv"
+	"sync"
 
 	"medic/rules"
 )
@@ -28,8 +29,11 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 }
 
 func writeError(w http.ResponseWriter, e *IntakeError) {
-	if e.Status == http.StatusUnauthorized {
+	switch e.Status {
+	case http.StatusUnauthorized:
 		w.Header().Set("WWW-Authenticate", `Bearer realm="medic"`)
+	case http.StatusServiceUnavailable:
+		w.Header().Set("Retry-After", "1")
 	}
 	writeJSON(w, e.Status, errorBody{Status: "error", ErrorType: e.Reason, Error: e.Error(), Field: e.Field})
 }
@@ -75,6 +79,18 @@ func (e *Engine) intake(s *settings, r *http.Request) *IntakeError {
 	if r.ContentLength > limits.MaxBodySize {
 		return tooLarge
 	}
+	// Bodies being read and decoded at once share a memory budget; past
+	// it, the notification is shed with 503, which Alertmanager retries.
+	// A body of unknown length reserves the largest allowed.
+	reserve := r.ContentLength
+	if reserve <= 0 {
+		reserve = limits.MaxBodySize
+	}
+	if !e.intakeBudget.take(reserve) {
+		return &IntakeError{Status: http.StatusServiceUnavailable, Reason: ReasonOverloaded,
+			Msg: "too many notifications are being decoded at once; retry"}
+	}
+	defer e.intakeBudget.give(reserve)
 	var buf bytes.Buffer
 	if r.ContentLength > 0 {
 		buf.Grow(int(r.ContentLength))
@@ -113,6 +129,38 @@ func (e *Engine) intake(s *settings, r *http.Request) *IntakeError {
 	default:
 	}
 	return nil
+}
+
+// IntakeMemoryBudget bounds the bytes of the notifications being read and
+// decoded at once. Decoding holds a few times the body, so 16 MiB admits two
+// of the largest bodies (8 MiB by default) together, and thousands of the
+// usual few-KiB ones.
+const IntakeMemoryBudget = 16 << 20
+
+// budget is a count of bytes that requests take and give back. It never
+// makes a request wait: one that does not fit is refused.
+type budget struct {
+	mu    sync.Mutex
+	used  int64
+	limit int64
+}
+
+// take reserves n bytes; one request always fits, so that a single body of
+// any allowed size is never refused.
+func (b *budget) take(n int64) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.used > 0 && b.used+n > b.limit {
+		return false
+	}
+	b.used += n
+	return true
+}
+
+func (b *budget) give(n int64) {
+	b.mu.Lock()
+	b.used -= n
+	b.mu.Unlock()
 }
 
 func formatBytes(n int64) string {

@@ -174,7 +174,7 @@ func newMetrics(reg prometheus.Registerer, e *Engine) *metrics {
 		}, func() float64 { return float64(e.store.InboxCommits()) }),
 	)
 	for _, r := range []string{"accepted", ReasonInvalidJSON, ReasonInvalidPayload, ReasonLimitExceeded, ReasonTooLarge,
-		ReasonUnsupportedMediaType, ReasonUnauthorized, ReasonMethodNotAllowed, ReasonStoreFailed} {
+		ReasonUnsupportedMediaType, ReasonUnauthorized, ReasonMethodNotAllowed, ReasonStoreFailed, ReasonOverloaded} {
 		m.notifications.WithLabelValues(r)
 	}
 	for _, r := range []string{resultOpened, resultUpdated, resultRepeated, resultResolved, resultStale, resultIgnored} {

@@ -29,6 +29,7 @@ const (
 	ReasonUnauthorized         = "unauthorized"
 	ReasonMethodNotAllowed     = "method_not_allowed"
 	ReasonStoreFailed          = "store_failed"
+	ReasonOverloaded           = "overloaded"
 )
 
 // IntakeError is why a notification was refused. Status is the HTTP status

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -32,9 +33,15 @@ func (env *testEnv) mustPost(t *testing.T, alerts ...testAlert) {
 
 func (env *testEnv) incidents(t *testing.T, st string) []state.Incident {
 	t.Helper()
-	var incs []state.Incident
-	if code := env.get(t, "/api/v1/incidents?state="+st, &incs); code != http.StatusOK {
+	var list []IncidentSummary
+	if code := env.get(t, "/api/v1/incidents?state="+st, &list); code != http.StatusOK {
 		t.Fatalf("list %s: %d", st, code)
+	}
+	incs := make([]state.Incident, len(list))
+	for i, s := range list {
+		if code := env.get(t, fmt.Sprintf("/api/v1/incidents/%d", s.ID), &incs[i]); code != http.StatusOK {
+			t.Fatalf("get %d: %d", s.ID, code)
+		}
 	}
 	return incs
 }
