@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -12,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -478,5 +480,78 @@ func TestIdleConnectionsLeaveRoomForTools(t *testing.T) {
 	inc := l.settled(t, "00000000000006a1")
 	if !hasEvent(inc, "action_succeeded") {
 		t.Fatalf("timeline %+v", inc.Timeline)
+	}
+}
+
+// TestDamagedStateFile: a truncated state file, one with random bytes in
+// the middle, and one whose meta pages are gone each stop medic serve at
+// start with exit 1 and a message that names the file, the damage and the
+// way back; never a panic or a fault. medic storage check says the same.
+func TestDamagedStateFile(t *testing.T) {
+	t.Parallel()
+	l := newLab(t, strings.Replace(slowRunbook, "SLEEP", "0", 1), "1h")
+	p := l.start(t)
+	for i := range 40 {
+		if !l.postBig(t, i) {
+			t.Fatalf("post %d failed", i)
+		}
+	}
+	eventually(t, 20*time.Second, "the inbox to drain", func() bool {
+		return strings.Contains(get(t, "http://"+l.addr+"/metrics"), "medic_inbox_depth 0")
+	})
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	<-p.done
+	p.done <- nil
+	db := filepath.Join(l.dir, "medic.db")
+	good, err := os.ReadFile(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The newest meta page's high-water mark: the pages in use.
+	hwm := int64(binary.LittleEndian.Uint64(good[16+40:])) * 4096
+	if alt := int64(binary.LittleEndian.Uint64(good[4096+16+40:])) * 4096; alt > hwm {
+		hwm = alt
+	}
+	if hwm < 1<<20 {
+		t.Fatalf("only %d bytes in use", hwm)
+	}
+	noise := make([]byte, 64*4096)
+	for i := range noise {
+		noise[i] = byte(i*7919 + i>>8)
+	}
+	for _, tc := range []struct {
+		name, want string
+		damage     func(b []byte) []byte
+	}{
+		{"truncated", "it was truncated", func(b []byte) []byte { return b[:hwm/2] }},
+		{"random bytes in the middle", "the state file is damaged", func(b []byte) []byte {
+			copy(b[hwm/2:], noise)
+			return b
+		}},
+		{"meta pages overwritten", "has no bbolt marker", func(b []byte) []byte {
+			copy(b, noise[:8192])
+			return b
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			writeFile(t, db, string(tc.damage(append([]byte(nil), good...))))
+			out, err := exec.Command(medicBin, "serve", "--config.file", filepath.Join(l.dir, "medic.hcl")).CombinedOutput()
+			if exitCode(err) != 1 || !strings.Contains(string(out), tc.want) || !strings.Contains(string(out), "restore the last backup") ||
+				!strings.Contains(string(out), db) {
+				t.Fatalf("serve: exit %d, want 1 with %q, the file and the recovery:\n%s", exitCode(err), tc.want, out)
+			}
+			if strings.Contains(string(out), "\ngoroutine ") || strings.Contains(string(out), "SIGBUS") && !strings.Contains(string(out), "crashed the check") {
+				t.Fatalf("serve crashed:\n%s", out)
+			}
+			out, err = exec.Command(medicBin, "storage", "check", "--storage.path", db).CombinedOutput()
+			t.Logf("medic storage check: exit %d: %s", exitCode(err), bytes.TrimSpace(out))
+			if exitCode(err) != 1 || !strings.Contains(string(out), tc.want) {
+				t.Fatalf("storage check: exit %d, want 1 with %q", exitCode(err), tc.want)
+			}
+		})
+	}
+	writeFile(t, db, string(good))
+	if out, err := exec.Command(medicBin, "storage", "check", "--storage.path", db).CombinedOutput(); err != nil || !strings.Contains(string(out), "OK") {
+		t.Fatalf("storage check of the intact file: %v\n%s", err, out)
 	}
 }

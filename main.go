@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"regexp"
@@ -54,6 +55,9 @@ const (
 )
 
 func main() {
+	if path := os.Getenv(checkWorkerEnv); path != "" {
+		os.Exit(checkWorker(path, os.Stderr))
+	}
 	if version.Version == "" {
 		// Set by scripts/build.sh through -ldflags; a plain go build says so.
 		version.Version = "devel"
@@ -146,6 +150,11 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 	replay.Flag("llm", "on: ask the configured LLM, as serve would (a real, billed request); off: show the escalation that happens instead.").Default("on").EnumVar(&rf.llm, "on", "off")
 	replay.Arg("payload", "The webhook body, as Alertmanager would send it.").StringVar(&rf.payload)
 
+	var storagePath string
+	storageCmd := app.Command("storage", "Work on the state file offline.")
+	storageCheck := storageCmd.Command("check", "Check the state file: its meta pages, its length, and every page. Exits 1 when it is damaged.")
+	storageCheck.Flag("storage.path", "Path of the state file.").Default(engine.DefaultConfig().Storage.Path).StringVar(&storagePath)
+
 	var cf clientFlags
 	var inf incidentsFlags
 	incidents := app.Command("incidents", "List incidents, or show one, through the daemon's HTTP API.")
@@ -205,6 +214,8 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 		return runApprove(cf, apf, cmd == "approve", stdout, stderr)
 	case "test":
 		return runTests(testFiles, testRun, testOutput, stdout, stderr)
+	case "storage check":
+		return runStorageCheck(storagePath, stdout, stderr)
 	}
 	fmt.Fprintf(stderr, "medic: unknown command %q\n", cmd)
 	return exitError
@@ -263,6 +274,11 @@ func runServe(sf serveFlags, logger *slog.Logger, stderr io.Writer) int {
 			"address", cfg.Web.ListenAddress)
 	}
 
+	if err := checkStateFile(cfg.Storage.Path); err != nil && !errors.Is(err, state.ErrLocked) {
+		logger.Error("the state file cannot be used; restore the last backup (GET /api/v1/admin/backup) in its place, or move it away to start empty; `medic storage check --storage.path FILE` checks a file",
+			"path", cfg.Storage.Path, "err", err)
+		return exitFailed
+	}
 	store, err := state.Open(cfg.Storage.Path, state.DefaultOptions)
 	if err != nil {
 		logger.Error("cannot open state", "path", cfg.Storage.Path, "err", err)
@@ -428,6 +444,78 @@ loop:
 	}
 	logger.Info("medic stopped", "inbox_depth", store.InboxDepth())
 	return code
+}
+
+// checkWorkerEnv makes the binary check one state file and exit: the child
+// process of checkStateFile.
+const checkWorkerEnv = "MEDIC_CHECK_STATE_FILE"
+
+// exitLocked is what the check worker exits with when a running medic holds
+// the file.
+const exitLocked = 4
+
+// checkWorker checks a state file and says how it went in its exit code.
+func checkWorker(path string, stderr io.Writer) int {
+	err := state.CheckFile(path)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+	}
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, state.ErrLocked):
+		return exitLocked
+	case errors.Is(err, state.ErrCorrupt):
+		return exitFailed
+	}
+	return exitError
+}
+
+func runStorageCheck(path string, stdout, stderr io.Writer) int {
+	err := checkStateFile(path)
+	switch {
+	case err == nil:
+		fmt.Fprintf(stdout, "%s: OK\n", path)
+		return exitOK
+	case errors.Is(err, state.ErrCorrupt):
+		fmt.Fprintf(stderr, "medic: %v\nrestore the last backup (GET /api/v1/admin/backup) in its place, or move it away to start empty\n", err)
+		return exitFailed
+	}
+	fmt.Fprintf(stderr, "medic: %v\n", err)
+	return exitError
+}
+
+// checkStateFile checks an existing state file in a child process: bbolt
+// can panic or fault (SIGBUS past a truncated end) on a damaged file, and
+// that must end the check, not medic. A crash is damage too. A file that a
+// running medic holds is state.ErrLocked.
+func checkStateFile(path string) error {
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("finding medic's own binary to check the state file: %w", err)
+	}
+	cmd := exec.Command(self)
+	cmd.Env = append(os.Environ(), checkWorkerEnv+"="+path)
+	out, err := cmd.CombinedOutput()
+	msg := strings.TrimSpace(string(out))
+	first, _, _ := strings.Cut(msg, "\n")
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return nil
+	case !errors.As(err, &ee):
+		return fmt.Errorf("running the state file check: %w", err)
+	case ee.ExitCode() == exitLocked:
+		return fmt.Errorf("%s: %w", path, state.ErrLocked)
+	case ee.ExitCode() == exitFailed:
+		// CheckFile's error, which began with ErrCorrupt's text.
+		return fmt.Errorf("%w: %s", state.ErrCorrupt, strings.TrimPrefix(msg, state.ErrCorrupt.Error()+": "))
+	}
+	// A panic or a fault: the first line says what broke.
+	return fmt.Errorf("%w: %s: reading it crashed the check (%s): %s", state.ErrCorrupt, path, ee.ProcessState, first)
 }
 
 // fdReserve is how many file descriptors serve keeps free of connections:
