@@ -555,3 +555,165 @@ func TestDamagedStateFile(t *testing.T) {
 		t.Fatalf("storage check of the intact file: %v\n%s", err, out)
 	}
 }
+
+// approvalRunbooks: a high-risk step that waits for a human, and a slow
+// low-risk one on the same target that keeps it busy.
+const approvalRunbooks = riskyRunbook + `
+tool "slow" {
+  description = "Takes three seconds."
+  risk        = "low"
+  param "name" { pattern = "[a-z]+" }
+  exec { command = ["SCRIPT", "COUNT", "3"] }
+}
+runbook "busy" {
+  description = "Keeps the target busy."
+  match { alertname = "Busy" }
+  target = "${labels.name}"
+  step "slow" {
+    tool = "slow"
+    args = { name = "${labels.name}" }
+  }
+}
+`
+
+// pendingApproval posts the high-risk alert and waits for its approval.
+func (l *remediationLab) pendingApproval(t *testing.T, name, fp string) uint64 {
+	t.Helper()
+	l.postAlert(t, "firing", fp, time.Now().Add(-time.Minute), map[string]string{"alertname": "Lab", "name": name})
+	inc := l.settled(t, fp)
+	if !hasEvent(inc, "approval_pending") {
+		t.Fatalf("no pending approval: %+v", inc.Timeline)
+	}
+	return inc.ID
+}
+
+func (l *remediationLab) approval(t *testing.T, id uint64) state.Approval {
+	t.Helper()
+	var resp struct{ Data state.Approval }
+	_, body := l.do(t, "GET", fmt.Sprintf("/api/v1/incidents/%d/approval", id), l.token, nil)
+	if err := json.Unmarshal(body, &resp); err != nil {
+		t.Fatal(err)
+	}
+	return resp.Data
+}
+
+func (l *remediationLab) incident(t *testing.T, id uint64) state.Incident {
+	t.Helper()
+	var resp struct{ Data state.Incident }
+	_, body := l.do(t, "GET", fmt.Sprintf("/api/v1/incidents/%d", id), l.token, nil)
+	if err := json.Unmarshal(body, &resp); err != nil {
+		t.Fatal(err)
+	}
+	return resp.Data
+}
+
+// TestApprovalsInServe: an approval is a state machine that never runs a
+// stale call and never leaves an incident without an outcome.
+func TestApprovalsInServe(t *testing.T) {
+	t.Parallel()
+	approve := func(l *remediationLab, id uint64) (int, string) {
+		code, body := l.do(t, "POST", fmt.Sprintf("/api/v1/incidents/%d/approve", id), l.approver, nil)
+		return code, string(body)
+	}
+	t.Run("tool renamed by a reload", func(t *testing.T) {
+		t.Parallel()
+		l := newLab(t, riskyRunbook, "1h")
+		p := l.start(t)
+		id := l.pendingApproval(t, "shop", "00000000000007a1")
+		rb, _ := os.ReadFile(filepath.Join(l.dir, "runbooks.hcl"))
+		writeFile(t, filepath.Join(l.dir, "runbooks.hcl"), strings.ReplaceAll(string(rb), `"record"`, `"record2"`))
+		if code, body := l.reload(t); code != 200 {
+			t.Fatalf("reload: %d %s", code, body)
+		}
+		code, body := approve(l, id)
+		if code != http.StatusConflict || !strings.Contains(body, `unknown tool \"record\"`) {
+			t.Fatalf("approve: %d %s", code, body)
+		}
+		if a := l.approval(t, id); a.State != state.ApprovalCancelled {
+			t.Fatalf("approval %s, want cancelled", a.State)
+		}
+		if inc := l.incident(t, id); inc.Outcome != state.OutcomeEscalated {
+			t.Fatalf("outcome %q, want escalated", inc.Outcome)
+		}
+		select {
+		case err := <-p.done:
+			t.Fatalf("medic exited: %v", err)
+		default:
+		}
+		if n := len(l.runs(t)); n != 0 {
+			t.Fatalf("%d runs", n)
+		}
+	})
+	t.Run("busy target leaves the approval pending", func(t *testing.T) {
+		t.Parallel()
+		l := newLab(t, approvalRunbooks, "1h")
+		l.start(t)
+		id := l.pendingApproval(t, "shop", "00000000000007b1")
+		l.postAlert(t, "firing", "00000000000007b2", time.Now().Add(-time.Minute), map[string]string{"alertname": "Busy", "name": "shop"})
+		eventually(t, 20*time.Second, "the slow step to start", func() bool { return len(l.runs(t)) == 1 })
+		code, body := approve(l, id)
+		if code != http.StatusConflict || !strings.Contains(body, "stays pending") {
+			t.Fatalf("approve on a busy target: %d %s", code, body)
+		}
+		if a := l.approval(t, id); a.State != state.ApprovalPending {
+			t.Fatalf("after the 409 the approval is %s, want pending", a.State)
+		}
+		eventually(t, 20*time.Second, "the approval to go through", func() bool {
+			code, _ := approve(l, id)
+			return code == 200
+		})
+		eventually(t, 20*time.Second, "the approved step to run", func() bool { return len(l.runs(t)) == 2 })
+	})
+	t.Run("incident resolved by itself", func(t *testing.T) {
+		t.Parallel()
+		l := newLab(t, riskyRunbook, "1h")
+		l.start(t)
+		started := time.Now().Add(-time.Minute)
+		l.postAlert(t, "firing", "00000000000007c1", started, map[string]string{"alertname": "Lab", "name": "shop"})
+		id := l.settled(t, "00000000000007c1").ID
+		l.postAlert(t, "resolved", "00000000000007c1", started, map[string]string{"alertname": "Lab", "name": "shop"})
+		eventually(t, 20*time.Second, "the close", func() bool { return l.incident(t, id).State == state.StateClosed })
+		if a := l.approval(t, id); a.State != state.ApprovalCancelled {
+			t.Fatalf("the close left the approval %s, want cancelled", a.State)
+		}
+		if code, body := approve(l, id); code != http.StatusConflict || !strings.Contains(body, "cancelled") {
+			t.Fatalf("approve after the close: %d %s", code, body)
+		}
+		if inc := l.incident(t, id); inc.Outcome != state.OutcomeSelfResolved || !hasEvent(inc, "approval_cancelled") {
+			t.Fatalf("outcome %q, timeline %+v", inc.Outcome, inc.Timeline)
+		}
+		if n := len(l.runs(t)); n != 0 {
+			t.Fatalf("%d runs after the incident resolved", n)
+		}
+	})
+	t.Run("tool command changed by a reload", func(t *testing.T) {
+		t.Parallel()
+		l := newLab(t, riskyRunbook, "1h")
+		l.start(t)
+		id := l.pendingApproval(t, "shop", "00000000000007d1")
+		rb, _ := os.ReadFile(filepath.Join(l.dir, "runbooks.hcl"))
+		writeFile(t, filepath.Join(l.dir, "runbooks.hcl"), strings.Replace(string(rb), `, "0"]`, `, "1"]`, 1))
+		if code, body := l.reload(t); code != 200 {
+			t.Fatalf("reload: %d %s", code, body)
+		}
+		code, body := approve(l, id)
+		if code != http.StatusConflict || !strings.Contains(body, "would now run") {
+			t.Fatalf("approve: %d %s", code, body)
+		}
+		time.Sleep(500 * time.Millisecond)
+		if n := len(l.runs(t)); n != 0 {
+			t.Fatalf("%d runs: a call ran that nobody approved", n)
+		}
+	})
+	t.Run("expiry escalates", func(t *testing.T) {
+		t.Parallel()
+		l := newLab(t, riskyRunbook, "2s")
+		l.start(t)
+		id := l.pendingApproval(t, "shop", "00000000000007e1")
+		eventually(t, 20*time.Second, "the expiry", func() bool { return l.incident(t, id).Outcome == state.OutcomeEscalated })
+		inc := l.incident(t, id)
+		if a := l.approval(t, id); a.State != state.ApprovalExpired || !strings.Contains(lastEvent(inc, "escalated"), "expired") {
+			t.Fatalf("approval %s, escalation %q", a.State, lastEvent(inc, "escalated"))
+		}
+	})
+}

@@ -1244,13 +1244,14 @@ func runApprove(cf clientFlags, f approveFlags, approve bool, stdout, stderr io.
 		return code
 	}
 	var r struct {
-		Data state.Approval `json:"data"`
+		Data    state.Approval `json:"data"`
+		Message string         `json:"message"`
 	}
 	if err := json.Unmarshal(out, &r); err != nil {
 		fmt.Fprintf(stderr, "medic: decoding response: %v\n", err)
 		return exitError
 	}
-	fmt.Fprintf(stdout, "incident %d: %s %s\n", f.id, r.Data.Tool, r.Data.State)
+	fmt.Fprintf(stdout, "incident %d: %s %s: %s\n", f.id, r.Data.Tool, r.Data.State, r.Message)
 	return exitOK
 }
 

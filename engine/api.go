@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -328,9 +327,9 @@ func (e *Engine) serveApproval(w http.ResponseWriter, r *http.Request) {
 }
 
 // serveDecideApproval is POST /api/v1/incidents/{id}/approve and /deny.
-// They need the approver token, not the API token. An approval re-checks
-// the call against the policy, minus the approval requirement, before it
-// runs; a denial records the reason.
+// They need the approver token, not the API token. The answer says what
+// happened and nothing more: 200 only when the approval was decided as
+// asked, 409 with the reason when it was not (and what became of it).
 func (e *Engine) serveDecideApproval(approve bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if !e.settings.Load().approverAuthorized(r.Header.Get("Authorization")) {
@@ -355,34 +354,40 @@ func (e *Engine) serveDecideApproval(approve bool) http.HandlerFunc {
 			apiError(w, http.StatusBadRequest, "bad_data", "a denial needs a reason")
 			return
 		}
+		if e.remediator == nil {
+			apiError(w, http.StatusNotImplemented, "unavailable", "no remediator runs")
+			return
+		}
 		by := "human"
 		if body.By != "" {
 			by = "human:" + body.By
 		}
-		now := e.now()
-		kind := "approval"
-		a, err := e.store.DecideApproval(id, approve, by, body.Reason, now, state.AuditEntry{Time: now, Incident: id, Kind: kind, Actor: by})
-		if err != nil {
-			if errors.Is(err, state.ErrNotPending) {
-				apiError(w, http.StatusConflict, "conflict", "%v", err)
-				return
-			}
+		var a state.Approval
+		var msg string
+		var err error
+		if approve {
+			a, msg, err = e.remediator.Approve(id, by)
+		} else {
+			a, err = e.remediator.Deny(id, by, body.Reason)
+			msg = fmt.Sprintf("%s denied by %s; the incident escalates", a.Tool, by)
+		}
+		var ae *ApprovalError
+		switch {
+		case errors.As(err, &ae):
+			apiError(w, ae.Status, "conflict", "%s", ae.Msg)
+		case err != nil:
 			apiError(w, http.StatusInternalServerError, "internal", "%v", err)
-			return
+		default:
+			writeJSON(w, http.StatusOK, approvalBody{Status: "success", Data: a, Message: msg})
 		}
-		msg := fmt.Sprintf("%s %s by %s", a.Tool, a.State, by)
-		if body.Reason != "" {
-			msg += ": " + body.Reason
-		}
-		_ = e.store.AddIncidentEvent(id, state.Event{Time: now, Kind: "approval_" + string(a.State), Message: msg})
-		if approve && e.remediator != nil {
-			if err := e.remediator.Resume(context.WithoutCancel(r.Context()), a); err != nil {
-				apiError(w, http.StatusConflict, "conflict", "%v", err)
-				return
-			}
-		}
-		writeJSON(w, http.StatusOK, successBody{Status: "success", Data: a})
 	}
+}
+
+// approvalBody is the answer to an approve or a deny.
+type approvalBody struct {
+	Status  string         `json:"status"`
+	Data    state.Approval `json:"data"`
+	Message string         `json:"message"`
 }
 
 func (e *Engine) serveActions(w http.ResponseWriter, r *http.Request) {

@@ -55,6 +55,7 @@ const (
 	escRunbook      = "runbook_escalates"
 	escFlapping     = "flapping"
 	escApproval     = "approval_needed"
+	escNoApproval   = "approval_refused"
 )
 
 // The results of medic_alerts_processed_total.
@@ -155,7 +156,7 @@ func newMetrics(reg prometheus.Registerer, e *Engine) *metrics {
 	for _, r := range []string{verifyRecovered, verifyWorse, verifyUnchanged, verifyUnverifiable} {
 		m.verifications.WithLabelValues(r)
 	}
-	for _, r := range []string{escNoRunbook, escDenied, escFailed, escPrecheck, escWorse, escExhausted, escUnverifiable, escDeadline, escRefire, escRestart, escRunbook, escFlapping, escApproval} {
+	for _, r := range []string{escNoRunbook, escDenied, escFailed, escPrecheck, escWorse, escExhausted, escUnverifiable, escDeadline, escRefire, escRestart, escRunbook, escFlapping, escApproval, escNoApproval} {
 		m.escalations.WithLabelValues(r)
 	}
 	for _, r := range []string{"allow", "deny", "needs_approval"} {

@@ -141,6 +141,7 @@ func (r *Remediator) Run(ctx context.Context, parallel int) {
 	poll := time.NewTicker(pollInterval)
 	defer poll.Stop()
 	for {
+		r.expireApprovals()
 		jobs, err := r.Store.DecisionJobs(256)
 		if err != nil {
 			r.Logger.Error("reading the decision queue failed", "component", "remediator", "err", err)
@@ -579,42 +580,6 @@ func (r *Remediator) runCalls(ctx context.Context, run *loopRun, from, attempt i
 	return true
 }
 
-// askApproval stores a call that needs a human, with its expiry, and
-// sends the brief with the commands to decide it.
-func (r *Remediator) askApproval(ctx context.Context, run *loopRun, index, attempt int, c rules.PlannedCall, dec actions.Decision, now time.Time) {
-	call, _ := json.Marshal(savedCall{Index: index, Attempt: attempt, Trace: *run.at, Alert: *run.alert})
-	ttl := run.d.Config.Remediation.ApprovalTTL
-	if ttl <= 0 {
-		ttl = DefaultApprovalTTL
-	}
-	err := r.Store.PutApproval(state.Approval{Incident: run.incident, Runbook: run.at.Runbook, Step: c.Step, Tool: c.Tool, Target: run.at.Target,
-		Call: call, Reasons: dec.Reasons, CreatedAt: now, ExpiresAt: now.Add(ttl)})
-	if err != nil {
-		r.Logger.Error("storing the approval failed", "component", "remediator", "err", err)
-		return
-	}
-	reason := fmt.Sprintf("%s waits for approval until %s: %s", c.Tool, now.Add(ttl).UTC().Format(time.RFC3339), dec.Reasons[0])
-	r.event(run.incident, now, "approval_pending", reason)
-	r.metrics.escalated(escApproval)
-	inc, err := r.Store.Incident(run.incident)
-	if err != nil {
-		r.Logger.Error("reading the incident for its brief failed", "component", "remediator", "err", err)
-		return
-	}
-	r.tellHuman(ctx, run, inc, escApproval, reason, []string{
-		fmt.Sprintf("medic approve %d --medic.url=%s", run.incident, run.d.externalURL()),
-		fmt.Sprintf("medic deny %d --reason '…' --medic.url=%s", run.incident, run.d.externalURL()),
-	})
-}
-
-// savedCall is what an approval keeps to resume the plan.
-type savedCall struct {
-	Index   int            `json:"index"`
-	Attempt int            `json:"attempt,omitempty"`
-	Trace   AlertTrace     `json:"trace"`
-	Alert   template.Alert `json:"alert"`
-}
-
 // shadow records what would have run, and runs an exec tool's dry_run argv
 // when the policy allows the call. It returns the record's message.
 func (r *Remediator) shadow(ctx context.Context, d *Decider, incident uint64, c rules.PlannedCall, dec actions.Decision, allowed *actions.Allowed, now time.Time) string {
@@ -844,44 +809,6 @@ func (r *Remediator) claimAction(ctx context.Context, d *Decider, act *state.Act
 	}
 	act.Policy = string(dec.Result)
 	return allowed, dec, r.Store.BeginAction(act, window)
-}
-
-// Resume runs an approved call and the steps after it. It is called after
-// DecideApproval approved the incident's pending call.
-func (r *Remediator) Resume(ctx context.Context, a state.Approval) error {
-	r.mu.Lock()
-	if r.ctx != nil {
-		ctx = r.ctx
-	}
-	r.mu.Unlock()
-	var saved savedCall
-	if err := json.Unmarshal(a.Call, &saved); err != nil {
-		return fmt.Errorf("approval of incident %d: %w", a.Incident, err)
-	}
-	if saved.Attempt < 1 {
-		saved.Attempt = 1
-	}
-	if !r.claim(saved.Trace.Target) {
-		return fmt.Errorf("a remediation is running on %s; approve again once it ends", saved.Trace.Target)
-	}
-	r.wg.Add(1)
-	go func() {
-		defer r.wg.Done()
-		defer r.release(saved.Trace.Target)
-		now := r.now()
-		d := *r.Decider()
-		d.Counts, d.RunbookState = r.counts, r.runbookState
-		rb := d.runbook(saved.Trace.Runbook)
-		if rb == nil {
-			run := &loopRun{d: &d, incident: a.Incident, alert: &saved.Alert, at: &saved.Trace}
-			r.escalate(ctx, run, escDenied, fmt.Sprintf("runbook %s is gone since the approval was asked (a reload); nothing runs", saved.Trace.Runbook))
-			return
-		}
-		run := &loopRun{d: &d, incident: a.Incident, alert: &saved.Alert, at: &saved.Trace, rb: rb,
-			deadline: now.Add(d.Config.Remediation.Deadline)}
-		r.runCalls(ctx, run, saved.Index, saved.Attempt, true)
-	}()
-	return nil
 }
 
 // notifySpec reads a notify tool's secrets from their files, now, so that a

@@ -259,6 +259,14 @@ func (e *Engine) applyAlert(tx *state.Tx, cfg *Config, a *template.Alert, now ti
 			}
 			inc.AddEvent(state.Event{Time: now, Kind: "closed", Message: msg})
 			closed = 1
+			// A call waiting for a human is moot once its incident closes.
+			cancelled, err := tx.CancelApproval(inc.ID, "the incident closed: all its alerts resolved", now)
+			if err != nil {
+				return 0, 0, 0, "", err
+			}
+			if cancelled {
+				inc.AddEvent(state.Event{Time: now, Kind: "approval_cancelled", Message: "the pending approval is cancelled: the incident closed"})
+			}
 		}
 		if err := tx.PutIncident(inc); err != nil {
 			return 0, 0, 0, "", err

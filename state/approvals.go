@@ -2,6 +2,7 @@ package state
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -19,6 +20,9 @@ const (
 	ApprovalApproved ApprovalState = "approved"
 	ApprovalDenied   ApprovalState = "denied"
 	ApprovalExpired  ApprovalState = "expired"
+	// ApprovalCancelled: the call can no longer be approved, because its
+	// incident closed or its tool changed; the reason says which.
+	ApprovalCancelled ApprovalState = "cancelled"
 )
 
 // Approval is a call waiting for a human, keyed by its incident: one
@@ -68,44 +72,122 @@ func (s *Store) Approval(incident uint64) (Approval, error) {
 	return a, err
 }
 
+// An approval is a small state machine: pending, then exactly one of
+// approved, denied, expired or cancelled. Each transition is one
+// transaction with its audit entry; a transition from any other state than
+// pending fails with ErrNotPending.
+
 // DecideApproval moves a pending approval to approved or denied, once: a
 // second decision, or one after the expiry, fails with ErrNotPending (an
 // expired approval is marked expired). The audit entry commits with it.
 func (s *Store) DecideApproval(incident uint64, approve bool, by, reason string, now time.Time, audit AuditEntry) (Approval, error) {
+	to := ApprovalDenied
+	if approve {
+		to = ApprovalApproved
+	}
 	var a Approval
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketApprovals)
-		v := b.Get(u64(incident))
-		if v == nil {
-			return fmt.Errorf("incident %d: %w", incident, ErrNotPending)
-		}
-		if err := json.Unmarshal(v, &a); err != nil {
-			return err
-		}
-		if a.State != ApprovalPending {
-			return fmt.Errorf("incident %d is %s: %w", incident, a.State, ErrNotPending)
-		}
-		if !now.Before(a.ExpiresAt) {
-			a.State = ApprovalExpired
-		} else if approve {
-			a.State = ApprovalApproved
-		} else {
-			a.State = ApprovalDenied
-		}
-		a.DecidedBy, a.Reason, a.DecidedAt = by, reason, &now
-		buf, err := json.Marshal(a)
-		if err != nil {
-			return err
-		}
-		if err := b.Put(u64(incident), buf); err != nil {
-			return err
-		}
-		details, _ := json.Marshal(map[string]any{"state": a.State, "tool": a.Tool, "step": a.Step, "reason": reason})
-		audit.Details = details
-		return appendAudit(tx, &audit)
+		var err error
+		a, err = transitionApproval(tx, incident, to, by, reason, now, audit)
+		return err
 	})
 	if err == nil && a.State == ApprovalExpired {
 		return a, fmt.Errorf("incident %d: the approval expired at %s: %w", incident, a.ExpiresAt.UTC().Format(time.RFC3339), ErrNotPending)
 	}
 	return a, err
+}
+
+// CancelApproval cancels an incident's pending approval with the reason.
+func (s *Store) CancelApproval(incident uint64, reason string, now time.Time) (Approval, error) {
+	var a Approval
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		var err error
+		a, err = transitionApproval(tx, incident, ApprovalCancelled, "medic", reason, now, AuditEntry{Time: now, Incident: incident, Kind: "approval", Actor: "medic"})
+		return err
+	})
+	return a, err
+}
+
+// CancelApproval cancels the incident's pending approval, if it has one,
+// in the transaction that closes the incident, and reports whether it did.
+func (t *Tx) CancelApproval(incident uint64, reason string, now time.Time) (bool, error) {
+	_, err := transitionApproval(t.tx, incident, ApprovalCancelled, "medic", reason, now, AuditEntry{Time: now, Incident: incident, Kind: "approval", Actor: "medic"})
+	if errors.Is(err, ErrNotPending) {
+		return false, nil
+	}
+	return err == nil, t.check(err)
+}
+
+// ExpireApproval marks an incident's pending approval expired; it must be
+// past its expiry.
+func (s *Store) ExpireApproval(incident uint64, now time.Time) (Approval, error) {
+	var a Approval
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		var err error
+		a, err = transitionApproval(tx, incident, ApprovalExpired, "medic", "nobody decided before the expiry", now, AuditEntry{Time: now, Incident: incident, Kind: "approval", Actor: "medic"})
+		return err
+	})
+	return a, err
+}
+
+// ExpireApprovals marks every pending approval past its expiry expired, in
+// one transaction, and returns them, so that their incidents escalate.
+func (s *Store) ExpireApprovals(now time.Time) ([]Approval, error) {
+	var out []Approval
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		out = out[:0]
+		var due []uint64
+		if err := tx.Bucket(bucketApprovals).ForEach(func(k, v []byte) error {
+			var a Approval
+			if err := json.Unmarshal(v, &a); err != nil {
+				return fmt.Errorf("decode approval %x: %w", k, err)
+			}
+			if a.State == ApprovalPending && !now.Before(a.ExpiresAt) {
+				due = append(due, a.Incident)
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		for _, id := range due {
+			a, err := transitionApproval(tx, id, ApprovalExpired, "medic", "nobody decided before the expiry", now, AuditEntry{Time: now, Incident: id, Kind: "approval", Actor: "medic"})
+			if err != nil {
+				return err
+			}
+			out = append(out, a)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// transitionApproval moves a pending approval to the state to; one past its
+// expiry becomes expired whatever to asks.
+func transitionApproval(tx *bolt.Tx, incident uint64, to ApprovalState, by, reason string, now time.Time, audit AuditEntry) (Approval, error) {
+	var a Approval
+	b := tx.Bucket(bucketApprovals)
+	v := b.Get(u64(incident))
+	if v == nil {
+		return a, fmt.Errorf("incident %d: %w", incident, ErrNotPending)
+	}
+	if err := json.Unmarshal(v, &a); err != nil {
+		return a, err
+	}
+	if a.State != ApprovalPending {
+		return a, fmt.Errorf("incident %d is %s: %w", incident, a.State, ErrNotPending)
+	}
+	if !now.Before(a.ExpiresAt) && to != ApprovalCancelled {
+		to = ApprovalExpired
+	}
+	a.State, a.DecidedBy, a.Reason, a.DecidedAt = to, by, reason, &now
+	buf, err := json.Marshal(a)
+	if err != nil {
+		return a, err
+	}
+	if err := b.Put(u64(incident), buf); err != nil {
+		return a, err
+	}
+	details, _ := json.Marshal(map[string]any{"state": a.State, "tool": a.Tool, "step": a.Step, "reason": reason})
+	audit.Details = details
+	return a, appendAudit(tx, &audit)
 }
