@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -16,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 
 	"medic/state"
 )
@@ -716,4 +720,108 @@ func TestApprovalsInServe(t *testing.T) {
 			t.Fatalf("approval %s, escalation %q", a.State, lastEvent(inc, "escalated"))
 		}
 	})
+}
+
+// rechain recomputes the audit chain after an edit, as someone who can
+// write the state file but has no audit key would: every hash and the tip
+// made consistent again, the MACs left as they were.
+func rechain(t *testing.T, path string, edit func(entries []state.AuditEntry) []state.AuditEntry) {
+	t.Helper()
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	err = db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte("audit"))
+		var entries []state.AuditEntry
+		b.ForEach(func(k, v []byte) error {
+			var e state.AuditEntry
+			json.Unmarshal(v, &e)
+			entries = append(entries, e)
+			return nil
+		})
+		for _, e := range entries {
+			b.Delete(binary.BigEndian.AppendUint64(nil, e.Seq))
+		}
+		entries = edit(entries)
+		prev := ""
+		for i := range entries {
+			e := &entries[i]
+			e.Seq, e.Prev = uint64(i+1), prev
+			c := *e
+			c.Hash, c.MAC = "", ""
+			body, _ := json.Marshal(c)
+			sum := sha256.Sum256(append(append([]byte(prev), 0), body...))
+			e.Hash = hex.EncodeToString(sum[:])
+			buf, _ := json.Marshal(e)
+			b.Put(binary.BigEndian.AppendUint64(nil, e.Seq), buf)
+			prev = e.Hash
+		}
+		b.SetSequence(uint64(len(entries)))
+		return tx.Bucket([]byte("meta")).Put([]byte("audit_tip"), []byte(prev))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestAuditTamperDetection: with the audit key outside the state file and
+// the checkpoints serve writes, medic audit --verify --storage.path finds
+// an edit with the chain recomputed, a deleted middle entry, a dropped tail
+// with the tip fixed, and a wiped log, offline, with no daemon.
+func TestAuditTamperDetection(t *testing.T) {
+	t.Parallel()
+	l := newLab(t, strings.Replace(slowRunbook, "SLEEP", "0", 1), "1h")
+	p := l.start(t)
+	for i, name := range []string{"alpha", "beta", "gamma"} {
+		fp := fmt.Sprintf("00000000000008a%d", i)
+		l.postAlert(t, "firing", fp, time.Now().Add(-time.Minute), map[string]string{"alertname": "Lab", "name": name})
+		l.settled(t, fp)
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	<-p.done
+	p.done <- nil
+	verify := func(dir string) (int, string) {
+		out, err := exec.Command(medicBin, "audit", "--verify", "--storage.path", filepath.Join(dir, "medic.db")).CombinedOutput()
+		return exitCode(err), string(out)
+	}
+	if code, out := verify(l.dir); code != 0 || !strings.Contains(out, "SUCCESS") {
+		t.Fatalf("the intact log: exit %d\n%s", code, out)
+	}
+	copyLab := func(t *testing.T) string {
+		dir := t.TempDir()
+		for _, f := range []string{"medic.db", "audit.key", "audit.checkpoints"} {
+			b, err := os.ReadFile(filepath.Join(l.dir, f))
+			if err != nil {
+				t.Fatal(err)
+			}
+			writeFile(t, filepath.Join(dir, f), string(b))
+		}
+		return dir
+	}
+	for _, tc := range []struct {
+		name, want string
+		edit       func([]state.AuditEntry) []state.AuditEntry
+	}{
+		{"an edit, chain recomputed", "MAC is missing or wrong", func(es []state.AuditEntry) []state.AuditEntry {
+			es[2].Actor = "human:nobody"
+			return es
+		}},
+		{"a middle entry deleted, renumbered", "MAC is missing or wrong", func(es []state.AuditEntry) []state.AuditEntry {
+			return append(es[:2], es[3:]...)
+		}},
+		{"the tail dropped, tip fixed", "entries were removed", func(es []state.AuditEntry) []state.AuditEntry {
+			return es[:len(es)-3]
+		}},
+		{"the log wiped", "entries were removed", func([]state.AuditEntry) []state.AuditEntry { return nil }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := copyLab(t)
+			rechain(t, filepath.Join(dir, "medic.db"), tc.edit)
+			if code, out := verify(dir); code != 1 || !strings.Contains(out, tc.want) {
+				t.Fatalf("exit %d, want 1 with %q:\n%s", code, tc.want, out)
+			}
+		})
+	}
 }

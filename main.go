@@ -6,6 +6,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/xml"
 	"errors"
@@ -169,6 +170,9 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 	audit.Flag("since", "Only entries at or after this RFC 3339 time.").StringVar(&af.since)
 	audit.Flag("verify", "Check the hash chain; exit 1 if it is broken.").BoolVar(&af.verify)
 	audit.Flag("output", "Output format: text or json (JSON lines).").Short('o').Default("text").EnumVar(&af.output, "text", "json")
+	audit.Flag("storage.path", "With --verify: check this state file offline, with no daemon (one holding the file must be stopped).").StringVar(&af.storage)
+	audit.Flag("audit.key-file", "With --storage.path: the audit key. Default audit.key beside the state file.").StringVar(&af.keyFile)
+	audit.Flag("audit.checkpoint-file", "With --storage.path: the checkpoints. Default audit.checkpoints beside the state file.").StringVar(&af.checkpointFile)
 	var apf approveFlags
 	approve := app.Command("approve", "Approve an incident's pending call; it is re-checked against the policy, then runs.")
 	approve.Arg("id", "The incident.").Required().Uint64Var(&apf.id)
@@ -279,7 +283,22 @@ func runServe(sf serveFlags, logger *slog.Logger, stderr io.Writer) int {
 			"path", cfg.Storage.Path, "err", err)
 		return exitFailed
 	}
-	store, err := state.Open(cfg.Storage.Path, state.DefaultOptions)
+	keyFile, _ := cfg.Storage.AuditFiles()
+	if err := os.MkdirAll(filepath.Dir(keyFile), 0o750); err != nil {
+		logger.Error("cannot create the audit key's directory", "err", err)
+		return exitError
+	}
+	auditKey, created, err := engine.LoadAuditKey(keyFile)
+	if err != nil {
+		logger.Error("cannot load the audit key", "err", err)
+		return exitError
+	}
+	if created {
+		logger.Warn("created a new audit key; keep a copy off this machine, and the file where whoever can write the state file cannot read it", "file", keyFile)
+	}
+	opts := state.DefaultOptions
+	opts.AuditKey = auditKey
+	store, err := state.Open(cfg.Storage.Path, opts)
 	if err != nil {
 		logger.Error("cannot open state", "path", cfg.Storage.Path, "err", err)
 		return exitError
@@ -294,7 +313,7 @@ func runServe(sf serveFlags, logger *slog.Logger, stderr io.Writer) int {
 	reg.MustRegister(versioncollector.NewCollector("medic"), collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reloadCh := make(chan chan error)
-	eng := engine.New(engine.Options{Logger: logger, Registerer: reg, Gatherer: reg, Store: store, Reload: reloadCh})
+	eng := engine.New(engine.Options{Logger: logger, Registerer: reg, Gatherer: reg, Store: store, Reload: reloadCh, AuditKey: auditKey})
 	if err := eng.ApplyConfig(cfg); err != nil {
 		logger.Error("invalid configuration", "err", err)
 		return exitFailed
@@ -366,6 +385,20 @@ func runServe(sf serveFlags, logger *slog.Logger, stderr io.Writer) int {
 		defer close(watchdogDone)
 		runWatchdog(logger, eng, store, serving.Load, stopWatchdog)
 	}()
+	go func() {
+		t := time.NewTicker(engine.CheckpointInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-stopWatchdog:
+				return
+			case <-t.C:
+				if err := eng.Checkpoint(); err != nil {
+					logger.Error("writing an audit checkpoint failed", "err", err)
+				}
+			}
+		}
+	}()
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -432,6 +465,10 @@ loop:
 		// Remediations in flight finish their call; none starts after this.
 		stopRemediation()
 		<-remDone
+		// The last checkpoint covers everything this run wrote.
+		if err := eng.Checkpoint(); err != nil {
+			logger.Error("writing an audit checkpoint failed", "err", err)
+		}
 	}()
 	select {
 	case err := <-workDone:
@@ -564,6 +601,10 @@ func reloadConfig(sf serveFlags, eng *engine.Engine, logger *slog.Logger, stderr
 	}
 	if cfg.Remediation.Parallel != cur.Remediation.Parallel {
 		restart = append(restart, "remediation.parallel")
+	}
+	k, c := cfg.Storage.AuditFiles()
+	if k2, c2 := cur.Storage.AuditFiles(); k != k2 || c != c2 {
+		restart = append(restart, "storage.audit_key_file or storage.audit_checkpoint_file")
 	}
 	if len(restart) > 0 {
 		return nil, fmt.Errorf("%s changed; these need a restart, and nothing was reloaded", strings.Join(restart, ", "))
@@ -834,11 +875,56 @@ type auditFlags struct {
 	since    string
 	verify   bool
 	output   string
+	// storage, with verify, checks a state file offline.
+	storage        string
+	keyFile        string
+	checkpointFile string
+}
+
+// verifyOffline checks a state file's audit log without a daemon: the
+// chain, the MACs under the key, and the checkpoints.
+func verifyOffline(f auditFlags, stdout, stderr io.Writer) int {
+	sc := engine.StorageConfig{Path: f.storage, AuditKeyFile: f.keyFile, AuditCheckpointFile: f.checkpointFile}
+	keyFile, checkpoints := sc.AuditFiles()
+	raw, err := os.ReadFile(keyFile)
+	if err != nil {
+		fmt.Fprintf(stderr, "medic: the audit key is needed to verify: %v\n", err)
+		return exitError
+	}
+	key, err := hex.DecodeString(strings.TrimSpace(string(raw)))
+	if err != nil {
+		fmt.Fprintf(stderr, "medic: audit key %s: %v\n", keyFile, err)
+		return exitError
+	}
+	if err := checkStateFile(f.storage); err != nil {
+		fmt.Fprintf(stderr, "medic: %v\n", err)
+		return exitFailed
+	}
+	store, err := state.Open(f.storage, state.Options{ReadOnly: true, LockTimeout: time.Second})
+	if err != nil {
+		fmt.Fprintf(stderr, "medic: %v\n", err)
+		return exitError
+	}
+	defer store.Close()
+	n, err := engine.VerifyAudit(store, key, checkpoints)
+	if err != nil {
+		fmt.Fprintf(stdout, "FAILED: the audit log is not intact after %d good entries: %s\n", n, err)
+		return exitFailed
+	}
+	fmt.Fprintf(stdout, "SUCCESS: %d entries, hash chain, MACs and checkpoints intact\n", n)
+	return exitOK
 }
 
 // runAudit prints the audit log, or checks its hash chain with --verify
 // (exit 1 when broken).
 func runAudit(cf clientFlags, f auditFlags, stdout, stderr io.Writer) int {
+	if f.storage != "" {
+		if !f.verify {
+			fmt.Fprintln(stderr, "medic: error: --storage.path goes with --verify")
+			return exitError
+		}
+		return verifyOffline(f, stdout, stderr)
+	}
 	if f.verify {
 		body, code := apiGet(cf, "/api/v1/audit/verify", nil, stderr)
 		if code != exitOK {
@@ -859,7 +945,7 @@ func runAudit(cf clientFlags, f auditFlags, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stdout, "FAILED: the audit chain is broken after %d good entries: %s\n", r.Data.Entries, r.Data.Error)
 			return exitFailed
 		}
-		fmt.Fprintf(stdout, "SUCCESS: %d entries, hash chain intact\n", r.Data.Entries)
+		fmt.Fprintf(stdout, "SUCCESS: %d entries, hash chain, MACs and checkpoints intact\n", r.Data.Entries)
 		return exitOK
 	}
 	q := url.Values{}

@@ -291,7 +291,8 @@ func (e *Engine) serveAudit(w http.ResponseWriter, r *http.Request) {
 
 // serveAuditVerify checks the audit log's hash chain.
 func (e *Engine) serveAuditVerify(w http.ResponseWriter, _ *http.Request) {
-	n, err := e.store.VerifyAudit()
+	_, checkpoints := e.Config().Storage.AuditFiles()
+	n, err := VerifyAudit(e.store, e.auditKey, checkpoints)
 	if err != nil {
 		writeJSON(w, http.StatusOK, successBody{Status: "success", Data: map[string]any{"valid": false, "entries": n, "error": err.Error()}})
 		return

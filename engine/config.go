@@ -155,6 +155,26 @@ type StorageConfig struct {
 	Path string
 	// Retention is how long closed incidents are kept.
 	Retention time.Duration
+	// AuditKeyFile holds the key that authenticates the audit log; it is
+	// created when missing. Default: audit.key beside the state file. Keep
+	// it where whoever can write the state file cannot read it.
+	AuditKeyFile string
+	// AuditCheckpointFile receives the audit log's checkpoints. Default:
+	// audit.checkpoints beside the state file.
+	AuditCheckpointFile string
+}
+
+// AuditFiles are the audit key and checkpoint files in force: the
+// configured ones, or the defaults beside the state file.
+func (c StorageConfig) AuditFiles() (key, checkpoints string) {
+	key, checkpoints = c.AuditKeyFile, c.AuditCheckpointFile
+	if key == "" {
+		key = filepath.Join(filepath.Dir(c.Path), "audit.key")
+	}
+	if checkpoints == "" {
+		checkpoints = filepath.Join(filepath.Dir(c.Path), "audit.checkpoints")
+	}
+	return key, checkpoints
 }
 
 // IntakeConfig bounds what the webhook accepts and which alerts it skips.
@@ -337,8 +357,10 @@ type webBlock struct {
 }
 
 type storageBlock struct {
-	Path      *string `hcl:"path,optional"`
-	Retention *string `hcl:"retention,optional"`
+	Path                *string `hcl:"path,optional"`
+	Retention           *string `hcl:"retention,optional"`
+	AuditKeyFile        *string `hcl:"audit_key_file,optional"`
+	AuditCheckpointFile *string `hcl:"audit_checkpoint_file,optional"`
 
 	PathRange      hcl.Range `hcl:"path,attr_value_range"`
 	RetentionRange hcl.Range `hcl:"retention,attr_value_range"`
@@ -432,6 +454,12 @@ func ParseConfig(path string, src []byte) (*Config, hcl.Diagnostics) {
 				diags = append(diags, attrError(s.PathRange, "Invalid path", "The storage path must not be empty."))
 			}
 			cfg.Storage.Path = rel(*s.Path)
+		}
+		if s.AuditKeyFile != nil {
+			cfg.Storage.AuditKeyFile = rel(*s.AuditKeyFile)
+		}
+		if s.AuditCheckpointFile != nil {
+			cfg.Storage.AuditCheckpointFile = rel(*s.AuditCheckpointFile)
 		}
 		if s.Retention != nil {
 			d, err := model.ParseDuration(*s.Retention)

@@ -38,6 +38,9 @@ type Options struct {
 	// Reload receives a request from POST /-/reload; main owns reloading, as
 	// it owns SIGHUP. nil makes /-/reload answer 501.
 	Reload chan<- chan error
+	// AuditKey authenticates the audit log and its checkpoints; the Store
+	// was opened with it.
+	AuditKey []byte
 }
 
 // Engine is medic's pipeline.
@@ -60,6 +63,9 @@ type Engine struct {
 	backups chan struct{}
 	// intakeBudget bounds the notifications being decoded at once.
 	intakeBudget budget
+	auditKey     []byte
+	// checkpointed is the audit entry of the last checkpoint.
+	checkpointed atomic.Uint64
 }
 
 // SetRemediator attaches the remediation path: from then on every new
@@ -92,6 +98,7 @@ func New(o Options) *Engine {
 		reload:   o.Reload,
 		wake:     make(chan struct{}, 1),
 		backups:  make(chan struct{}, 1),
+		auditKey: o.AuditKey,
 	}
 	e.intakeBudget.limit = IntakeMemoryBudget
 	if e.logger == nil {

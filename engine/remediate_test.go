@@ -84,7 +84,7 @@ runbook "noop" {
 	if ran["alpha"] < 1 || ran["beta"] < 1 {
 		t.Fatalf("actions per target %v", ran)
 	}
-	if n, err := env.store.VerifyAudit(); err != nil || n == 0 {
+	if n, err := env.store.VerifyAudit(nil, nil); err != nil || n == 0 {
 		t.Fatalf("audit: %d %v", n, err)
 	}
 }

@@ -88,7 +88,7 @@ func (s *Store) DecideApproval(incident uint64, approve bool, by, reason string,
 	var a Approval
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		var err error
-		a, err = transitionApproval(tx, incident, to, by, reason, now, audit)
+		a, err = transitionApproval(tx, s.auditKey, incident, to, by, reason, now, audit)
 		return err
 	})
 	if err == nil && a.State == ApprovalExpired {
@@ -102,7 +102,7 @@ func (s *Store) CancelApproval(incident uint64, reason string, now time.Time) (A
 	var a Approval
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		var err error
-		a, err = transitionApproval(tx, incident, ApprovalCancelled, "medic", reason, now, AuditEntry{Time: now, Incident: incident, Kind: "approval", Actor: "medic"})
+		a, err = transitionApproval(tx, s.auditKey, incident, ApprovalCancelled, "medic", reason, now, AuditEntry{Time: now, Incident: incident, Kind: "approval", Actor: "medic"})
 		return err
 	})
 	return a, err
@@ -111,7 +111,7 @@ func (s *Store) CancelApproval(incident uint64, reason string, now time.Time) (A
 // CancelApproval cancels the incident's pending approval, if it has one,
 // in the transaction that closes the incident, and reports whether it did.
 func (t *Tx) CancelApproval(incident uint64, reason string, now time.Time) (bool, error) {
-	_, err := transitionApproval(t.tx, incident, ApprovalCancelled, "medic", reason, now, AuditEntry{Time: now, Incident: incident, Kind: "approval", Actor: "medic"})
+	_, err := transitionApproval(t.tx, t.auditKey, incident, ApprovalCancelled, "medic", reason, now, AuditEntry{Time: now, Incident: incident, Kind: "approval", Actor: "medic"})
 	if errors.Is(err, ErrNotPending) {
 		return false, nil
 	}
@@ -124,7 +124,7 @@ func (s *Store) ExpireApproval(incident uint64, now time.Time) (Approval, error)
 	var a Approval
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		var err error
-		a, err = transitionApproval(tx, incident, ApprovalExpired, "medic", "nobody decided before the expiry", now, AuditEntry{Time: now, Incident: incident, Kind: "approval", Actor: "medic"})
+		a, err = transitionApproval(tx, s.auditKey, incident, ApprovalExpired, "medic", "nobody decided before the expiry", now, AuditEntry{Time: now, Incident: incident, Kind: "approval", Actor: "medic"})
 		return err
 	})
 	return a, err
@@ -150,7 +150,7 @@ func (s *Store) ExpireApprovals(now time.Time) ([]Approval, error) {
 			return err
 		}
 		for _, id := range due {
-			a, err := transitionApproval(tx, id, ApprovalExpired, "medic", "nobody decided before the expiry", now, AuditEntry{Time: now, Incident: id, Kind: "approval", Actor: "medic"})
+			a, err := transitionApproval(tx, s.auditKey, id, ApprovalExpired, "medic", "nobody decided before the expiry", now, AuditEntry{Time: now, Incident: id, Kind: "approval", Actor: "medic"})
 			if err != nil {
 				return err
 			}
@@ -163,7 +163,7 @@ func (s *Store) ExpireApprovals(now time.Time) ([]Approval, error) {
 
 // transitionApproval moves a pending approval to the state to; one past its
 // expiry becomes expired whatever to asks.
-func transitionApproval(tx *bolt.Tx, incident uint64, to ApprovalState, by, reason string, now time.Time, audit AuditEntry) (Approval, error) {
+func transitionApproval(tx *bolt.Tx, key []byte, incident uint64, to ApprovalState, by, reason string, now time.Time, audit AuditEntry) (Approval, error) {
 	var a Approval
 	b := tx.Bucket(bucketApprovals)
 	v := b.Get(u64(incident))
@@ -189,5 +189,5 @@ func transitionApproval(tx *bolt.Tx, incident uint64, to ApprovalState, by, reas
 	}
 	details, _ := json.Marshal(map[string]any{"state": a.State, "tool": a.Tool, "step": a.Step, "reason": reason})
 	audit.Details = details
-	return a, appendAudit(tx, &audit)
+	return a, appendAudit(tx, key, &audit)
 }

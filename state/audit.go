@@ -2,10 +2,13 @@ package state
 
 import (
 	"bytes"
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -30,12 +33,16 @@ type AuditEntry struct {
 	Details json.RawMessage `json:"details,omitempty"`
 	Prev    string          `json:"prev"`
 	Hash    string          `json:"hash"`
+	// MAC is the HMAC-SHA256 of Hash under the audit key, which lives
+	// outside the state file: a chain recomputed by someone without the
+	// key has no valid MACs.
+	MAC string `json:"mac,omitempty"`
 }
 
 // chainHash is the entry's hash over the previous hash and the content.
 func chainHash(e *AuditEntry) (string, error) {
 	c := *e
-	c.Hash = ""
+	c.Hash, c.MAC = "", ""
 	body, err := json.Marshal(c)
 	if err != nil {
 		return "", err
@@ -57,17 +64,24 @@ func (s *Store) Audit(e AuditEntry) (AuditEntry, error) {
 		}
 		e.Details = b.Bytes()
 	}
-	err := s.db.Update(func(tx *bolt.Tx) error { return appendAudit(tx, &e) })
+	err := s.db.Update(func(tx *bolt.Tx) error { return appendAudit(tx, s.auditKey, &e) })
 	return e, err
 }
 
 // Audit appends an entry inside the ProcessInbox transaction, so that the
 // change and its record commit together.
 func (t *Tx) Audit(e AuditEntry) error {
-	return t.check(appendAudit(t.tx, &e))
+	return t.check(appendAudit(t.tx, t.auditKey, &e))
 }
 
-func appendAudit(tx *bolt.Tx, e *AuditEntry) error {
+// mac authenticates an entry's hash under key.
+func mac(key []byte, hash string) string {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(hash))
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+func appendAudit(tx *bolt.Tx, key []byte, e *AuditEntry) error {
 	b := tx.Bucket(bucketAudit)
 	seq, err := b.NextSequence()
 	if err != nil {
@@ -77,6 +91,9 @@ func appendAudit(tx *bolt.Tx, e *AuditEntry) error {
 	e.Prev = string(tx.Bucket(bucketMeta).Get(keyAuditTip))
 	if e.Hash, err = chainHash(e); err != nil {
 		return err
+	}
+	if len(key) > 0 {
+		e.MAC = mac(key, e.Hash)
 	}
 	buf, err := json.Marshal(e)
 	if err != nil {
@@ -112,12 +129,18 @@ func (s *Store) AuditEntries(f AuditFilter, fn func(AuditEntry) error) error {
 }
 
 // VerifyAudit walks the whole chain and reports the first entry whose hash,
-// link or sequence is wrong. It returns the number of entries checked.
-func (s *Store) VerifyAudit() (int, error) {
+// link, sequence or MAC is wrong, then checks the checkpoints against it.
+// With a key, every entry must carry a valid MAC. It returns the number of
+// entries checked.
+func (s *Store) VerifyAudit(key []byte, checkpoints []Checkpoint) (int, error) {
 	n := 0
 	err := s.db.View(func(tx *bolt.Tx) error {
 		prev := ""
 		var want uint64 = 1
+		hashes := map[uint64]string{}
+		for _, c := range checkpoints {
+			hashes[c.Seq] = ""
+		}
 		err := tx.Bucket(bucketAudit).ForEach(func(k, v []byte) error {
 			var e AuditEntry
 			if err := json.Unmarshal(v, &e); err != nil {
@@ -136,6 +159,12 @@ func (s *Store) VerifyAudit() (int, error) {
 			if h != e.Hash {
 				return fmt.Errorf("entry %d: content does not match its hash", e.Seq)
 			}
+			if len(key) > 0 && !hmac.Equal([]byte(e.MAC), []byte(mac(key, e.Hash))) {
+				return fmt.Errorf("entry %d: its MAC is missing or wrong: it was not written with this audit key", e.Seq)
+			}
+			if _, ok := hashes[e.Seq]; ok {
+				hashes[e.Seq] = e.Hash
+			}
 			prev, want = e.Hash, want+1
 			n++
 			return nil
@@ -146,7 +175,99 @@ func (s *Store) VerifyAudit() (int, error) {
 		if tip := string(tx.Bucket(bucketMeta).Get(keyAuditTip)); tip != prev {
 			return fmt.Errorf("the chain ends at entry %d, but its tip says otherwise: entries were removed from the end", want-1)
 		}
+		for _, c := range checkpoints {
+			switch h := hashes[c.Seq]; {
+			case h == "":
+				return fmt.Errorf("checkpoint of %s names entry %d, but the log ends at entry %d: entries were removed", c.Time.UTC().Format(time.RFC3339), c.Seq, want-1)
+			case h != c.Hash:
+				return fmt.Errorf("checkpoint of %s does not match entry %d: the log was rewritten", c.Time.UTC().Format(time.RFC3339), c.Seq)
+			}
+		}
 		return nil
 	})
 	return n, err
+}
+
+// AuditTip is the newest entry's sequence number and hash; 0 and "" for an
+// empty log.
+func (s *Store) AuditTip() (uint64, string, error) {
+	var seq uint64
+	var hash string
+	err := s.db.View(func(tx *bolt.Tx) error {
+		k, v := tx.Bucket(bucketAudit).Cursor().Last()
+		if k == nil {
+			return nil
+		}
+		var e AuditEntry
+		if err := json.Unmarshal(v, &e); err != nil {
+			return fmt.Errorf("decode audit entry %x: %w", k, err)
+		}
+		seq, hash = e.Seq, e.Hash
+		return nil
+	})
+	return seq, hash, err
+}
+
+// Checkpoint records, outside the state file, that the audit log had
+// reached entry Seq with hash Hash at Time. A log later found shorter, or
+// with another hash there, was tampered with.
+type Checkpoint struct {
+	Seq  uint64    `json:"seq"`
+	Hash string    `json:"hash"`
+	Time time.Time `json:"time"`
+	MAC  string    `json:"mac"`
+}
+
+func (c Checkpoint) mac(key []byte) string {
+	return mac(key, fmt.Sprintf("%d\x00%s\x00%d", c.Seq, c.Hash, c.Time.UnixNano()))
+}
+
+// AppendCheckpoint appends a checkpoint to the file at path, one JSON line,
+// fsynced.
+func AppendCheckpoint(path string, key []byte, c Checkpoint) error {
+	c.MAC = c.mac(key)
+	line, err := json.Marshal(c)
+	if err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("audit checkpoint: %w", err)
+	}
+	if _, err := f.Write(append(line, '\n')); err != nil {
+		f.Close()
+		return fmt.Errorf("audit checkpoint: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("audit checkpoint: %w", err)
+	}
+	return f.Close()
+}
+
+// ReadCheckpoints reads a checkpoint file; a missing file has none. A line
+// that is not a checkpoint, or whose MAC is wrong, is an error.
+func ReadCheckpoints(path string, key []byte) ([]Checkpoint, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("audit checkpoints: %w", err)
+	}
+	var out []Checkpoint
+	for i, line := range bytes.Split(b, []byte("\n")) {
+		if len(bytes.TrimSpace(line)) == 0 {
+			continue
+		}
+		var c Checkpoint
+		if err := json.Unmarshal(line, &c); err != nil {
+			return nil, fmt.Errorf("%s:%d: not a checkpoint: %w", path, i+1, err)
+		}
+		if !hmac.Equal([]byte(c.MAC), []byte(c.mac(key))) {
+			return nil, fmt.Errorf("%s:%d: the checkpoint's MAC is wrong: it was not written with this audit key", path, i+1)
+		}
+		out = append(out, c)
+	}
+	return out, nil
 }

@@ -22,7 +22,7 @@ func TestAuditChain(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if n, err := s.VerifyAudit(); err != nil || n != 5 {
+	if n, err := s.VerifyAudit(nil, nil); err != nil || n != 5 {
 		t.Fatalf("%d %v", n, err)
 	}
 	var seqs []uint64
@@ -49,7 +49,7 @@ func TestAuditChain(t *testing.T) {
 		db.Update(func(tx *bolt.Tx) error { fn(tx.Bucket(bucketAudit), tx.Bucket(bucketMeta)); return nil })
 		db.Close()
 		s := open(t, cp)
-		_, err := s.VerifyAudit()
+		_, err := s.VerifyAudit(nil, nil)
 		if err == nil {
 			return ""
 		}

@@ -188,7 +188,7 @@ func (s *Store) ProcessInbox(entries []InboxEntry, fn func(tx *Tx, i int) error)
 	var delta int64
 	err := s.db.Update(func(btx *bolt.Tx) error {
 		res = ProcessResult{}
-		tx := &Tx{tx: btx}
+		tx := &Tx{tx: btx, auditKey: s.auditKey}
 		inbox := btx.Bucket(bucketInbox)
 		for i, e := range entries {
 			k := u64(e.Seq)

@@ -148,6 +148,7 @@ type Ignored struct {
 // Tx is a write transaction handed to ProcessInbox functions.
 type Tx struct {
 	tx        *bolt.Tx
+	auditKey  []byte
 	err       error
 	openDelta int64
 }

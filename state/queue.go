@@ -60,7 +60,7 @@ func (s *Store) DoneDecision(seq uint64, audit *AuditEntry) error {
 			return err
 		}
 		if audit != nil {
-			return appendAudit(tx, audit)
+			return appendAudit(tx, s.auditKey, audit)
 		}
 		return nil
 	})

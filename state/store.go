@@ -56,6 +56,13 @@ type Options struct {
 	MaxBatchDelay time.Duration
 	// MaxBatchSize caps how many writers share one commit.
 	MaxBatchSize int
+	// AuditKey authenticates every new audit entry (HMAC-SHA256); it is
+	// kept outside the state file, so that whoever can write the file
+	// cannot forge entries. Empty: entries carry no MAC.
+	AuditKey []byte
+	// ReadOnly opens an existing file without changing it, for offline
+	// checks; the schema is not migrated.
+	ReadOnly bool
 }
 
 // GroupCommit is a strategy for sharing one commit between writers.
@@ -88,6 +95,8 @@ type Store struct {
 	commits    atomic.Uint64
 	lastTx     atomic.Int64
 
+	auditKey []byte
+
 	boltBatch bool
 	maxBatch  int
 	queue     chan *enqueueReq
@@ -102,7 +111,8 @@ func Open(path string, o Options) (*Store, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, fmt.Errorf("create state directory: %w", err)
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: o.LockTimeout, FreelistType: bolt.FreelistMapType, NoFreelistSync: true, InitialMmapSize: 64 << 20})
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: o.LockTimeout, FreelistType: bolt.FreelistMapType, NoFreelistSync: true, InitialMmapSize: 64 << 20,
+		ReadOnly: o.ReadOnly})
 	if err != nil {
 		if errors.Is(err, bolt.ErrTimeout) {
 			return nil, fmt.Errorf("open %s: %w", path, ErrLocked)
@@ -115,8 +125,11 @@ func Open(path string, o Options) (*Store, error) {
 	if o.MaxBatchSize > 0 {
 		db.MaxBatchSize = o.MaxBatchSize
 	}
-	s := &Store{db: db, boltBatch: o.GroupCommit == GroupBoltBatch, maxBatch: db.MaxBatchSize}
+	s := &Store{db: db, auditKey: o.AuditKey, boltBatch: o.GroupCommit == GroupBoltBatch, maxBatch: db.MaxBatchSize}
 	s.lastTx.Store(-1)
+	if o.ReadOnly {
+		return s, nil
+	}
 	if err := s.migrate(); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
