@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -9,12 +10,14 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -824,4 +827,156 @@ func TestAuditTamperDetection(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestSmallerGuardsInServe: each of the smaller guards, through a running
+// medic serve or the medic binary.
+func TestSmallerGuardsInServe(t *testing.T) {
+	t.Parallel()
+	t.Run("a dot segment in an http tool's URL", func(t *testing.T) {
+		t.Parallel()
+		var hits atomic.Int32
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
+		defer srv.Close()
+		l := newLab(t, fmt.Sprintf(`
+tool "hook" {
+  description = "Call a hook."
+  risk        = "low"
+  param "x" { pattern = "^[a-z.]+$" }
+  http { url = "%s/hook/${param.x}/end" }
+}
+runbook "lab" {
+  description = "The lab runbook."
+  match { alertname = "Lab" }
+  target = "${labels.name}"
+  step "hook" {
+    tool = "hook"
+    args = { x = "${labels.x}" }
+  }
+}
+`, srv.URL), "1h")
+		l.start(t)
+		l.postAlert(t, "firing", "00000000000009a1", time.Now(), map[string]string{"alertname": "Lab", "name": "shop", "x": ".."})
+		inc := l.settled(t, "00000000000009a1")
+		if !strings.Contains(lastEvent(inc, "escalated"), `".." path segment`) || hits.Load() != 0 {
+			t.Fatalf("escalation %q, %d requests", lastEvent(inc, "escalated"), hits.Load())
+		}
+		m := get(t, "http://"+l.addr+"/metrics")
+		if !strings.Contains(m, `medic_escalations_total{reason="plan_rejected"} 1`) || !strings.Contains(m, `medic_escalations_total{reason="policy_denied"} 0`) {
+			t.Fatalf("a plan that did not render is not counted as plan_rejected:\n%s", grepLines(m, "medic_escalations_total"))
+		}
+	})
+	t.Run("invisible characters and a far-future startsAt at intake", func(t *testing.T) {
+		t.Parallel()
+		l := newLab(t, strings.Replace(slowRunbook, "SLEEP", "0", 1), "1h")
+		l.start(t)
+		for _, tc := range []struct{ value, startsAt, field string }{
+			{"a\u200bb", "2026-11-26T10:00:00Z", "alerts[0].labels.name"},
+			{"\ufeffa", "2026-11-26T10:00:00Z", "alerts[0].labels.name"},
+			{"a\u00adb", "2026-11-26T10:00:00Z", "alerts[0].labels.name"},
+			{"a\U000E0041b", "2026-11-26T10:00:00Z", "alerts[0].labels.name"},
+			{"shop", "9999-01-01T00:00:00Z", "alerts[0].startsAt"},
+		} {
+			name, _ := json.Marshal(tc.value)
+			body := fmt.Sprintf(`{"version":"4","status":"firing","receiver":"medic","alerts":[{"status":"firing","labels":{"alertname":"Lab","name":%s},"startsAt":%q,"fingerprint":"00000000000009b1"}]}`, name, tc.startsAt)
+			code, resp := l.do(t, "POST", "/api/v1/alerts", l.token, json.RawMessage(body))
+			if code != 400 || !strings.Contains(string(resp), `"field":"`+tc.field+`"`) {
+				t.Errorf("%q at %s: %d %s", tc.value, tc.startsAt, code, resp)
+			}
+		}
+	})
+	t.Run("tokens", func(t *testing.T) {
+		t.Parallel()
+		serve := func(l *remediationLab, listen string) (int, string) {
+			// A medic that starts when it should refuse is stopped, not waited for.
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			out, err := exec.CommandContext(ctx, medicBin, "serve", "--config.file", filepath.Join(l.dir, "medic.hcl"), "--web.listen-address", listen).CombinedOutput()
+			return exitCode(err), string(out)
+		}
+		l := newLab(t, strings.Replace(slowRunbook, "SLEEP", "0", 1), "1h")
+		writeFile(t, filepath.Join(l.dir, "approver"), l.token)
+		if code, out := serve(l, l.addr); code != 1 || !strings.Contains(out, "approver_token_file holds the same token") {
+			t.Fatalf("the same token for both: exit %d\n%s", code, out)
+		}
+		writeFile(t, filepath.Join(l.dir, "approver"), "approver-token-long-enough-0123")
+		writeFile(t, filepath.Join(l.dir, "token"), "change-me-to-a-long-random-string")
+		if code, out := serve(l, "0.0.0.0:"+strings.Split(l.addr, ":")[1]); code != 1 || !strings.Contains(out, "the example file's placeholder") {
+			t.Fatalf("the placeholder token outside loopback: exit %d\n%s", code, out)
+		}
+		writeFile(t, filepath.Join(l.dir, "token"), "short")
+		if code, out := serve(l, "0.0.0.0:"+strings.Split(l.addr, ":")[1]); code != 1 || !strings.Contains(out, "5 bytes, shorter than 16") {
+			t.Fatalf("a short token outside loopback: exit %d\n%s", code, out)
+		}
+		l.token = "short"
+		p := l.start(t)
+		if !strings.Contains(p.output(), "weak token") {
+			t.Fatalf("no warning for a short token on loopback:\n%s", p.output())
+		}
+	})
+	t.Run("medic check on shells and the loader's environment", func(t *testing.T) {
+		t.Parallel()
+		dir := t.TempDir()
+		check := func(src string) (int, string) {
+			f := writeFile(t, filepath.Join(dir, "r.hcl"), src)
+			out, err := exec.Command(medicBin, "check", f).CombinedOutput()
+			return exitCode(err), string(out)
+		}
+		const tool = `
+tool "t" {
+  description = "x"
+  risk        = "low"
+  param "x" { pattern = "^[a-z]+$" }
+  exec {
+    command = COMMAND
+    env     = { ENV }
+  }
+}
+`
+		code, out := check(strings.NewReplacer("COMMAND", `["/bin/sh", "-c", "echo ${param.x}"]`, "ENV", `HOME = "/tmp"`).Replace(tool))
+		if code != 1 || !strings.Contains(out, "Template in a shell script") {
+			t.Errorf("a template in sh -c: exit %d\n%s", code, out)
+		}
+		code, out = check(strings.NewReplacer("COMMAND", `["/bin/bash", "-c", "echo \"$1\"", "medic", "${param.x}"]`, "ENV", `LD_PRELOAD = "/tmp/${param.x}.so", PATH = "/opt/${param.x}"`).Replace(tool))
+		if code != 0 || !strings.Contains(out, "Shell with templated arguments") || !strings.Contains(out, "Templated LD_PRELOAD") || !strings.Contains(out, "Templated PATH") {
+			t.Errorf("warnings: exit %d\n%s", code, out)
+		}
+	})
+	t.Run("a tool query", func(t *testing.T) {
+		t.Parallel()
+		l := newLab(t, `
+tool "probe" {
+  description = "Reads the service's state as JSON."
+  risk        = "low"
+  read_only   = true
+  param "name" { pattern = "^[a-z]+$" }
+  exec { command = ["/bin/echo", "{\"ready\": false, \"name\": \"${param.name}\"}"] }
+}
+tool "record" {
+  description = "Records that it ran."
+  risk        = "low"
+  param "name" { pattern = "^[a-z]+$" }
+  exec { command = ["SCRIPT", "COUNT", "0"] }
+}
+runbook "lab" {
+  description = "The lab runbook."
+  match { alertname = "Lab" }
+  target = "${labels.name}"
+  query "probe" {
+    tool = "probe"
+    args = { name = "${labels.name}" }
+  }
+  when = "tool.probe.ready == false && tool.probe.name == labels.name"
+  step "record" {
+    tool = "record"
+    args = { name = "${labels.name}" }
+  }
+}
+`, "1h")
+		l.start(t)
+		l.postAlert(t, "firing", "00000000000009c1", time.Now(), map[string]string{"alertname": "Lab", "name": "shop"})
+		if inc := l.settled(t, "00000000000009c1"); !hasEvent(inc, "action_succeeded") {
+			t.Fatalf("the tool query's runbook did not act: %+v", inc.Timeline)
+		}
+	})
 }

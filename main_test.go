@@ -359,7 +359,7 @@ storage { path = "state/medic.db" }
 		t.Fatalf("medic audit: %v\n%s", err, auditOut)
 	}
 	verifyOut, err := exec.Command(medicBin, "audit", "--verify", "--medic.url", "http://"+medicAddr, "--medic.token-file", tokenFile).CombinedOutput()
-	if err != nil || !strings.Contains(string(verifyOut), "SUCCESS: ") || !strings.Contains(string(verifyOut), "hash chain intact") {
+	if err != nil || !strings.Contains(string(verifyOut), "SUCCESS: ") || !strings.Contains(string(verifyOut), "hash chain, MACs and checkpoints intact") {
 		t.Fatalf("medic audit --verify: %v\n%s", err, verifyOut)
 	}
 

@@ -120,6 +120,11 @@ var rank = map[string]int{DecisionIgnore: 0, DecisionEscalate: 1, DecisionRemedi
 // intake's error text.
 func (d *Decider) DecidePayload(ctx context.Context, body []byte, now time.Time) Trace {
 	m, err := DecodeNotification(body, d.Config.Intake.Limits)
+	if err == nil {
+		if ierr := checkTimes(m, now); ierr != nil {
+			err = ierr
+		}
+	}
 	if err != nil {
 		t := Trace{Decision: DecisionReject, Error: err.Error()}
 		var ie *IntakeError

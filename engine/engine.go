@@ -114,28 +114,66 @@ func New(o Options) *Engine {
 	return e
 }
 
-// ApplyConfig validates what cfg refers to (the token file) and swaps it in.
-// On error the previous configuration stays in force.
+// ApplyConfig validates what cfg refers to (the token files) and swaps it
+// in. On error the previous configuration stays in force. A token that is
+// short or the example file's placeholder is refused on a listener other
+// hosts can reach, and warned about on loopback; the approver token must
+// differ from the API token, or anyone who can post alerts could approve.
 func (e *Engine) ApplyConfig(cfg *Config) error {
 	s := &settings{cfg: cfg}
-	if p := cfg.Web.BearerTokenFile; p != "" {
-		tok, err := ReadToken(p)
-		if err != nil {
-			return err
-		}
-		s.token = sha256.Sum256([]byte(tok))
-		s.hasToken = true
+	x, err := CheckExposure(cfg.Web)
+	if err != nil {
+		return err
 	}
-	if p := cfg.Web.ApproverTokenFile; p != "" {
-		tok, err := ReadToken(p)
+	var api, approver string
+	for _, t := range []struct {
+		path, key string
+		tok       *string
+	}{{cfg.Web.BearerTokenFile, "web.bearer_token_file", &api}, {cfg.Web.ApproverTokenFile, "web.approver_token_file", &approver}} {
+		if t.path == "" {
+			continue
+		}
+		tok, err := ReadToken(t.path)
 		if err != nil {
 			return err
 		}
-		s.approver = sha256.Sum256([]byte(tok))
-		s.hasApprover = true
+		if why := weakToken(tok); why != "" {
+			if !x.Loopback {
+				return fmt.Errorf("%s %s: the token is %s; use at least %d random bytes (openssl rand -hex 32) on a listener other hosts can reach", t.key, t.path, why, minTokenLen)
+			}
+			e.logger.Warn("weak token; acceptable only because the listener is loopback", "file", t.path, "why", why)
+		}
+		*t.tok = tok
+	}
+	if api != "" && api == approver {
+		return fmt.Errorf("web.approver_token_file holds the same token as web.bearer_token_file: whoever can post alerts could approve; give approvers their own")
+	}
+	if api != "" {
+		s.token, s.hasToken = sha256.Sum256([]byte(api)), true
+	}
+	if approver != "" {
+		s.approver, s.hasApprover = sha256.Sum256([]byte(approver)), true
 	}
 	e.settings.Store(s)
 	return nil
+}
+
+// minTokenLen is the shortest token medic takes on a listener other hosts
+// can reach.
+const minTokenLen = 16
+
+// examplePlaceholder is the text of examples/token.
+const examplePlaceholder = "change-me-to-a-long-random-string"
+
+// weakToken says why a token is too weak, or "".
+func weakToken(tok string) string {
+	switch {
+	case tok == examplePlaceholder:
+		return "the example file's placeholder"
+	case len(tok) < minTokenLen:
+		return fmt.Sprintf("%d bytes, shorter than %d", len(tok), minTokenLen)
+	}
+	return ""
 }
 
 // ReadToken reads a secret from a file, trimming surrounding whitespace, and

@@ -114,7 +114,11 @@ func (e *Engine) intake(s *settings, r *http.Request) *IntakeError {
 		}
 		return badField(ReasonInvalidPayload, "", "%v", err)
 	}
-	if _, err := e.inbox.Enqueue(e.now(), body); err != nil {
+	now := e.now()
+	if ierr := checkTimes(m, now); ierr != nil {
+		return ierr
+	}
+	if _, err := e.inbox.Enqueue(now, body); err != nil {
 		return &IntakeError{Status: http.StatusServiceUnavailable, Reason: ReasonStoreFailed, Msg: "storing the notification failed; retry: " + err.Error()}
 	}
 	for i := range m.Alerts {

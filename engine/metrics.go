@@ -56,6 +56,7 @@ const (
 	escFlapping     = "flapping"
 	escApproval     = "approval_needed"
 	escNoApproval   = "approval_refused"
+	escPlan         = "plan_rejected"
 )
 
 // The results of medic_alerts_processed_total.
@@ -156,7 +157,7 @@ func newMetrics(reg prometheus.Registerer, e *Engine) *metrics {
 	for _, r := range []string{verifyRecovered, verifyWorse, verifyUnchanged, verifyUnverifiable} {
 		m.verifications.WithLabelValues(r)
 	}
-	for _, r := range []string{escNoRunbook, escDenied, escFailed, escPrecheck, escWorse, escExhausted, escUnverifiable, escDeadline, escRefire, escRestart, escRunbook, escFlapping, escApproval, escNoApproval} {
+	for _, r := range []string{escNoRunbook, escDenied, escFailed, escPrecheck, escWorse, escExhausted, escUnverifiable, escDeadline, escRefire, escRestart, escRunbook, escFlapping, escApproval, escNoApproval, escPlan} {
 		m.escalations.WithLabelValues(r)
 	}
 	for _, r := range []string{"allow", "deny", "needs_approval"} {

@@ -271,6 +271,7 @@ func (r *Remediator) handle(ctx context.Context, j state.DecisionJob) {
 		GeneratorURL: rec.GeneratorURL}
 	d := *r.Decider()
 	d.Counts, d.RunbookState, d.Similar = r.counts, r.runbookState, r.similar
+	d.Sources.Tools = toolQueries{d: &d, exec: r.Executors.Exec}
 	d.OnProposal = r.metrics.proposal
 	at := d.DecideAlert(ctx, &alert, now)
 	actor := "medic"
@@ -291,7 +292,13 @@ func (r *Remediator) handle(ctx context.Context, j state.DecisionJob) {
 		done(r.audit(now, j.Incident, "decision", actor, at))
 		return
 	case DecisionReject:
-		r.escalate(ctx, run, escDenied, reasonOr(at.Reason, at.Decision))
+		// A plan that did not render has no calls; the policy denied one
+		// that did.
+		code := escDenied
+		if len(at.Calls) == 0 {
+			code = escPlan
+		}
+		r.escalate(ctx, run, code, reasonOr(at.Reason, at.Decision))
 		done(r.audit(now, j.Incident, "decision", actor, at))
 		return
 	default:

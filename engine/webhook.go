@@ -170,6 +170,24 @@ func validateAlert(path string, a *template.Alert, l Limits) *IntakeError {
 	return checkText(path+".generatorURL", a.GeneratorURL, l.MaxAnnotationValueLength, false)
 }
 
+// MaxClockSkew is how far in the future an alert's startsAt may be:
+// Alertmanager stamps alerts at or before it sends them, so more than a
+// skew between two clocks is a forged or broken notification (a startsAt in
+// year 9999 would hold a min_firing runbook forever).
+const MaxClockSkew = 5 * time.Minute
+
+// checkTimes refuses a notification with an alert that starts later than
+// received allows.
+func checkTimes(m *webhook.Message, received time.Time) *IntakeError {
+	for i := range m.Alerts {
+		if a := &m.Alerts[i]; a.StartsAt.After(received.Add(MaxClockSkew)) {
+			return badField(ReasonInvalidPayload, fmt.Sprintf("alerts[%d].startsAt", i), "%s is more than %s after the time it was received (%s)",
+				a.StartsAt.UTC().Format(time.RFC3339), MaxClockSkew, received.UTC().Format(time.RFC3339))
+		}
+	}
+	return nil
+}
+
 func checkStatus(path, s string) *IntakeError {
 	switch s {
 	case "firing", "resolved":

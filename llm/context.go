@@ -134,7 +134,9 @@ func Clean(s string, max int) string {
 		switch {
 		case r == '\n' || r == '\t' || r == '\r':
 			b.WriteByte(' ')
-		case unicode.IsControl(r), unicode.Is(unicode.Bidi_Control, r), r == '\u2028', r == '\u2029':
+		case unicode.IsControl(r), unicode.Is(unicode.Cf, r), r == '\u2028', r == '\u2029':
+			// Format characters include the bidirectional controls and the
+			// invisible ones: zero-width, BOM, soft hyphen, tag characters.
 		default:
 			b.WriteRune(r)
 		}

@@ -1,16 +1,17 @@
 package rules
 
 import (
+	"fmt"
+	"net/http"
 	"path/filepath"
 	"regexp"
 	"slices"
-
-	"fmt"
-	"github.com/hashicorp/hcl/v2/hclsyntax"
-	"net/http"
+	"sort"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/prometheus/common/model"
 	"github.com/zclconf/go-cty/cty"
 )
@@ -202,6 +203,62 @@ func decodeParam(b *hcl.Block) (*Param, hcl.Diagnostics) {
 	return p, append(diags, a.diags...)
 }
 
+// shells are programs that interpret an argument as a script.
+var shells = map[string]bool{"sh": true, "bash": true, "dash": true, "zsh": true, "ksh": true, "ash": true, "mksh": true, "fish": true, "busybox": true}
+
+// checkShell refuses a template in the script argument of a shell (the one
+// after -c): a value spliced into a script is code, whatever its parameter's
+// pattern allows. It warns about a shell with templated arguments at all:
+// "$1" in a script with the value as its own argument is the safe form, and
+// still worth a second look.
+func checkShell(argv []*Template) hcl.Diagnostics {
+	prog, ok := literal(argv[0])
+	if !ok || !shells[filepath.Base(prog)] {
+		return nil
+	}
+	var diags hcl.Diagnostics
+	warned := false
+	for i := 1; i < len(argv); i++ {
+		if len(argv[i].Expr.Variables()) == 0 {
+			continue
+		}
+		if prev, _ := literal(argv[i-1]); strings.HasPrefix(prev, "-") && strings.Contains(prev, "c") && !strings.HasPrefix(prev, "--") {
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Template in a shell script",
+				Detail:  fmt.Sprintf("%s would run this argument as a script, so a value from an alert would be code. Keep the script literal and pass values as its arguments (\"$1\").", prog),
+				Subject: argv[i].Range.Ptr()})
+			continue
+		}
+		if !warned {
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagWarning, Summary: "Shell with templated arguments",
+				Detail:  fmt.Sprintf("%s runs with values from alerts as arguments; make sure its script only reads them as data (quoted \"$1\"), or call the program directly.", prog),
+				Subject: argv[i].Range.Ptr()})
+			warned = true
+		}
+	}
+	return diags
+}
+
+// literal is a template's text when it has no interpolation.
+func literal(t *Template) (string, bool) {
+	if len(t.Expr.Variables()) > 0 {
+		return "", false
+	}
+	v, d := t.Expr.Value(nil)
+	if d.HasErrors() || !v.IsKnown() || v.IsNull() || v.Type() != cty.String {
+		return "", false
+	}
+	return v.AsString(), true
+}
+
+// dangerousEnv reports the variables that choose what code a child runs.
+func dangerousEnv(k string) bool {
+	switch k {
+	case "PATH", "LD_PRELOAD", "LD_LIBRARY_PATH", "LD_AUDIT", "PYTHONPATH", "PERL5LIB", "RUBYLIB", "NODE_OPTIONS", "BASH_ENV", "ENV", "IFS", "GCONV_PATH":
+		return true
+	}
+	return strings.HasPrefix(k, "LD_") || strings.HasPrefix(k, "DYLD_")
+}
+
 func decodeExecutor(b *hcl.Block, sc scope) (Executor, hcl.Diagnostics) {
 	kind := ExecutorKind(b.Type)
 	content, diags := b.Body.Content(executorSchemas[kind])
@@ -228,9 +285,20 @@ func decodeExecutor(b *hcl.Block, sc scope) (Executor, hcl.Diagnostics) {
 				diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Templated program",
 					Detail: "The first argv element names the program and must be a literal.", Subject: argv[0].Range.Ptr()})
 			}
+			diags = append(diags, checkShell(argv)...)
 			templates = append(templates, argv...)
 		}
-		for _, t := range ex.Env {
+		envKeys := make([]string, 0, len(ex.Env))
+		for k := range ex.Env {
+			envKeys = append(envKeys, k)
+		}
+		sort.Strings(envKeys)
+		for _, k := range envKeys {
+			t := ex.Env[k]
+			if dangerousEnv(k) && len(t.Expr.Variables()) > 0 {
+				diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagWarning, Summary: "Templated " + k,
+					Detail: fmt.Sprintf("%s decides what code the child loads or runs; a value from an alert should not set it. Make it a literal.", k), Subject: t.Range.Ptr()})
+			}
 			templates = append(templates, t)
 		}
 	case HTTPKind:

@@ -272,6 +272,7 @@ func TestHostileLabels(t *testing.T) {
 var hostileValues = []string{
 	"$(reboot)", "`id`", "a;b", "a|b", "a&&b", "a\nb", "a\x00b", "a b", "../../etc", "-n", "--kubeconfig=/tmp/x",
 	strings.Repeat("a", 300), "a\u202eb", "a\u2028b", "A", "", "a'b", "a\"b", "${labels.x}", "%{if true}x%{endif}",
+	"a\u200bb", "\ufeffa", "a\u00adb", "a\U000e0041b", "a\u2060b",
 }
 
 func slicesIndex(rbs []*Runbook, name string) int {

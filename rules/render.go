@@ -332,13 +332,20 @@ func (s *Set) plan(t *Tool, args map[string]string) (PlannedCall, error) {
 
 func renderHTTP(ex *Executor, v *Vars) (*PlannedHTTP, error) {
 	// Each value is path-escaped: "a/../b" or "x?admin=1" stays one
-	// segment of the tool author's URL.
+	// segment of the tool author's URL. "." and ".." escape to themselves,
+	// and a server resolves them, so a URL with such a segment is refused.
 	u, err := ex.URL.renderEscaped(v, url.PathEscape)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := url.ParseRequestURI(u); err != nil {
+	pu, err := url.ParseRequestURI(u)
+	if err != nil {
 		return nil, fmt.Errorf("url %q: %w", u, err)
+	}
+	for _, seg := range strings.Split(pu.EscapedPath(), "/") {
+		if seg == "." || seg == ".." {
+			return nil, fmt.Errorf("url %q: a %q path segment would climb out of the tool's path", u, seg)
+		}
 	}
 	h := &PlannedHTTP{Method: ex.Method, URL: u, ExpectStatus: ex.ExpectStatus}
 	if len(ex.Headers) > 0 {

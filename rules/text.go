@@ -3,23 +3,25 @@ package rules
 import (
 	"fmt"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
 // IsControl reports whether r is a character medic refuses in label values
 // and arguments: C0 and C1 controls, DEL, the line and paragraph separators,
-// and the bidirectional controls that can make text read differently from
-// what it is. The intake applies the same classes.
+// and every format character (Unicode category Cf): the bidirectional
+// controls that make text read differently from what it is, and the
+// invisible ones (zero-width spaces and joiners, the byte order mark, the
+// soft hyphen, the tag characters that can hide text from a human while a
+// model still reads it). The intake applies the same classes.
 func IsControl(r rune) bool {
 	switch {
 	case r < 0x20, r == 0x7f, r >= 0x80 && r <= 0x9f:
 		return true
 	case r == 0x2028, r == 0x2029:
 		return true
-	case r >= 0x202a && r <= 0x202e, r >= 0x2066 && r <= 0x2069, r == 0x200e, r == 0x200f, r == 0x061c:
-		return true
 	}
-	return false
+	return unicode.Is(unicode.Cf, r)
 }
 
 // IsLabelName reports whether s is a valid Prometheus label name.
