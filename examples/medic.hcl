@@ -39,6 +39,21 @@ web {
 # it must define data.medic.policy.decision. `medic check` compiles it.
 # policy = "policy.rego"
 
+# The policy's tunables (input.config). Unset, the policy's own defaults
+# apply: 3 executions of a tool per target and hour, a storm brake at 10
+# actions in 10 minutes, 5 distinct targets per runbook (or blast-radius
+# group) and hour when the fleet's size is unknown, and no peak hours.
+# policy_config {
+#   max_per_target_hour  = 3
+#   storm_limit          = 10
+#   max_targets_per_hour = 5
+#   peak_hours {
+#     start    = 9
+#     end      = 18
+#     timezone = "Europe/Berlin"
+#   }
+# }
+
 # Where silence tools create silences.
 # alertmanager {
 #   url = "http://127.0.0.1:9093"
@@ -102,6 +117,12 @@ storage {
 
   # How long closed incidents are kept. Prometheus duration syntax.
   retention = "30d"
+
+  # The key that authenticates the audit log, created when missing, and the
+  # file that receives its checkpoints. Default: beside the state file. Keep
+  # the key where whoever can write the state file cannot read it.
+  # audit_key_file        = "/etc/medic/audit.key"
+  # audit_checkpoint_file = "data/audit.checkpoints"
 }
 
 intake {
