@@ -263,8 +263,14 @@ func (d *Decider) PolicyInput(c rules.PlannedCall, at *AlertTrace, rb *rules.Run
 	if at.Source != "" {
 		source = at.Source
 	}
+	// A tool a reload removed has no kind; the call still gets a verdict.
+	tool := d.Rules.Tool(c.Tool)
+	kind := ""
+	if tool != nil {
+		kind = string(tool.Executor.Kind)
+	}
 	in := actions.Input{
-		Call:        actions.Call{Tool: c.Tool, Type: string(d.Rules.Tool(c.Tool).Executor.Kind), Args: c.Args, Risk: string(c.Risk), Target: at.Target},
+		Call:        actions.Call{Tool: c.Tool, Type: kind, Args: c.Args, Risk: string(c.Risk), Target: at.Target},
 		Source:      source,
 		Runbook:     rb.Name,
 		Confidence:  at.Confidence,
@@ -276,8 +282,8 @@ func (d *Decider) PolicyInput(c rules.PlannedCall, at *AlertTrace, rb *rules.Run
 	in.State.FleetSize = at.FleetSize
 	if d.Counts != nil {
 		q := state.CountQuery{Tool: c.Tool, Target: at.Target, Group: at.Group, IdempotencyKey: c.IdempotencyKey}
-		if t := d.Rules.Tool(c.Tool); t != nil {
-			q.IdempotencyWindow = t.IdempotencyWindow
+		if tool != nil {
+			q.IdempotencyWindow = tool.IdempotencyWindow
 		}
 		d.Counts(&in, q)
 	}

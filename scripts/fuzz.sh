@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 fuzztime=${FUZZTIME:-30s}
-for pkg in ./engine ./rules ./llm; do
+for pkg in ./engine ./rules ./llm ./state; do
   for target in $(go test "$pkg" -list '^Fuzz' | grep '^Fuzz'); do
     echo "== $pkg $target"
     go test "$pkg" -run '^$' -fuzz "^$target\$" -fuzztime "$fuzztime" -fuzzminimizetime 0s 2>&1 | tail -2

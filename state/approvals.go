@@ -131,13 +131,13 @@ func (s *Store) ExpireApproval(incident uint64, now time.Time) (Approval, error)
 }
 
 // ExpireApprovals marks every pending approval past its expiry expired, in
-// one transaction, and returns them, so that their incidents escalate.
+// one transaction, and returns them, so that their incidents escalate. It
+// looks in a read transaction first: the remediator calls it on every turn
+// of its loop, and a write transaction would sync the file each time.
 func (s *Store) ExpireApprovals(now time.Time) ([]Approval, error) {
-	var out []Approval
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		out = out[:0]
-		var due []uint64
-		if err := tx.Bucket(bucketApprovals).ForEach(func(k, v []byte) error {
+	var due []uint64
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketApprovals).ForEach(func(k, v []byte) error {
 			var a Approval
 			if err := json.Unmarshal(v, &a); err != nil {
 				return fmt.Errorf("decode approval %x: %w", k, err)
@@ -146,11 +146,19 @@ func (s *Store) ExpireApprovals(now time.Time) ([]Approval, error) {
 				due = append(due, a.Incident)
 			}
 			return nil
-		}); err != nil {
-			return err
-		}
+		})
+	})
+	if err != nil || len(due) == 0 {
+		return nil, err
+	}
+	var out []Approval
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		out = out[:0]
 		for _, id := range due {
 			a, err := transitionApproval(tx, s.auditKey, id, ApprovalExpired, "medic", "nobody decided before the expiry", now, AuditEntry{Time: now, Incident: id, Kind: "approval", Actor: "medic"})
+			if errors.Is(err, ErrNotPending) {
+				continue // decided meanwhile
+			}
 			if err != nil {
 				return err
 			}

@@ -79,25 +79,8 @@ func CheckFile(path string) error {
 	if fi.Size() == 0 {
 		return nil // a new file: bbolt initialises it
 	}
-	m0, err0 := readMeta(f, 0)
-	ps := int64(os.Getpagesize())
-	if err0 == nil {
-		ps = int64(m0.pageSize)
-	}
-	m1, err1 := readMeta(f, ps)
-	var m metaPage
-	switch {
-	case err0 != nil && err1 != nil:
-		return fmt.Errorf("%w: %s: %v; %v", ErrCorrupt, path, err0, err1)
-	case err0 != nil:
-		m = m1
-	case err1 != nil || m0.txid > m1.txid:
-		m = m0
-	default:
-		m = m1
-	}
-	if need := int64(m.pgid) * int64(m.pageSize); fi.Size() < need {
-		return fmt.Errorf("%w: %s is %d bytes, but its pages reach to %d: it was truncated", ErrCorrupt, path, fi.Size(), need)
+	if err := checkMeta(f, fi.Size(), path); err != nil {
+		return err
 	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
 	if errors.Is(err, bolt.ErrTimeout) {
@@ -121,6 +104,32 @@ func CheckFile(path string) error {
 	}
 	if len(problems) > 0 {
 		return fmt.Errorf("%w: %s: %s", ErrCorrupt, path, strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// checkMeta checks the meta pages of a file of size bytes, and its length
+// against the pages the newest valid one claims, before bbolt maps it.
+func checkMeta(f *os.File, size int64, path string) error {
+	m0, err0 := readMeta(f, 0)
+	ps := int64(os.Getpagesize())
+	if err0 == nil {
+		ps = int64(m0.pageSize)
+	}
+	m1, err1 := readMeta(f, ps)
+	var m metaPage
+	switch {
+	case err0 != nil && err1 != nil:
+		return fmt.Errorf("%w: %s: %v; %v", ErrCorrupt, path, err0, err1)
+	case err0 != nil:
+		m = m1
+	case err1 != nil || m0.txid > m1.txid:
+		m = m0
+	default:
+		m = m1
+	}
+	if need := int64(m.pgid) * int64(m.pageSize); need < 0 || size < need {
+		return fmt.Errorf("%w: %s is %d bytes, but its pages reach to %d: it was truncated", ErrCorrupt, path, size, need)
 	}
 	return nil
 }
