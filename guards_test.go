@@ -52,13 +52,17 @@ scrape_configs:
 	return addr
 }
 
-const lagRunbook = `
+// recordTool records that it ran, in the lab's count file.
+const recordTool = `
 tool "record" {
   description = "Records that it ran."
   risk        = "low"
   param "name" { pattern = "^[a-z]+$" }
   exec { command = ["SCRIPT", "COUNT", "0"] }
 }
+`
+
+const lagRunbook = recordTool + `
 runbook "lag" {
   description = "A consumer lags on a topic."
   match { alertname = "Lab" }
@@ -952,12 +956,7 @@ tool "probe" {
   param "name" { pattern = "^[a-z]+$" }
   exec { command = ["/bin/echo", "{\"ready\": false, \"name\": \"${param.name}\"}"] }
 }
-tool "record" {
-  description = "Records that it ran."
-  risk        = "low"
-  param "name" { pattern = "^[a-z]+$" }
-  exec { command = ["SCRIPT", "COUNT", "0"] }
-}
+`+recordTool+`
 runbook "lab" {
   description = "The lab runbook."
   match { alertname = "Lab" }
