@@ -245,6 +245,12 @@ llm {
 		!strings.Contains(string(audit), "LLM hypothesis (openai test-model") {
 		t.Fatalf("audit %d, %d bytes", code, len(audit))
 	}
+	// The policy's verdicts on the proposals are in the audit log too.
+	for _, v := range []string{"an LLM proposal with confidence 0.8 (below 0.85) needs approval", "high-risk tools always need approval"} {
+		if !strings.Contains(string(audit), v) {
+			t.Errorf("the audit log has no verdict %q", v)
+		}
+	}
 	// The injected text reached the model only inside the data section:
 	// once the prompt is decoded, the section's end marker occurs once, at
 	// the end, and the annotation's fake one is broken up. (The intake
