@@ -979,3 +979,62 @@ runbook "lab" {
 		}
 	})
 }
+
+// TestFailedStepIsRetried: a step whose tool fails starts the next attempt
+// (max_attempts 2), and its idempotency key does not make the retry a
+// repeat: the tool runs twice, the incident is not escalated, and it
+// settles once, as remediated, when its alert resolves.
+func TestFailedStepIsRetried(t *testing.T) {
+	t.Parallel()
+	l := newLab(t, `
+tool "flaky" {
+  description = "Fails the first time it runs."
+  risk        = "low"
+  param "name" { pattern = "^[a-z]+$" }
+  exec { command = ["FLAKY", "COUNT"] }
+  idempotency_key    = "flaky/${param.name}"
+  idempotency_window = "1h"
+}
+runbook "lab" {
+  description  = "The lab runbook."
+  match { alertname = "Lab" }
+  target       = "${labels.name}"
+  max_attempts = 2
+  step "flaky" {
+    tool = "flaky"
+    args = { name = "${labels.name}" }
+  }
+}
+`, "1h")
+	flaky := writeFile(t, filepath.Join(l.dir, "flaky.sh"), "#!/bin/bash\necho $$ >> \"$1\"\n[ \"$(wc -l < \"$1\")\" -gt 1 ]\n")
+	os.Chmod(flaky, 0o755)
+	rb, _ := os.ReadFile(filepath.Join(l.dir, "runbooks.hcl"))
+	writeFile(t, filepath.Join(l.dir, "runbooks.hcl"), strings.Replace(string(rb), "FLAKY", flaky, 1))
+	l.start(t)
+	started := time.Now().Add(-time.Minute)
+	l.postAlert(t, "firing", "0000000000000aa1", started, map[string]string{"alertname": "Lab", "name": "shop"})
+	eventually(t, 20*time.Second, "the second attempt", func() bool { return len(l.runs(t)) == 2 })
+	inc := l.settled(t, "0000000000000aa1")
+	eventually(t, 20*time.Second, "the second attempt's result", func() bool {
+		inc = l.incident(t, inc.ID)
+		return hasEvent(inc, "action_succeeded")
+	})
+	if !hasEvent(inc, "action_failed") || !hasEvent(inc, "retry") || hasEvent(inc, "escalated") {
+		t.Fatalf("timeline %+v", inc.Timeline)
+	}
+	l.postAlert(t, "resolved", "0000000000000aa1", started, map[string]string{"alertname": "Lab", "name": "shop"})
+	eventually(t, 20*time.Second, "the close", func() bool { return l.incident(t, inc.ID).State == state.StateClosed })
+	inc = l.incident(t, inc.ID)
+	closes := 0
+	for _, e := range inc.Timeline {
+		if e.Kind == "closed" || e.Kind == "escalated" || e.Kind == "remediated" {
+			closes++
+		}
+	}
+	if inc.Outcome != state.OutcomeRemediated || closes != 1 {
+		t.Fatalf("outcome %q with %d settling events: %+v", inc.Outcome, closes, inc.Timeline)
+	}
+	if n := len(l.runs(t)); n != 2 {
+		t.Fatalf("%d runs, want 2", n)
+	}
+}

@@ -493,9 +493,10 @@ func (r *Remediator) release(target string) {
 // without the approval requirement. Each call is policy-checked right
 // before it runs; with a verify block, each step's effect is measured and
 // the plan stops at a recovery, a worse result, an unverifiable one or the
-// deadline, and runs again up to max_attempts while nothing changes. It
-// reports false only when shutdown cut it off, so that the job stays queued
-// and the next start escalates it rather than forget it.
+// deadline, and runs again up to max_attempts while nothing changes. A
+// step whose tool ran and failed starts the next attempt too, while there
+// is one. It reports false only when shutdown cut it off, so that the job
+// stays queued and the next start escalates it rather than forget it.
 func (r *Remediator) runCalls(ctx context.Context, run *loopRun, from, attempt int, approved bool) bool {
 	d, at, rb := run.d, run.at, run.rb
 	shadowMode := r.DryRun || d.Config.Remediation.DryRun || rb.Mode == rules.ModeShadow
@@ -503,7 +504,7 @@ func (r *Remediator) runCalls(ctx context.Context, run *loopRun, from, attempt i
 	attempts := 1
 	if shadowMode {
 		run.verify = nil
-	} else if run.verify != nil {
+	} else {
 		attempts = max(rb.MaxAttempts, 1)
 	}
 	var shadowed []string
@@ -512,6 +513,7 @@ func (r *Remediator) runCalls(ctx context.Context, run *loopRun, from, attempt i
 			r.notifyShadow(ctx, run, shadowed)
 		}
 	}()
+attempts:
 	for ; attempt <= attempts; attempt++ {
 		for i := from; i < len(at.Calls); i++ {
 			now := r.now()
@@ -558,6 +560,13 @@ func (r *Remediator) runCalls(ctx context.Context, run *loopRun, from, attempt i
 				r.escalate(ctx, run, escDenied, why)
 				return true
 			}
+			if !ok && id != 0 && attempt < attempts && ctx.Err() == nil {
+				// The tool ran and failed: the next attempt starts over. A
+				// failed call is not done, so it is no idempotent repeat.
+				r.event(run.incident, r.now(), "retry", fmt.Sprintf("attempt %d of %d failed at step %s (%s); attempt %d starts over", attempt, attempts, c.Step, why, attempt+1))
+				from, approved = 0, false
+				continue attempts
+			}
 			if !ok {
 				if ctx.Err() != nil {
 					return false
@@ -579,11 +588,12 @@ func (r *Remediator) runCalls(ctx context.Context, run *loopRun, from, attempt i
 				return false
 			}
 		}
+		if run.verify == nil {
+			return true // every step ran; nothing to verify
+		}
 		from, approved = 0, false
 	}
-	if run.verify != nil {
-		r.escalate(ctx, run, escExhausted, fmt.Sprintf("verification saw no recovery after %d attempt(s) of %d step(s)", attempts, len(at.Calls)))
-	}
+	r.escalate(ctx, run, escExhausted, fmt.Sprintf("verification saw no recovery after %d attempt(s) of %d step(s)", attempts, len(at.Calls)))
 	return true
 }
 

@@ -158,12 +158,23 @@ func (t ToolStats) Rate() (float64, int) {
 }
 
 // FinishAction records the outcome of an action and counts it in its
-// tool's success rate.
+// tool's success rate. A failed action gives its idempotency key back: a
+// call that failed is not done, and a retry is not a repeat. (An
+// interrupted one keeps it, since whether it ran is unknown.)
 func (s *Store) FinishAction(id uint64, st ActionState, result json.RawMessage, at time.Time) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
 		a, err := updateAction(tx, id, func(a *Action) { a.State, a.Result, a.FinishedAt = st, result, &at })
 		if err != nil {
 			return err
+		}
+		if st == ActionFailed && a.IdempotencyKey != "" {
+			idem := tx.Bucket(bucketIdempotency)
+			var r idemRecord
+			if v := idem.Get([]byte(a.IdempotencyKey)); v != nil && json.Unmarshal(v, &r) == nil && r.Action == id {
+				if err := idem.Delete([]byte(a.IdempotencyKey)); err != nil {
+					return err
+				}
+			}
 		}
 		return countOutcome(tx, bucketToolStats, a.Tool, st == ActionSucceeded)
 	})
