@@ -16,7 +16,9 @@ import (
 
 var (
 	bucketAudit = []byte("audit")
-	keyAuditTip = []byte("audit_tip")
+	// bucketAuditByIncident indexes the audit log by incident.
+	bucketAuditByIncident = []byte("audit_by_incident")
+	keyAuditTip           = []byte("audit_tip")
 )
 
 // AuditEntry is one line of the append-only audit log. Entries are
@@ -102,6 +104,11 @@ func appendAudit(tx *bolt.Tx, key []byte, e *AuditEntry) error {
 	if err := b.Put(u64(seq), buf); err != nil {
 		return err
 	}
+	if e.Incident != 0 {
+		if err := tx.Bucket(bucketAuditByIncident).Put(byIncident(e.Incident, seq), nil); err != nil {
+			return err
+		}
+	}
 	return tx.Bucket(bucketMeta).Put(keyAuditTip, []byte(e.Hash))
 }
 
@@ -112,10 +119,12 @@ type AuditFilter struct {
 }
 
 // AuditEntries calls fn for each entry that passes f, oldest first, and
-// stops at the first error fn returns.
+// stops at the first error fn returns. One incident's entries are read
+// through its index, at the cost of that incident's entries.
 func (s *Store) AuditEntries(f AuditFilter, fn func(AuditEntry) error) error {
 	return s.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketAudit).ForEach(func(k, v []byte) error {
+		audit := tx.Bucket(bucketAudit)
+		visit := func(k, v []byte) error {
 			var e AuditEntry
 			if err := json.Unmarshal(v, &e); err != nil {
 				return fmt.Errorf("decode audit entry %x: %w", k, err)
@@ -124,6 +133,12 @@ func (s *Store) AuditEntries(f AuditFilter, fn func(AuditEntry) error) error {
 				return nil
 			}
 			return fn(e)
+		}
+		if f.Incident == 0 {
+			return audit.ForEach(visit)
+		}
+		return eachOfIncident(tx.Bucket(bucketAuditByIncident), f.Incident, func(seq []byte) error {
+			return visit(seq, audit.Get(seq))
 		})
 	})
 }

@@ -1,6 +1,8 @@
 package state
 
 import (
+	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -75,9 +77,11 @@ func (s *Store) VerifyAction(id uint64, v Verification) error {
 }
 
 var (
-	bucketJournal     = []byte("journal")
-	bucketIdempotency = []byte("idempotency")
-	bucketToolStats   = []byte("tool_stats")
+	bucketJournal = []byte("journal")
+	// bucketJournalByIncident indexes the journal by incident.
+	bucketJournalByIncident = []byte("journal_by_incident")
+	bucketIdempotency       = []byte("idempotency")
+	bucketToolStats         = []byte("tool_stats")
 )
 
 // ErrIdempotentRepeat is returned by BeginAction when the action's
@@ -94,44 +98,71 @@ type idemRecord struct {
 // a second BeginAction with the key inside the window fails with
 // ErrIdempotentRepeat, even after a crash and a restart.
 func (s *Store) BeginAction(a *Action, window time.Duration) error {
+	return s.db.Update(func(tx *bolt.Tx) error { return beginAction(tx, a, window) })
+}
+
+func beginAction(tx *bolt.Tx, a *Action, window time.Duration) error {
 	a.State = ActionRunning
-	return s.db.Update(func(tx *bolt.Tx) error {
-		idem := tx.Bucket(bucketIdempotency)
-		if a.IdempotencyKey != "" && window > 0 {
-			if v := idem.Get([]byte(a.IdempotencyKey)); v != nil {
-				var r idemRecord
-				if err := json.Unmarshal(v, &r); err != nil {
-					return fmt.Errorf("decode idempotency record: %w", err)
-				}
-				if a.StartedAt.Sub(r.At) < window {
-					return fmt.Errorf("%w: %s ran at %s (action %d)", ErrIdempotentRepeat, a.IdempotencyKey, r.At.UTC().Format(time.RFC3339), r.Action)
-				}
+	idem := tx.Bucket(bucketIdempotency)
+	if a.IdempotencyKey != "" && window > 0 {
+		if v := idem.Get([]byte(a.IdempotencyKey)); v != nil {
+			var r idemRecord
+			if err := json.Unmarshal(v, &r); err != nil {
+				return fmt.Errorf("decode idempotency record: %w", err)
+			}
+			if a.StartedAt.Sub(r.At) < window {
+				return fmt.Errorf("%w: %s ran at %s (action %d)", ErrIdempotentRepeat, a.IdempotencyKey, r.At.UTC().Format(time.RFC3339), r.Action)
 			}
 		}
-		b := tx.Bucket(bucketJournal)
-		id, err := b.NextSequence()
-		if err != nil {
+	}
+	b := tx.Bucket(bucketJournal)
+	id, err := b.NextSequence()
+	if err != nil {
+		return err
+	}
+	a.ID = id
+	buf, err := json.Marshal(a)
+	if err != nil {
+		return err
+	}
+	if err := b.Put(u64(id), buf); err != nil {
+		return err
+	}
+	if err := tx.Bucket(bucketJournalByIncident).Put(byIncident(a.Incident, id), nil); err != nil {
+		return err
+	}
+	// The incident records that medic acted, for its outcome when it
+	// closes.
+	if _, err := updateIncident(tx, a.Incident, func(inc *Incident) { inc.Acted, inc.Verifying = true, a.Verify }); ignoreNotFound(err) != nil {
+		return err
+	}
+	if a.IdempotencyKey != "" && window > 0 {
+		rec, _ := json.Marshal(idemRecord{At: a.StartedAt, Action: id})
+		return idem.Put([]byte(a.IdempotencyKey), rec)
+	}
+	return nil
+}
+
+// byIncident is the key of an incident's index: the incident, then the
+// record's ID, both big-endian, so that one incident's records are one
+// contiguous range in ID order.
+func byIncident(incident, id uint64) []byte {
+	k := make([]byte, 16)
+	binary.BigEndian.PutUint64(k, incident)
+	binary.BigEndian.PutUint64(k[8:], id)
+	return k
+}
+
+// eachOfIncident calls fn with the IDs an incident's index lists, in order.
+func eachOfIncident(index *bolt.Bucket, incident uint64, fn func(id []byte) error) error {
+	prefix := u64(incident)
+	c := index.Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		if err := fn(k[8:]); err != nil {
 			return err
 		}
-		a.ID = id
-		buf, err := json.Marshal(a)
-		if err != nil {
-			return err
-		}
-		if err := b.Put(u64(id), buf); err != nil {
-			return err
-		}
-		// The incident records that medic acted, for its outcome when it
-		// closes.
-		if _, err := updateIncident(tx, a.Incident, func(inc *Incident) { inc.Acted, inc.Verifying = true, a.Verify }); ignoreNotFound(err) != nil {
-			return err
-		}
-		if a.IdempotencyKey != "" && window > 0 {
-			rec, _ := json.Marshal(idemRecord{At: a.StartedAt, Action: id})
-			return idem.Put([]byte(a.IdempotencyKey), rec)
-		}
-		return nil
-	})
+	}
+	return nil
 }
 
 // toolStatsWindow is how many recent outcomes a tool's success rate counts.
@@ -322,20 +353,26 @@ func countActions(tx *bolt.Tx, q CountQuery) (Counts, error) {
 	return c, nil
 }
 
-// Actions returns the journal entries of an incident, oldest first; incident
-// 0 returns all.
+// Actions returns the journal entries of an incident, oldest first, through
+// the incident's index: its cost is the incident's entries, not the
+// journal's. Incident 0 returns all.
 func (s *Store) Actions(incident uint64) ([]Action, error) {
 	out := []Action{}
 	err := s.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketJournal).ForEach(func(k, v []byte) error {
+		journal := tx.Bucket(bucketJournal)
+		decode := func(k, v []byte) error {
 			var a Action
 			if err := json.Unmarshal(v, &a); err != nil {
 				return fmt.Errorf("decode action %x: %w", k, err)
 			}
-			if incident == 0 || a.Incident == incident {
-				out = append(out, a)
-			}
+			out = append(out, a)
 			return nil
+		}
+		if incident == 0 {
+			return journal.ForEach(decode)
+		}
+		return eachOfIncident(tx.Bucket(bucketJournalByIncident), incident, func(id []byte) error {
+			return decode(id, journal.Get(id))
 		})
 	})
 	return out, err

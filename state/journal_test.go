@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 var t0 = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
@@ -123,5 +125,44 @@ func TestCountsForTheBlastRadius(t *testing.T) {
 		if c.TargetsAffected != tc.targets || c.Repeat != tc.repeat {
 			t.Errorf("%+v: %d targets, repeat %v; want %d, %v", tc.q, c.TargetsAffected, c.Repeat, tc.targets, tc.repeat)
 		}
+	}
+}
+
+// TestIndexByIncidentMigration: a file written before the indexes by
+// incident (schema 1) gets them at open, and one incident's records read
+// through them.
+func TestIndexByIncidentMigration(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "m.db")
+	s := open(t, p)
+	for i := range 6 {
+		if err := s.BeginAction(&Action{Incident: uint64(i%3 + 1), Tool: "x", StartedAt: t0}, 0); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Audit(AuditEntry{Time: t0, Incident: uint64(i%3 + 1), Kind: "decision", Actor: "medic"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Back to schema 1: no indexes.
+	s.db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketJournalByIncident, bucketAuditByIncident} {
+			tx.DeleteBucket(b)
+		}
+		return tx.Bucket(bucketMeta).Put(keySchemaVersion, u64(1))
+	})
+	s.Close()
+	s = open(t, p)
+	acts, err := s.Actions(2)
+	if err != nil || len(acts) != 2 || acts[0].Incident != 2 || acts[1].Incident != 2 {
+		t.Fatalf("%+v %v", acts, err)
+	}
+	n := 0
+	s.AuditEntries(AuditFilter{Incident: 3}, func(e AuditEntry) error {
+		if e.Incident == 3 {
+			n++
+		}
+		return nil
+	})
+	if n != 2 {
+		t.Fatalf("%d audit entries of incident 3, want 2", n)
 	}
 }

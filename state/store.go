@@ -2,6 +2,7 @@ package state
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,7 +17,7 @@ import (
 
 // SchemaVersion is the layout this code reads and writes. Open refuses a file
 // written by a newer medic rather than guessing at its layout.
-const SchemaVersion = 1
+const SchemaVersion = 2
 
 var (
 	bucketMeta         = []byte("meta")
@@ -31,7 +32,7 @@ var (
 
 	allBuckets = [][]byte{bucketMeta, bucketInbox, bucketDead, bucketIncidents, bucketIncidentKeys, bucketFingerprints, bucketIgnored,
 		bucketJournal, bucketIdempotency, bucketToolStats, bucketAudit, bucketDecisions, bucketApprovals,
-		bucketFixes, bucketRunbookStats, bucketEscalations}
+		bucketFixes, bucketRunbookStats, bucketEscalations, bucketJournalByIncident, bucketAuditByIncident}
 )
 
 // ErrNotFound is returned when a record does not exist.
@@ -158,11 +159,46 @@ func (s *Store) migrate() error {
 			if len(v) != 8 {
 				return fmt.Errorf("corrupt schema_version (%d bytes)", len(v))
 			}
-			if got := binary.BigEndian.Uint64(v); got > SchemaVersion {
+			got := binary.BigEndian.Uint64(v)
+			if got > SchemaVersion {
 				return fmt.Errorf("schema version %d is newer than this medic understands (%d)", got, SchemaVersion)
+			}
+			if got < 2 {
+				if err := indexByIncident(tx); err != nil {
+					return fmt.Errorf("migrate to schema 2: %w", err)
+				}
 			}
 		}
 		return meta.Put(keySchemaVersion, u64(SchemaVersion))
+	})
+}
+
+// indexByIncident builds the journal's and the audit log's indexes by
+// incident (schema 2) for a file written before them.
+func indexByIncident(tx *bolt.Tx) error {
+	journal, audit := tx.Bucket(bucketJournalByIncident), tx.Bucket(bucketAuditByIncident)
+	if err := tx.Bucket(bucketJournal).ForEach(func(k, v []byte) error {
+		var a struct {
+			Incident uint64 `json:"incident"`
+		}
+		if err := json.Unmarshal(v, &a); err != nil {
+			return fmt.Errorf("decode action %x: %w", k, err)
+		}
+		return journal.Put(byIncident(a.Incident, binary.BigEndian.Uint64(k)), nil)
+	}); err != nil {
+		return err
+	}
+	return tx.Bucket(bucketAudit).ForEach(func(k, v []byte) error {
+		var e struct {
+			Incident uint64 `json:"incident"`
+		}
+		if err := json.Unmarshal(v, &e); err != nil {
+			return fmt.Errorf("decode audit entry %x: %w", k, err)
+		}
+		if e.Incident == 0 {
+			return nil
+		}
+		return audit.Put(byIncident(e.Incident, binary.BigEndian.Uint64(k)), nil)
 	})
 }
 
