@@ -47,7 +47,14 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	medicBin = filepath.Join(dir, "medic")
-	out, err := exec.Command("go", "build", "-o", medicBin, ".").CombinedOutput()
+	args := []string{"build", "-o", medicBin}
+	if raceBuild {
+		// The daemon runs under the race detector as the tests do, and a
+		// race ends it at once, so that a test sees it fail.
+		args = append(args, "-race")
+		os.Setenv("GORACE", "halt_on_error=1")
+	}
+	out, err := exec.Command("go", append(args, ".")...).CombinedOutput()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "building medic: %v\n%s", err, out)
 		os.Exit(2)
