@@ -403,8 +403,14 @@ func (s *Store) Prune(cutoff time.Time) (int, error) {
 				del = append(del, k)
 			}
 		}
+		// An incident's approval goes with it: the remediator looks through
+		// every approval on each turn of its loop, so they must not pile up.
+		approvals := tx.Bucket(bucketApprovals)
 		for _, k := range del {
 			if err := b.Delete(k); err != nil {
+				return err
+			}
+			if err := approvals.Delete(k); err != nil {
 				return err
 			}
 		}

@@ -166,3 +166,25 @@ func TestIndexByIncidentMigration(t *testing.T) {
 		t.Fatalf("%d audit entries of incident 3, want 2", n)
 	}
 }
+
+// TestPruneTakesApprovals: pruning a closed incident removes its approval,
+// so that the approvals the remediator looks through stay few.
+func TestPruneTakesApprovals(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "m.db"))
+	closed := t0.Add(-48 * time.Hour)
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		return putJSON(tx, bucketIncidents, u64(1), &Incident{ID: 1, Key: "k", State: StateClosed, OpenedAt: closed, ClosedAt: &closed})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutApproval(Approval{Incident: 1, Tool: "x", CreatedAt: closed, ExpiresAt: closed.Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.Prune(t0.Add(-24 * time.Hour)); err != nil || n != 1 {
+		t.Fatalf("pruned %d, %v", n, err)
+	}
+	if _, err := s.Approval(1); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("the approval outlived its incident: %v", err)
+	}
+}
