@@ -1,7 +1,11 @@
 // Package state owns medic's single bbolt file: the durable inbox that the
 // webhook writes to before it answers 200, the incidents and their indexes,
 // the per-fingerprint history that keeps re-sent notifications idempotent,
-// and the counters of ignored alerts.
+// the counters of ignored alerts, the action journal and the audit log
+// (each indexed by incident; the log hash-chained and authenticated with a
+// key kept outside the file, with checkpoints in a second file), approvals
+// and their transitions, outcomes and stats, and the offline check of a
+// damaged file.
 //
 // The schema is a few large buckets with big-endian, time-ordered keys and a
 // meta/schema_version key. Callers see record types and sentinel errors, never
