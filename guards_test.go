@@ -598,24 +598,25 @@ func (l *remediationLab) pendingApproval(t *testing.T, name, fp string) uint64 {
 	return inc.ID
 }
 
-func (l *remediationLab) approval(t *testing.T, id uint64) state.Approval {
+// apiData is the data of a GET of the lab's API.
+func apiData[T any](t *testing.T, l *remediationLab, path string) T {
 	t.Helper()
-	var resp struct{ Data state.Approval }
-	_, body := l.do(t, "GET", fmt.Sprintf("/api/v1/incidents/%d/approval", id), l.token, nil)
+	var resp struct{ Data T }
+	_, body := l.do(t, "GET", path, l.token, nil)
 	if err := json.Unmarshal(body, &resp); err != nil {
 		t.Fatal(err)
 	}
 	return resp.Data
 }
 
+func (l *remediationLab) approval(t *testing.T, id uint64) state.Approval {
+	t.Helper()
+	return apiData[state.Approval](t, l, fmt.Sprintf("/api/v1/incidents/%d/approval", id))
+}
+
 func (l *remediationLab) incident(t *testing.T, id uint64) state.Incident {
 	t.Helper()
-	var resp struct{ Data state.Incident }
-	_, body := l.do(t, "GET", fmt.Sprintf("/api/v1/incidents/%d", id), l.token, nil)
-	if err := json.Unmarshal(body, &resp); err != nil {
-		t.Fatal(err)
-	}
-	return resp.Data
+	return apiData[state.Incident](t, l, fmt.Sprintf("/api/v1/incidents/%d", id))
 }
 
 // TestApprovalsInServe: an approval is a state machine that never runs a

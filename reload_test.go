@@ -1,15 +1,12 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"medic/state"
 )
 
 // reload asks the running daemon to reload and returns the answer.
@@ -86,18 +83,8 @@ func TestReloadAppliesEverySetting(t *testing.T) {
 		if code, body := l.reload(t); code != 200 {
 			t.Fatalf("reload: %d %s", code, body)
 		}
-		l.post(t, "alpha", "00000000000000b1")
-		var resp struct{ Data state.Approval }
-		eventually(t, 20*time.Second, "the pending approval", func() bool {
-			for _, inc := range l.incidents(t) {
-				if inc.Key == "00000000000000b1" && hasEvent(inc, "approval_pending") {
-					_, body := l.do(t, "GET", fmt.Sprintf("/api/v1/incidents/%d/approval", inc.ID), l.token, nil)
-					return json.Unmarshal(body, &resp) == nil
-				}
-			}
-			return false
-		})
-		if ttl := resp.Data.ExpiresAt.Sub(resp.Data.CreatedAt); ttl != 7*time.Minute {
+		a := l.approval(t, l.pendingApproval(t, "alpha", "00000000000000b1"))
+		if ttl := a.ExpiresAt.Sub(a.CreatedAt); ttl != 7*time.Minute {
 			t.Fatalf("the approval expires after %s, want the reloaded 7m", ttl)
 		}
 	})
