@@ -6,7 +6,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/hex"
 	"encoding/json"
 	"encoding/xml"
 	"errors"
@@ -385,7 +384,9 @@ func runServe(sf serveFlags, logger *slog.Logger, stderr io.Writer) int {
 		defer close(watchdogDone)
 		runWatchdog(logger, eng, store, serving.Load, stopWatchdog)
 	}()
+	checkpointsDone := make(chan struct{})
 	go func() {
+		defer close(checkpointsDone)
 		t := time.NewTicker(engine.CheckpointInterval)
 		defer t.Stop()
 		for {
@@ -453,6 +454,7 @@ loop:
 	notify(logger, daemon.SdNotifyStopping, "STATUS=draining")
 	close(stopWatchdog)
 	<-watchdogDone
+	<-checkpointsDone
 	eng.SetReady(false)
 	ctx, cancel := context.WithTimeout(context.Background(), sf.drainTimeout)
 	defer cancel()
@@ -886,14 +888,9 @@ type auditFlags struct {
 func verifyOffline(f auditFlags, stdout, stderr io.Writer) int {
 	sc := engine.StorageConfig{Path: f.storage, AuditKeyFile: f.keyFile, AuditCheckpointFile: f.checkpointFile}
 	keyFile, checkpoints := sc.AuditFiles()
-	raw, err := os.ReadFile(keyFile)
+	key, err := engine.ReadAuditKey(keyFile)
 	if err != nil {
 		fmt.Fprintf(stderr, "medic: the audit key is needed to verify: %v\n", err)
-		return exitError
-	}
-	key, err := hex.DecodeString(strings.TrimSpace(string(raw)))
-	if err != nil {
-		fmt.Fprintf(stderr, "medic: audit key %s: %v\n", keyFile, err)
 		return exitError
 	}
 	if err := checkStateFile(f.storage); err != nil {

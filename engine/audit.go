@@ -26,37 +26,43 @@ import (
 // log moved.
 const CheckpointInterval = time.Minute
 
-// LoadAuditKey reads the audit key, 32 random bytes written as hex, and
-// creates the file with a new key when it does not exist.
+// LoadAuditKey reads the audit key, and creates the file with a new key,
+// 32 random bytes written as hex, when it does not exist.
 func LoadAuditKey(path string) (key []byte, created bool, err error) {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		key = make([]byte, 32)
-		if _, err := rand.Read(key); err != nil {
-			return nil, false, err
-		}
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		if err != nil {
-			return nil, false, fmt.Errorf("create audit key: %w", err)
-		}
-		if _, err := f.WriteString(hex.EncodeToString(key) + "\n"); err != nil {
-			f.Close()
-			return nil, false, fmt.Errorf("create audit key: %w", err)
-		}
-		if err := f.Sync(); err != nil {
-			f.Close()
-			return nil, false, fmt.Errorf("create audit key: %w", err)
-		}
-		return key, true, f.Close()
+	key, err = ReadAuditKey(path)
+	if !errors.Is(err, os.ErrNotExist) {
+		return key, false, err
 	}
+	key = make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return nil, false, err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
-		return nil, false, fmt.Errorf("read audit key: %w", err)
+		return nil, false, fmt.Errorf("create audit key: %w", err)
 	}
-	key, err = hex.DecodeString(strings.TrimSpace(string(b)))
+	if _, err := f.WriteString(hex.EncodeToString(key) + "\n"); err != nil {
+		f.Close()
+		return nil, false, fmt.Errorf("create audit key: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return nil, false, fmt.Errorf("create audit key: %w", err)
+	}
+	return key, true, f.Close()
+}
+
+// ReadAuditKey reads an existing audit key: at least 16 bytes, as hex.
+func ReadAuditKey(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read audit key: %w", err)
+	}
+	key, err := hex.DecodeString(strings.TrimSpace(string(b)))
 	if err != nil || len(key) < 16 {
-		return nil, false, fmt.Errorf("audit key %s: not at least 16 bytes of hex", path)
+		return nil, fmt.Errorf("audit key %s: not at least 16 bytes of hex", path)
 	}
-	return key, false, nil
+	return key, nil
 }
 
 // Checkpoint writes a checkpoint of the audit log's head when it moved since
