@@ -90,10 +90,7 @@ func (r *Remediator) Approve(id uint64, by string) (state.Approval, string, erro
 	a, err = r.Store.DecideApproval(id, true, by, "", now, state.AuditEntry{Time: now, Incident: id, Kind: "approval", Actor: by})
 	if err != nil {
 		r.release(run.at.Target)
-		if errors.Is(err, state.ErrNotPending) {
-			return a, "", r.settleApproval(a, err.Error())
-		}
-		return a, "", err
+		return a, "", r.notDecided(a, err)
 	}
 	r.event(id, now, "approval_approved", fmt.Sprintf("%s approved by %s", a.Tool, by))
 	saved := run.saved
@@ -118,10 +115,7 @@ func (r *Remediator) Deny(id uint64, by, reason string) (state.Approval, error) 
 	now := r.now()
 	a, err := r.Store.DecideApproval(id, false, by, reason, now, state.AuditEntry{Time: now, Incident: id, Kind: "approval", Actor: by})
 	if err != nil {
-		if errors.Is(err, state.ErrNotPending) {
-			return a, r.settleApproval(a, err.Error())
-		}
-		return a, err
+		return a, r.notDecided(a, err)
 	}
 	r.event(id, now, "approval_denied", fmt.Sprintf("%s denied by %s: %s", a.Tool, by, reason))
 	r.escalateApproval(a, fmt.Sprintf("%s was denied by %s: %s; nothing ran", a.Tool, by, reason))
@@ -183,6 +177,19 @@ func (r *Remediator) prepare(id uint64, now time.Time) (state.Approval, approved
 	return a, approvedRun{loopRun: run, saved: saved}, nil
 }
 
+// notDecided turns a failed decision into its answer. Only the expiry that
+// the decision itself found is settled here; an approval someone else
+// decided, expired or cancelled was settled by them.
+func (r *Remediator) notDecided(a state.Approval, err error) error {
+	switch {
+	case errors.Is(err, state.ErrExpired):
+		return r.settleApproval(a, "it expired")
+	case errors.Is(err, state.ErrNotPending):
+		return conflict("%s was not run: the approval is %s", a.Tool, a.State)
+	}
+	return err
+}
+
 // cancel ends an approval that can never run, escalates its incident, and
 // returns the conflict that says so. An empty reason means it expired.
 func (r *Remediator) cancel(a state.Approval, now time.Time, reason string) error {
@@ -192,8 +199,8 @@ func (r *Remediator) cancel(a state.Approval, now time.Time, reason string) erro
 	} else {
 		a, err = r.Store.CancelApproval(a.Incident, reason, now)
 	}
-	if err != nil && !errors.Is(err, state.ErrNotPending) {
-		return err
+	if err != nil {
+		return r.notDecided(a, err)
 	}
 	return r.settleApproval(a, reasonOr(reason, "it expired"))
 }

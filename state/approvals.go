@@ -46,6 +46,11 @@ type Approval struct {
 // ErrNotPending is returned when deciding an approval that is not pending.
 var ErrNotPending = fmt.Errorf("no pending approval")
 
+// ErrExpired is returned by a decision that found the approval past its
+// expiry and marked it expired: unlike a plain ErrNotPending, the caller
+// made that transition and settles its consequences.
+var ErrExpired = fmt.Errorf("%w: it expired", ErrNotPending)
+
 // PutApproval stores a pending approval for its incident, replacing a
 // decided one.
 func (s *Store) PutApproval(a Approval) error {
@@ -92,7 +97,7 @@ func (s *Store) DecideApproval(incident uint64, approve bool, by, reason string,
 		return err
 	})
 	if err == nil && a.State == ApprovalExpired {
-		return a, fmt.Errorf("incident %d: the approval expired at %s: %w", incident, a.ExpiresAt.UTC().Format(time.RFC3339), ErrNotPending)
+		return a, fmt.Errorf("incident %d: the approval expired at %s: %w", incident, a.ExpiresAt.UTC().Format(time.RFC3339), ErrExpired)
 	}
 	return a, err
 }
