@@ -864,3 +864,19 @@ func HTTPClientFromFile(path string) (*http.Client, error) {
 	}
 	return promconfig.NewClientFromConfig(*hc, "medic")
 }
+
+// evaluate asks the gate about a call medic is about to make, and counts
+// the verdict.
+func (r *Remediator) evaluate(ctx context.Context, d *Decider, in actions.Input, now time.Time) (actions.Decision, *actions.Allowed) {
+	dec, allowed := d.Gate.Evaluate(ctx, in, now)
+	if r.metrics != nil {
+		r.metrics.policyDecisions.WithLabelValues(string(dec.Result)).Inc()
+	}
+	return dec, allowed
+}
+
+func (m *metrics) proposal(result string) {
+	if m != nil {
+		m.llmProposals.WithLabelValues(result).Inc()
+	}
+}

@@ -1,0 +1,213 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/prometheus/alertmanager/template"
+
+	"medic/actions"
+	"medic/rules"
+	"medic/state"
+)
+
+// Verification: each step's effect is measured in Prometheus before and
+// after it, and a step that made things worse is rolled back.
+
+// measure runs a verify block's PromQL for the alert and returns its one
+// value. No data, several series, NaN or an unreachable Prometheus are
+// errors: "unverifiable", never success.
+func (r *Remediator) measure(ctx context.Context, d *Decider, v *rules.Verify, alert *template.Alert) (float64, error) {
+	if d.Sources.Prom == nil {
+		return 0, errors.New("no prometheus is configured")
+	}
+	q, err := v.PromQL.RenderQuery(rules.Vars{Labels: alert.Labels, Annotations: alert.Annotations})
+	if err != nil {
+		return 0, fmt.Errorf("render the verify query: %w", err)
+	}
+	timeout := v.Timeout
+	if timeout <= 0 {
+		timeout = rules.DefaultVerifyTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	samples, err := d.Sources.Prom.Query(ctx, q, r.now())
+	switch {
+	case err != nil:
+		return 0, err
+	case len(samples) == 0:
+		return 0, fmt.Errorf("%s returned no data (add `or vector(0)` if no series means zero)", q)
+	case len(samples) > 1:
+		return 0, fmt.Errorf("%s returned %d series, not one", q, len(samples))
+	case math.IsNaN(samples[0].Value):
+		return 0, fmt.Errorf("%s returned NaN", q)
+	}
+	return samples[0].Value, nil
+}
+
+// stepOutcome is what verification made of one step.
+type stepOutcome int
+
+const (
+	stepUnchanged stepOutcome = iota
+	stepRecovered
+	stepStopped // worse, unverifiable or past the deadline: escalated
+	stepShutdown
+)
+
+// verifyStep waits the verify block's wait, measures again and acts on the
+// result: recovered settles the incident, worse rolls the step back and
+// escalates, unverifiable escalates, unchanged lets the plan go on.
+func (r *Remediator) verifyStep(ctx context.Context, run *loopRun, c rules.PlannedCall, actionID uint64, before float64) stepOutcome {
+	v := run.verify
+	wait := v.Wait
+	late := false
+	if left := run.deadline.Sub(r.now()); left < wait {
+		wait, late = max(left, 0), true
+	}
+	// The wait gives up the job's parallel slot; the check takes it again.
+	sl, _ := ctx.Value(slotKey{}).(*slot)
+	if sl != nil {
+		sl.release()
+	}
+	t := time.NewTimer(wait)
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+		t.Stop()
+		return stepShutdown
+	}
+	if sl != nil && !sl.acquire(ctx) {
+		return stepShutdown
+	}
+	if late {
+		r.verification(run, actionID, state.Verification{Result: verifyUnverifiable, Before: &before, Error: "the incident's deadline passed", At: r.now()})
+		r.escalate(ctx, run, escDeadline, fmt.Sprintf("the deadline of %s passed while verifying step %s", run.d.Config.Remediation.Deadline, c.Step))
+		return stepStopped
+	}
+	after, err := r.measure(ctx, run.d, v, run.alert)
+	if err != nil {
+		if ctx.Err() != nil {
+			return stepShutdown
+		}
+		r.verification(run, actionID, state.Verification{Result: verifyUnverifiable, Before: &before, Error: err.Error(), At: r.now()})
+		r.escalate(ctx, run, escUnverifiable, fmt.Sprintf("step %s could not be verified: %v", c.Step, err))
+		return stepStopped
+	}
+	env := rules.VerifyEnv{Before: before, After: after}
+	recovered, err := v.Expect.Eval(env)
+	if err != nil {
+		r.verification(run, actionID, state.Verification{Result: verifyUnverifiable, Before: &before, After: &after, Error: err.Error(), At: r.now()})
+		r.escalate(ctx, run, escUnverifiable, fmt.Sprintf("step %s: expect failed: %v", c.Step, err))
+		return stepStopped
+	}
+	worse := false
+	if !recovered && v.Worse != nil {
+		if worse, err = v.Worse.Eval(env); err != nil {
+			r.Logger.Error("the worse condition failed; treating the step as unchanged", "component", "remediator", "err", err)
+		}
+	}
+	now := r.now()
+	switch {
+	case recovered:
+		r.verification(run, actionID, state.Verification{Result: verifyRecovered, Before: &before, After: &after, At: now})
+		r.recovered(run, v, before, after, now)
+		return stepRecovered
+	case worse:
+		r.verification(run, actionID, state.Verification{Result: verifyWorse, Before: &before, After: &after, At: now})
+		what := r.rollback(ctx, run, c)
+		r.escalate(ctx, run, escWorse, fmt.Sprintf("step %s made it worse (%s: before %g, after %g); %s", c.Step, v.Worse.Source, before, after, what))
+		return stepStopped
+	}
+	r.verification(run, actionID, state.Verification{Result: verifyUnchanged, Before: &before, After: &after, At: now})
+	return stepUnchanged
+}
+
+// verification records a check on the action, the timeline and the metrics.
+func (r *Remediator) verification(run *loopRun, actionID uint64, v state.Verification) {
+	if err := r.Store.VerifyAction(actionID, v); err != nil {
+		r.Logger.Error("recording a verification failed", "component", "remediator", "err", err)
+	}
+	r.metrics.verified(v.Result)
+	msg := fmt.Sprintf("verification of action %d: %s", actionID, v.Result)
+	if v.Before != nil && v.After != nil {
+		msg += fmt.Sprintf(" (before %g, after %g)", *v.Before, *v.After)
+	}
+	if v.Error != "" {
+		msg += ": " + v.Error
+	}
+	r.event(run.incident, v.At, "verified", msg)
+	r.record(v.At, run.incident, "verification", "medic", map[string]any{"action": actionID, "verification": v})
+}
+
+// recovered settles the incident as remediated and remembers the fix on
+// the target, so that a re-fire soon after counts against it.
+func (r *Remediator) recovered(run *loopRun, v *rules.Verify, before, after float64, now time.Time) {
+	var tools []string
+	if acts, err := r.Store.Actions(run.incident); err == nil {
+		for _, a := range acts {
+			if a.State == state.ActionSucceeded && !a.Rollback && !slices.Contains(tools, a.Tool) {
+				tools = append(tools, a.Tool)
+			}
+		}
+	}
+	opened := now
+	if inc, err := r.Store.Incident(run.incident); err == nil {
+		opened = inc.OpenedAt
+	}
+	ttr := now.Sub(opened)
+	msg := fmt.Sprintf("recovered: %s held (before %g, after %g); %s after the incident opened", v.Expect.Source, before, after, ttr.Round(time.Millisecond))
+	prev, err := r.Store.Remediated(run.incident, run.at.Target, state.Fix{Incident: run.incident, Runbook: run.at.Runbook, Tools: tools, At: now},
+		state.Event{Time: now, Kind: "recovered", Message: msg})
+	if err != nil {
+		r.Logger.Error("recording the recovery failed", "component", "remediator", "err", err)
+	}
+	r.record(now, run.incident, "outcome", "runbook:"+run.at.Runbook, map[string]any{"outcome": state.OutcomeRemediated,
+		"time_to_recovery_seconds": ttr.Seconds(), "before": before, "after": after})
+	if r.metrics != nil {
+		if prev != state.OutcomeRemediated {
+			// Counted once: the close may have counted it already.
+			r.metrics.incidents.WithLabelValues(state.OutcomeRemediated).Inc()
+		}
+		r.metrics.remediationDuration.Observe(ttr.Seconds())
+	}
+	r.Logger.Info("incident remediated", "component", "remediator", "incident", run.incident, "runbook", run.at.Runbook,
+		"target", run.at.Target, "time_to_recovery", ttr)
+}
+
+// rollback runs a step's rollback under the policy, marked as a rollback,
+// which the default policy lets past the rate limit and the storm brake.
+// It says what happened, for the escalation.
+func (r *Remediator) rollback(ctx context.Context, run *loopRun, c rules.PlannedCall) string {
+	if c.Rollback == nil {
+		return "the step has no rollback"
+	}
+	rc := *c.Rollback
+	rc.Step = c.Step + " rollback"
+	now := r.now()
+	in := run.d.PolicyInput(rc, run.at, run.rb)
+	in.Rollback = true
+	dec, _ := r.evaluate(ctx, run.d, in, now)
+	r.record(now, run.incident, "policy", "runbook:"+run.at.Runbook, map[string]any{"step": rc.Step, "tool": rc.Tool, "args": rc.Args, "rollback": true, "policy": dec})
+	if dec.Result != actions.Allow {
+		return fmt.Sprintf("its rollback %s was not run: policy %s: %s", rc.Tool, dec.Result, strings.Join(dec.Reasons, "; "))
+	}
+	if r.metrics != nil {
+		r.metrics.rollbacks.Inc()
+	}
+	if _, ok, why, _ := r.execute(ctx, run, rc, in, true, now); !ok {
+		return fmt.Sprintf("its rollback %s failed: %s", rc.Tool, why)
+	}
+	return fmt.Sprintf("its rollback %s ran", rc.Tool)
+}
+
+func (m *metrics) verified(result string) {
+	if m != nil {
+		m.verifications.WithLabelValues(result).Inc()
+	}
+}
