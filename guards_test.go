@@ -598,6 +598,17 @@ func (l *remediationLab) pendingApproval(t *testing.T, name, fp string) uint64 {
 	return inc.ID
 }
 
+// editRunbooks replaces every old with new in the lab's runbook file.
+func (l *remediationLab) editRunbooks(t *testing.T, old, new string) {
+	t.Helper()
+	path := filepath.Join(l.dir, "runbooks.hcl")
+	rb, err := os.ReadFile(path)
+	if err != nil || !strings.Contains(string(rb), old) {
+		t.Fatalf("runbooks.hcl has no %q: %v", old, err)
+	}
+	writeFile(t, path, strings.ReplaceAll(string(rb), old, new))
+}
+
 // apiData is the data of a GET of the lab's API.
 func apiData[T any](t *testing.T, l *remediationLab, path string) T {
 	t.Helper()
@@ -632,8 +643,7 @@ func TestApprovalsInServe(t *testing.T) {
 		l := newLab(t, riskyRunbook, "1h")
 		p := l.start(t)
 		id := l.pendingApproval(t, "shop", "00000000000007a1")
-		rb, _ := os.ReadFile(filepath.Join(l.dir, "runbooks.hcl"))
-		writeFile(t, filepath.Join(l.dir, "runbooks.hcl"), strings.ReplaceAll(string(rb), `"record"`, `"record2"`))
+		l.editRunbooks(t, `"record"`, `"record2"`)
 		if code, body := l.reload(t); code != 200 {
 			t.Fatalf("reload: %d %s", code, body)
 		}
@@ -703,8 +713,7 @@ func TestApprovalsInServe(t *testing.T) {
 		l := newLab(t, riskyRunbook, "1h")
 		l.start(t)
 		id := l.pendingApproval(t, "shop", "00000000000007d1")
-		rb, _ := os.ReadFile(filepath.Join(l.dir, "runbooks.hcl"))
-		writeFile(t, filepath.Join(l.dir, "runbooks.hcl"), strings.Replace(string(rb), `, "0"]`, `, "1"]`, 1))
+		l.editRunbooks(t, `, "0"]`, `, "1"]`)
 		if code, body := l.reload(t); code != 200 {
 			t.Fatalf("reload: %d %s", code, body)
 		}
@@ -1009,8 +1018,7 @@ runbook "lab" {
 `, "1h")
 	flaky := writeFile(t, filepath.Join(l.dir, "flaky.sh"), "#!/bin/bash\necho $$ >> \"$1\"\n[ \"$(wc -l < \"$1\")\" -gt 1 ]\n")
 	os.Chmod(flaky, 0o755)
-	rb, _ := os.ReadFile(filepath.Join(l.dir, "runbooks.hcl"))
-	writeFile(t, filepath.Join(l.dir, "runbooks.hcl"), strings.Replace(string(rb), "FLAKY", flaky, 1))
+	l.editRunbooks(t, "FLAKY", flaky)
 	l.start(t)
 	started := time.Now().Add(-time.Minute)
 	l.postAlert(t, "firing", "0000000000000aa1", started, map[string]string{"alertname": "Lab", "name": "shop"})

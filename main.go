@@ -611,16 +611,8 @@ func reloadConfig(sf serveFlags, eng *engine.Engine, logger *slog.Logger, stderr
 	if len(restart) > 0 {
 		return nil, fmt.Errorf("%s changed; these need a restart, and nothing was reloaded", strings.Join(restart, ", "))
 	}
-	exposure, err := engine.CheckExposure(cfg.Web)
-	if err != nil {
-		return nil, err
-	}
-	// Authentication is never dropped by a signal alone: the new file must
-	// say so.
-	if was, _ := engine.CheckExposure(cur.Web); len(was.Auth) > 0 && len(exposure.Auth) == 0 && !cfg.Web.Insecure {
-		return nil, fmt.Errorf("the new configuration turns authentication off (%s); set web.insecure = true to mean it", strings.Join(was.Auth, ", "))
-	}
-	// The runbooks and the policy load with the config, or nothing changes.
+	// The runbooks and the policy load with the config, or nothing changes;
+	// ApplyConfig checks the listener's exposure and the tokens.
 	d, err := buildDecider(cfg, logger)
 	if err != nil {
 		return nil, err

@@ -193,12 +193,11 @@ func (r *Remediator) notDecided(a state.Approval, err error) error {
 // cancel ends an approval that can never run, escalates its incident, and
 // returns the conflict that says so. An empty reason means it expired.
 func (r *Remediator) cancel(a state.Approval, now time.Time, reason string) error {
-	var err error
+	to, why := state.ApprovalCancelled, reason
 	if reason == "" {
-		a, err = r.Store.ExpireApproval(a.Incident, now)
-	} else {
-		a, err = r.Store.CancelApproval(a.Incident, reason, now)
+		to, why = state.ApprovalExpired, "nobody decided before the expiry"
 	}
+	a, err := r.Store.EndApproval(a.Incident, to, why, now)
 	if err != nil {
 		return r.notDecided(a, err)
 	}

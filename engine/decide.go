@@ -119,12 +119,7 @@ var rank = map[string]int{DecisionIgnore: 0, DecisionEscalate: 1, DecisionRemedi
 // decides each alert. A body the intake would refuse gives reject with the
 // intake's error text.
 func (d *Decider) DecidePayload(ctx context.Context, body []byte, now time.Time) Trace {
-	m, err := DecodeNotification(body, d.Config.Intake.Limits)
-	if err == nil {
-		if ierr := checkTimes(m, now); ierr != nil {
-			err = ierr
-		}
-	}
+	m, err := DecodeNotification(body, d.Config.Intake.Limits, now)
 	if err != nil {
 		t := Trace{Decision: DecisionReject, Error: err.Error()}
 		var ie *IntakeError

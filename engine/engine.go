@@ -77,7 +77,8 @@ func (e *Engine) SetRemediator(r *Remediator) {
 
 // settings is what a config reload swaps in one step.
 type settings struct {
-	cfg *Config
+	cfg      *Config
+	exposure Exposure
 	// token is the sha256 of the bearer token; comparing hashes keeps the
 	// comparison constant-time whatever the length presented.
 	token    [32]byte
@@ -119,12 +120,17 @@ func New(o Options) *Engine {
 // short or the example file's placeholder is refused on a listener other
 // hosts can reach, and warned about on loopback; the approver token must
 // differ from the API token, or anyone who can post alerts could approve.
+// Authentication in force is never dropped unless the new config says
+// web.insecure = true.
 func (e *Engine) ApplyConfig(cfg *Config) error {
-	s := &settings{cfg: cfg}
 	x, err := CheckExposure(cfg.Web)
 	if err != nil {
 		return err
 	}
+	if prev := e.settings.Load(); prev != nil && len(prev.exposure.Auth) > 0 && len(x.Auth) == 0 && !cfg.Web.Insecure {
+		return fmt.Errorf("the new configuration turns authentication off (%s); set web.insecure = true to mean it", strings.Join(prev.exposure.Auth, ", "))
+	}
+	s := &settings{cfg: cfg, exposure: x}
 	var api, approver string
 	for _, t := range []struct {
 		path, key string

@@ -106,17 +106,14 @@ func (e *Engine) intake(s *settings, r *http.Request) *IntakeError {
 	if len(body) == 0 {
 		return badField(ReasonInvalidJSON, "", "empty body")
 	}
-	m, err := DecodeNotification(body, limits)
+	now := e.now()
+	m, err := DecodeNotification(body, limits, now)
 	if err != nil {
 		var ierr *IntakeError
 		if errors.As(err, &ierr) {
 			return ierr
 		}
 		return badField(ReasonInvalidPayload, "", "%v", err)
-	}
-	now := e.now()
-	if ierr := checkTimes(m, now); ierr != nil {
-		return ierr
 	}
 	if _, err := e.inbox.Enqueue(now, body); err != nil {
 		return &IntakeError{Status: http.StatusServiceUnavailable, Reason: ReasonStoreFailed, Msg: "storing the notification failed; retry: " + err.Error()}

@@ -55,12 +55,13 @@ func badField(reason, field, format string, args ...any) *IntakeError {
 
 // DecodeNotification parses and validates one webhook body. It accepts a
 // notification only when every field is within l and well formed; otherwise
-// it returns an *IntakeError that names the first offending field.
+// it returns an *IntakeError that names the first offending field. An
+// alert may not start more than MaxClockSkew after received.
 //
 // Unknown JSON fields are tolerated so that a newer Alertmanager, which may
 // add fields to version 4, is not refused: a 4xx is never retried, so
 // refusing would drop its alerts. Everything medic reads is checked.
-func DecodeNotification(body []byte, l Limits) (*webhook.Message, error) {
+func DecodeNotification(body []byte, l Limits, received time.Time) (*webhook.Message, error) {
 	var m webhook.Message
 	if err := json.Unmarshal(body, &m); err != nil {
 		var se *json.SyntaxError
@@ -75,6 +76,9 @@ func DecodeNotification(body []byte, l Limits) (*webhook.Message, error) {
 		}
 	}
 	if err := validateMessage(&m, l); err != nil {
+		return nil, err
+	}
+	if err := checkTimes(&m, received); err != nil {
 		return nil, err
 	}
 	return &m, nil

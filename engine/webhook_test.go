@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"medic/rules"
 )
@@ -194,7 +195,7 @@ func FuzzDecodeNotification(f *testing.F) {
 	f.Add([]byte(`{"version":"4","alerts":[{"labels":{"alertname":"\u0000"}}]}`))
 	l := Limits{MaxBodySize: 1 << 20, MaxAlerts: 10, MaxLabels: 8, MaxLabelValueLength: 64, MaxAnnotationValueLength: 256}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		m, err := DecodeNotification(body, l)
+		m, err := DecodeNotification(body, l, time.Now())
 		if err != nil {
 			var ierr *IntakeError
 			if !asIntakeError(err, &ierr) || ierr.Status != http.StatusBadRequest || ierr.Reason == "" {

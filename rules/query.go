@@ -122,17 +122,17 @@ func (lx *queryLexer) escape(b *strings.Builder, v string) error {
 	switch lx.quote {
 	case 0:
 		if !plainToken.MatchString(v) {
-			return fmt.Errorf("the value %q stands outside a string literal of the query; only a number, a duration or a name may, so quote it, as in job=\"${labels.job}\"", truncate(v, 80))
+			return fmt.Errorf("the value %s stands outside a string literal of the query; only a number, a duration or a name may, so quote it, as in job=\"${labels.job}\"", Quote(v))
 		}
 		b.WriteString(v)
 	case '`':
 		if strings.ContainsRune(v, '`') {
-			return fmt.Errorf("the value %q would end a `raw string` of the query; use a \"quoted\" one", truncate(v, 80))
+			return fmt.Errorf("the value %s would end a `raw string` of the query; use a \"quoted\" one", Quote(v))
 		}
 		b.WriteString(v)
 	case '#':
 		if strings.ContainsAny(v, "\r\n") {
-			return fmt.Errorf("the value %q would end a comment of the query", truncate(v, 80))
+			return fmt.Errorf("the value %s would end a comment of the query", Quote(v))
 		}
 		b.WriteString(v)
 	default:
@@ -166,11 +166,4 @@ func quoteInto(b *strings.Builder, s string, quote byte) {
 			b.WriteRune(r)
 		}
 	}
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
 }

@@ -102,12 +102,14 @@ func (s *Store) DecideApproval(incident uint64, approve bool, by, reason string,
 	return a, err
 }
 
-// CancelApproval cancels an incident's pending approval with the reason.
-func (s *Store) CancelApproval(incident uint64, reason string, now time.Time) (Approval, error) {
+// EndApproval ends an incident's pending approval without a human: to is
+// ApprovalCancelled, with the reason, or ApprovalExpired, which it must be
+// past its expiry for.
+func (s *Store) EndApproval(incident uint64, to ApprovalState, reason string, now time.Time) (Approval, error) {
 	var a Approval
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		var err error
-		a, err = transitionApproval(tx, s.auditKey, incident, ApprovalCancelled, "medic", reason, now, AuditEntry{Time: now, Incident: incident, Kind: "approval", Actor: "medic"})
+		a, err = transitionApproval(tx, s.auditKey, incident, to, "medic", reason, now, AuditEntry{Time: now, Incident: incident, Kind: "approval", Actor: "medic"})
 		return err
 	})
 	return a, err
@@ -121,18 +123,6 @@ func (t *Tx) CancelApproval(incident uint64, reason string, now time.Time) (bool
 		return false, nil
 	}
 	return err == nil, t.check(err)
-}
-
-// ExpireApproval marks an incident's pending approval expired; it must be
-// past its expiry.
-func (s *Store) ExpireApproval(incident uint64, now time.Time) (Approval, error) {
-	var a Approval
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		var err error
-		a, err = transitionApproval(tx, s.auditKey, incident, ApprovalExpired, "medic", "nobody decided before the expiry", now, AuditEntry{Time: now, Incident: incident, Kind: "approval", Actor: "medic"})
-		return err
-	})
-	return a, err
 }
 
 // ExpireApprovals marks every pending approval past its expiry expired, in
