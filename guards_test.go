@@ -34,6 +34,14 @@ import (
 // port, scraping only itself, and returns its address.
 func startPrometheus(t *testing.T) string {
 	t.Helper()
+	addr, _ := startPrometheusProc(t)
+	return addr
+}
+
+// startPrometheusProc is startPrometheus, with the process, for a test
+// that stops and continues it.
+func startPrometheusProc(t *testing.T) (string, *proc) {
+	t.Helper()
 	const bin = "/usr/bin/prometheus"
 	if _, err := os.Stat(bin); err != nil {
 		t.Fatalf("%s is missing: scripts/test.sh installs Debian's prometheus", bin)
@@ -49,7 +57,7 @@ scrape_configs:
 `, addr))
 	p := start(t, dir, bin, "--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(dir, "tsdb"), "--web.listen-address="+addr)
 	waitReady(t, p, "http://"+addr+"/-/ready")
-	return addr
+	return addr, p
 }
 
 // recordTool records that it ran, in the lab's count file.
@@ -131,7 +139,7 @@ func (l *remediationLab) settled(t *testing.T, fp string) state.Incident {
 	var found state.Incident
 	eventually(t, 30*time.Second, fp+" to be decided", func() bool {
 		for _, inc := range l.incidents(t) {
-			if inc.Key == fp && (hasEvent(inc, "escalated") || hasEvent(inc, "approval_pending") || hasEvent(inc, "action_succeeded") || hasEvent(inc, "action_failed")) {
+			if holds(inc, fp) && (hasEvent(inc, "escalated") || hasEvent(inc, "approval_pending") || hasEvent(inc, "action_succeeded") || hasEvent(inc, "action_failed")) {
 				found = inc
 				return true
 			}
@@ -195,8 +203,16 @@ func TestDefaultPolicyInServe(t *testing.T) {
 			var last state.Incident
 			for i, a := range tc.alerts {
 				fp := fmt.Sprintf("00000000000001%02x", i)
-				l.postAlert(t, "firing", fp, time.Now().Add(-time.Minute), map[string]string{"alertname": "Lab", "name": a.name, "severity": a.severity})
+				labels := map[string]string{"alertname": "Lab", "name": a.name, "severity": a.severity}
+				started := time.Now().Add(-time.Minute)
+				l.postAlert(t, "firing", fp, started, labels)
 				last = l.settled(t, fp)
+				if i < len(tc.alerts)-1 {
+					// Resolved, so that the next alert on the target opens
+					// an incident of its own instead of joining this one.
+					l.postAlert(t, "resolved", fp, started, labels)
+					eventually(t, 20*time.Second, "the close", func() bool { return l.incident(t, last.ID).State == state.StateClosed })
+				}
 			}
 			if tc.flood > 0 {
 				var alerts []string
@@ -666,24 +682,29 @@ func TestApprovalsInServe(t *testing.T) {
 			t.Fatalf("%d runs", n)
 		}
 	})
-	t.Run("busy target leaves the approval pending", func(t *testing.T) {
+	t.Run("a new incident on a busy target waits for it", func(t *testing.T) {
 		t.Parallel()
 		l := newLab(t, approvalRunbooks, "1h")
 		l.start(t)
-		id := l.pendingApproval(t, "shop", "00000000000007b1")
-		l.postAlert(t, "firing", "00000000000007b2", time.Now().Add(-time.Minute), map[string]string{"alertname": "Busy", "name": "shop"})
+		started := time.Now().Add(-time.Minute)
+		l.postAlert(t, "firing", "00000000000007b1", started, map[string]string{"alertname": "Busy", "name": "shop"})
 		eventually(t, 20*time.Second, "the slow step to start", func() bool { return len(l.runs(t)) == 1 })
-		code, body := approve(l, id)
-		if code != http.StatusConflict || !strings.Contains(body, "stays pending") {
-			t.Fatalf("approve on a busy target: %d %s", code, body)
-		}
-		if a := l.approval(t, id); a.State != state.ApprovalPending {
-			t.Fatalf("after the 409 the approval is %s, want pending", a.State)
-		}
-		eventually(t, 20*time.Second, "the approval to go through", func() bool {
-			code, _ := approve(l, id)
-			return code == 200
+		// Its incident closes while the step still runs; the next alert on
+		// the target opens a new incident, which waits for the step.
+		l.postAlert(t, "resolved", "00000000000007b1", started, map[string]string{"alertname": "Busy", "name": "shop"})
+		eventually(t, 20*time.Second, "the first incident to close", func() bool {
+			incs := l.incidents(t)
+			return len(incs) == 1 && incs[0].State == state.StateClosed
 		})
+		l.postAlert(t, "firing", "00000000000007b2", started, map[string]string{"alertname": "Lab", "name": "shop"})
+		held := l.latest(t, "00000000000007b2", "held")
+		if !strings.Contains(lastEvent(held, "held"), "a remediation is already running on shop") {
+			t.Fatalf("held: %s", lastEvent(held, "held"))
+		}
+		id := l.latest(t, "00000000000007b2", "approval_pending").ID
+		if code, body := approve(l, id); code != 200 {
+			t.Fatalf("approve: %d %s", code, body)
+		}
 		eventually(t, 20*time.Second, "the approved step to run", func() bool { return len(l.runs(t)) == 2 })
 	})
 	t.Run("incident resolved by itself", func(t *testing.T) {

@@ -178,7 +178,7 @@ llm {
 		var inc state.Incident
 		eventually(t, 20*time.Second, name+" to be decided", func() bool {
 			for _, i := range l.incidents(t) {
-				if i.Key == fp && (hasEvent(i, "escalated") || hasEvent(i, "approval_pending") || hasEvent(i, "action_succeeded") || hasEvent(i, "action_failed")) {
+				if holds(i, fp) && (hasEvent(i, "escalated") || hasEvent(i, "approval_pending") || hasEvent(i, "action_succeeded") || hasEvent(i, "action_failed")) {
 					inc = i
 					return true
 				}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,7 +24,7 @@ import (
 
 // labTargetEnv makes the test binary a lab target instead of running the
 // tests: it serves lab_errors{service=NAME} with the number in DIR/NAME for
-// every file in DIR, read on each scrape.
+// every file in DIR, read on each scrape, and a file NAME.prom verbatim.
 const labTargetEnv = "MEDIC_LAB_TARGET"
 
 func runLabTarget(addr, dir string) {
@@ -33,6 +34,10 @@ func runLabTarget(addr, dir string) {
 		for _, e := range entries {
 			b, err := os.ReadFile(filepath.Join(dir, e.Name()))
 			if err != nil {
+				continue
+			}
+			if strings.HasSuffix(e.Name(), ".prom") {
+				w.Write(b)
 				continue
 			}
 			fmt.Fprintf(w, "lab_errors{service=%q} %s\n", e.Name(), strings.TrimSpace(string(b)))
@@ -139,9 +144,9 @@ runbook "blind" {
 `
 
 type loopLab struct {
-	dir, values, medicAddr, token string
-	prom, medic                   *proc
-	briefs                        chan map[string]any
+	dir, values, medicAddr, amAddr, token string
+	prom, medic                           *proc
+	briefs                                chan map[string]any
 }
 
 // runs lists the set_errors executions for a service, from the tool's log.
@@ -205,30 +210,8 @@ func lastEvent(inc state.Incident, kind string) string {
 }
 
 func startLoopLab(t *testing.T) *loopLab {
-	amBin := requireAlertmanager(t)
-	const promBin = "/usr/bin/prometheus"
-	if _, err := os.Stat(promBin); err != nil {
-		t.Fatalf("%s is missing: scripts/test.sh installs Debian's prometheus", promBin)
-	}
-	dir := t.TempDir()
-	l := &loopLab{dir: dir, values: filepath.Join(dir, "values"), token: "loop-token-8c1d", briefs: make(chan map[string]any, 16)}
-	os.Mkdir(l.values, 0o755)
-	for _, s := range []string{"fixme", "worsen", "stuck", "blind"} {
-		l.set(t, s, "0")
-	}
-	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var m map[string]any
-		json.NewDecoder(r.Body).Decode(&m)
-		l.briefs <- m
-	}))
-	t.Cleanup(hook.Close)
-
-	targetAddr, promAddr, amAddr := freeAddr(t), freeAddr(t), freeAddr(t)
-	l.medicAddr = freeAddr(t)
-	tp := startEnv(t, dir, []string{labTargetEnv + "=" + targetAddr, "MEDIC_LAB_VALUES=" + l.values}, os.Args[0])
-	waitReady(t, tp, "http://"+targetAddr+"/metrics")
-
-	writeFile(t, filepath.Join(dir, "rules.yml"), `groups:
+	return startPipeline(t, pipeline{
+		rules: `groups:
   - name: lab
     interval: 1s
     rules:
@@ -238,7 +221,49 @@ func startLoopLab(t *testing.T) *loopLab {
         annotations:
           summary: "{{ $labels.service }} reports {{ $value }} errors"
           runbook_url: "https://runbooks.example/lab-errors"
-`)
+`,
+		runbooks: loopRunbooks,
+		groupBy:  "['alertname', 'service']",
+		values:   map[string]string{"fixme": "0", "worsen": "0", "stuck": "0", "blind": "0"},
+		scraped:  `count(lab_errors) == 4`,
+	})
+}
+
+// pipeline is what a lab runs through real Prometheus, Alertmanager and
+// medic processes: the alert rules, the runbooks (SETSH stands for the
+// set.sh tool script), Alertmanager's group_by, the lab target's files, and
+// a PromQL condition that holds once Prometheus scraped them.
+type pipeline struct {
+	rules, runbooks, groupBy string
+	values                   map[string]string
+	scraped                  string
+}
+
+func startPipeline(t *testing.T, pl pipeline) *loopLab {
+	amBin := requireAlertmanager(t)
+	const promBin = "/usr/bin/prometheus"
+	if _, err := os.Stat(promBin); err != nil {
+		t.Fatalf("%s is missing: scripts/test.sh installs Debian's prometheus", promBin)
+	}
+	dir := t.TempDir()
+	l := &loopLab{dir: dir, values: filepath.Join(dir, "values"), token: "loop-token-8c1d", briefs: make(chan map[string]any, 16)}
+	os.Mkdir(l.values, 0o755)
+	for name, v := range pl.values {
+		l.set(t, name, v)
+	}
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var m map[string]any
+		json.NewDecoder(r.Body).Decode(&m)
+		l.briefs <- m
+	}))
+	t.Cleanup(hook.Close)
+
+	targetAddr, promAddr, amAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+	l.medicAddr, l.amAddr = freeAddr(t), amAddr
+	tp := startEnv(t, dir, []string{labTargetEnv + "=" + targetAddr, "MEDIC_LAB_VALUES=" + l.values}, os.Args[0])
+	waitReady(t, tp, "http://"+targetAddr+"/metrics")
+
+	writeFile(t, filepath.Join(dir, "rules.yml"), pl.rules)
 	writeFile(t, filepath.Join(dir, "prometheus.yml"), fmt.Sprintf(`global:
   scrape_interval: 1s
   evaluation_interval: 1s
@@ -258,7 +283,7 @@ scrape_configs:
 	// Faults are injected once Prometheus scrapes the target and evaluates
 	// the rule, so that the timings below are the pipeline's, not its start.
 	eventually(t, 30*time.Second, "the first scrape of the lab target", func() bool {
-		return strings.Contains(get(t, "http://"+promAddr+`/api/v1/query?query=count(lab_errors)`), `"4"`)
+		return strings.Contains(get(t, "http://"+promAddr+"/api/v1/query?query="+url.QueryEscape(pl.scraped)), `"value"`)
 	})
 
 	tokenFile := writeFile(t, filepath.Join(dir, "token"), l.token+"\n")
@@ -266,7 +291,7 @@ scrape_configs:
 	setsh := writeFile(t, filepath.Join(dir, "set.sh"), fmt.Sprintf("#!/bin/sh\necho \"$1 $2\" >> %q\nprintf '%%s\\n' \"$2\" > %q/\"$1\"\n",
 		filepath.Join(dir, "set.log"), l.values))
 	os.Chmod(setsh, 0o755)
-	writeFile(t, filepath.Join(dir, "runbooks.hcl"), strings.ReplaceAll(loopRunbooks, "SETSH", setsh))
+	writeFile(t, filepath.Join(dir, "runbooks.hcl"), strings.ReplaceAll(pl.runbooks, "SETSH", setsh))
 	writeFile(t, filepath.Join(dir, "medic.hcl"), fmt.Sprintf(`
 runbooks = ["runbooks.hcl"]
 web {
@@ -281,7 +306,7 @@ escalation { notify = "brief_hook" }
 	l.medic = start(t, dir, medicBin, "serve", "--config.file", filepath.Join(dir, "medic.hcl"))
 	waitReady(t, l.medic, "http://"+l.medicAddr+"/-/ready")
 
-	amCfg := strings.Replace(fmt.Sprintf(alertmanagerConfig, l.medicAddr, tokenFile), "group_by: ['alertname', 'instance']", "group_by: ['alertname', 'service']", 1)
+	amCfg := strings.Replace(fmt.Sprintf(alertmanagerConfig, l.medicAddr, tokenFile), "group_by: ['alertname', 'instance']", "group_by: "+pl.groupBy, 1)
 	amCfg = strings.Replace(amCfg, "repeat_interval: 1h", "repeat_interval: 2s", 1)
 	writeFile(t, filepath.Join(dir, "alertmanager.yml"), amCfg)
 	am := start(t, dir, amBin, "--config.file="+filepath.Join(dir, "alertmanager.yml"), "--storage.path="+filepath.Join(dir, "am"),

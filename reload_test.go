@@ -65,7 +65,7 @@ func TestReloadAppliesEverySetting(t *testing.T) {
 		l.post(t, "beta", "00000000000000a2")
 		eventually(t, 20*time.Second, "the shadow record", func() bool {
 			for _, inc := range l.incidents(t) {
-				if inc.Key == "00000000000000a2" && hasEvent(inc, "shadow") {
+				if holds(inc, "00000000000000a2") && hasEvent(inc, "shadow") {
 					return true
 				}
 			}

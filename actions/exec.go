@@ -47,8 +47,8 @@ type ExecResult struct {
 	Err string `json:"error,omitempty"`
 }
 
-// OK reports a clean exit 0.
-func (r *ExecResult) OK() bool { return r.Err == "" && !r.TimedOut && r.ExitCode == 0 }
+// Succeeded reports a clean exit 0.
+func (r *ExecResult) Succeeded() bool { return r.Err == "" && !r.TimedOut && r.ExitCode == 0 }
 
 // ErrNotAllowed is returned for a run without the gate's allow.
 var ErrNotAllowed = errors.New("not allowed by the policy gate")

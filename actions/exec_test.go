@@ -81,7 +81,7 @@ func TestExecArgvIsExact(t *testing.T) {
 	argv := append([]string{self(t)}, args...)
 	x := &Exec{}
 	res, err := x.Run(context.Background(), allowed("probe"), ExecSpec{Tool: "probe", Argv: argv, Env: map[string]string{"MEDIC_EXEC_HELPER": "argv"}, Timeout: 30 * time.Second, MaxOutput: 1 << 20})
-	if err != nil || !res.OK() {
+	if err != nil || !res.Succeeded() {
 		t.Fatalf("%v %+v", err, res)
 	}
 	var got struct {
@@ -122,15 +122,15 @@ func TestExecRefusesWithoutAllow(t *testing.T) {
 func TestExecExitCodeAndOutputCap(t *testing.T) {
 	x := &Exec{}
 	res, _ := x.Run(context.Background(), allowed("t"), ExecSpec{Tool: "t", Argv: []string{self(t), "7"}, Env: map[string]string{"MEDIC_EXEC_HELPER": "exit"}, Timeout: 30 * time.Second})
-	if res.OK() || res.ExitCode != 7 || res.Err != "" || !strings.Contains(res.Stderr, "failing on purpose") {
+	if res.Succeeded() || res.ExitCode != 7 || res.Err != "" || !strings.Contains(res.Stderr, "failing on purpose") {
 		t.Fatalf("%+v", res)
 	}
 	res, _ = x.Run(context.Background(), allowed("t"), ExecSpec{Tool: "t", Argv: []string{self(t)}, Env: map[string]string{"MEDIC_EXEC_HELPER": "flood"}, Timeout: 30 * time.Second, MaxOutput: 1000})
-	if !res.OK() || len(res.Stdout) != 1000 || res.StdoutDropped != 1<<20-1000 {
+	if !res.Succeeded() || len(res.Stdout) != 1000 || res.StdoutDropped != 1<<20-1000 {
 		t.Fatalf("kept %d, dropped %d", len(res.Stdout), res.StdoutDropped)
 	}
 	res, _ = x.Run(context.Background(), allowed("t"), ExecSpec{Tool: "t", Argv: []string{"/nonexistent/program"}})
-	if res.OK() || res.Err == "" {
+	if res.Succeeded() || res.Err == "" {
 		t.Fatalf("missing program: %+v", res)
 	}
 }
@@ -163,7 +163,7 @@ func TestExecTimeoutKillsTheGroup(t *testing.T) {
 	}()
 	grandchild, _ := strconv.Atoi(waitFile(t, pidFile))
 	res := <-done
-	if !res.TimedOut || res.OK() {
+	if !res.TimedOut || res.Succeeded() {
 		t.Fatalf("%+v", res)
 	}
 	deadline := time.Now().Add(10 * time.Second)
@@ -189,7 +189,7 @@ func TestExecSIGKILLAfterGrace(t *testing.T) {
 	waitFile(t, ready)
 	cancel()
 	res := <-done
-	if res.OK() || !strings.HasPrefix(res.Err, "cancelled") || res.ExitCode != -1 {
+	if res.Succeeded() || !strings.HasPrefix(res.Err, "cancelled") || res.ExitCode != -1 {
 		t.Fatalf("%+v", res)
 	}
 }

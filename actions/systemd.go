@@ -39,8 +39,8 @@ type SystemdResult struct {
 	Err         string    `json:"error,omitempty"`
 }
 
-// OK reports a job that systemd finished as done.
-func (r *SystemdResult) OK() bool { return r.Err == "" && r.Job == "done" }
+// Succeeded reports a job that systemd finished as done.
+func (r *SystemdResult) Succeeded() bool { return r.Err == "" && r.Job == "done" }
 
 // Systemd restarts, starts, stops or reloads units over D-Bus.
 type Systemd struct {

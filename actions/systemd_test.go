@@ -138,7 +138,7 @@ func TestSystemdRealUnits(t *testing.T) {
 	}
 	for i, st := range steps {
 		res, err := run(st.unit, st.action)
-		if (err != nil) != st.wantErr || res.Job != st.job || res.ActiveState != st.active || res.SubState != st.sub || res.OK() == st.wantErr {
+		if (err != nil) != st.wantErr || res.Job != st.job || res.ActiveState != st.active || res.SubState != st.sub || res.Succeeded() == st.wantErr {
 			t.Fatalf("step %d: %s %s = %+v, %v; want job %s, %s/%s, error %v", i, st.action, st.unit, res, err, st.job, st.active, st.sub, st.wantErr)
 		}
 		if got := strings.Join(sd.lines(t), " "); got != st.log {
@@ -178,7 +178,7 @@ func TestSystemdRealUnits(t *testing.T) {
 func TestSystemdUnreachable(t *testing.T) {
 	s := &Systemd{Address: "unix:path=" + filepath.Join(t.TempDir(), "nothing")}
 	res, err := s.Run(context.Background(), allowed("unit_tool"), SystemdSpec{Tool: "unit_tool", Unit: "demo.service", Action: "restart", Timeout: 2 * time.Second})
-	if err == nil || res.OK() || !strings.Contains(err.Error(), "connecting to systemd") {
+	if err == nil || res.Succeeded() || !strings.Contains(err.Error(), "connecting to systemd") {
 		t.Errorf("Run against no systemd = %+v, %v; want a connection error", res, err)
 	}
 	s = &Systemd{Address: "tcp:host=127.0.0.1,port=1"}

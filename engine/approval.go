@@ -53,20 +53,17 @@ func (r *Remediator) askApproval(ctx context.Context, run *loopRun, index, attem
 	if ttl <= 0 {
 		ttl = DefaultApprovalTTL
 	}
-	err := r.Store.PutApproval(state.Approval{Incident: run.incident, Runbook: run.at.Runbook, Step: c.Step, Tool: c.Tool, Target: run.at.Target,
-		Call: call, Reasons: dec.Reasons, CreatedAt: now, ExpiresAt: now.Add(ttl)})
-	if err != nil {
-		r.Logger.Error("storing the approval failed", "component", "remediator", "err", err)
-		return
-	}
+	run.pending.Ask = &state.Approval{Incident: run.incident, Runbook: run.at.Runbook, Step: c.Step, Tool: c.Tool, Target: run.at.Target,
+		Call: call, Reasons: dec.Reasons, CreatedAt: now, ExpiresAt: now.Add(ttl)}
 	reason := fmt.Sprintf("%s waits for approval until %s: %s", c.Tool, now.Add(ttl).UTC().Format(time.RFC3339), dec.Reasons[0])
-	r.event(run.incident, now, "approval_pending", reason)
-	r.metrics.escalated(escApproval)
-	inc, err := r.Store.Incident(run.incident)
+	run.event(now, "approval_pending", reason)
+	run.settle(state.PhaseAwaitingApproval, now)
+	written, err := r.commit(run)
 	if err != nil {
-		r.Logger.Error("reading the incident for its brief failed", "component", "remediator", "err", err)
 		return
 	}
+	r.metrics.escalated(escApproval)
+	inc := written.Written
 	r.tellHuman(ctx, run, inc, escApproval, reason, []string{
 		fmt.Sprintf("medic approve %d --medic.url=%s", run.incident, run.d.externalURL()),
 		fmt.Sprintf("medic deny %d --reason '…' --medic.url=%s", run.incident, run.d.externalURL()),
@@ -92,7 +89,7 @@ func (r *Remediator) Approve(id uint64, by string) (state.Approval, string, erro
 		r.release(run.at.Target)
 		return a, "", r.notDecided(a, err)
 	}
-	r.event(id, now, "approval_approved", fmt.Sprintf("%s approved by %s", a.Tool, by))
+	run.event(now, "approval_approved", fmt.Sprintf("%s approved by %s", a.Tool, by))
 	saved := run.saved
 	r.mu.Lock()
 	ctx := r.ctx
@@ -117,8 +114,8 @@ func (r *Remediator) Deny(id uint64, by, reason string) (state.Approval, error) 
 	if err != nil {
 		return a, r.notDecided(a, err)
 	}
-	r.event(id, now, "approval_denied", fmt.Sprintf("%s denied by %s: %s", a.Tool, by, reason))
-	r.escalateApproval(a, fmt.Sprintf("%s was denied by %s: %s; nothing ran", a.Tool, by, reason))
+	r.escalateApproval(a, fmt.Sprintf("%s was denied by %s: %s; nothing ran", a.Tool, by, reason),
+		state.Event{Time: now, Kind: "approval_denied", Message: fmt.Sprintf("%s denied by %s: %s", a.Tool, by, reason)})
 	return a, nil
 }
 
@@ -214,17 +211,21 @@ func (r *Remediator) settleApproval(a state.Approval, why string) error {
 		msg = fmt.Sprintf("%s was not run: nobody decided before the approval expired at %s", a.Tool, a.ExpiresAt.UTC().Format(time.RFC3339))
 	}
 	if a.State == state.ApprovalExpired || a.State == state.ApprovalCancelled {
-		r.event(a.Incident, r.now(), "approval_"+string(a.State), msg)
-		r.escalateApproval(a, msg)
+		r.escalateApproval(a, msg, state.Event{Time: r.now(), Kind: "approval_" + string(a.State), Message: msg})
 	}
 	return conflict("%s", msg)
 }
 
-// escalateApproval escalates an approval's incident with its brief, unless
-// it is settled already.
-func (r *Remediator) escalateApproval(a state.Approval, reason string) {
+// escalateApproval records how an approval ended on its incident's
+// timeline and escalates the incident with its brief, unless it is settled
+// already.
+func (r *Remediator) escalateApproval(a state.Approval, reason string, ended state.Event) {
 	inc, err := r.Store.Incident(a.Incident)
-	if err != nil || inc.Outcome != "" {
+	if err != nil {
+		return
+	}
+	if inc.Outcome != "" {
+		r.commitNow(&state.Change{Incident: a.Incident, Events: []state.Event{ended}})
 		return
 	}
 	d := r.Decider()
@@ -233,6 +234,7 @@ func (r *Remediator) escalateApproval(a state.Approval, reason string) {
 	if json.Unmarshal(a.Call, &saved) == nil {
 		run.at, run.alert = &saved.Trace, &saved.Alert
 	}
+	run.pending.Events = append(run.pending.Events, ended)
 	r.escalate(context.Background(), run, escNoApproval, reason)
 }
 

@@ -181,7 +181,14 @@ func (c StorageConfig) AuditFiles() (key, checkpoints string) {
 type IntakeConfig struct {
 	Limits Limits
 	Ignore []IgnoreRule
+	// GroupBy keys the incident of an alert no runbook target covers, as
+	// Alertmanager's group_by keys its groups; ["..."] keys by every label.
+	GroupBy []string
 }
+
+// DefaultGroupBy folds the alerts no runbook target covers by where they
+// come from: one incident per alert name and scrape target, or namespace.
+var DefaultGroupBy = []string{"alertname", "namespace", "job", "instance"}
 
 // Limits bound every field of an accepted notification.
 type Limits struct {
@@ -223,7 +230,7 @@ func DefaultConfig() *Config {
 		Runbooks: []string{"runbooks.hcl"},
 		Web:      WebConfig{ListenAddress: DefaultListenAddress},
 		Storage:  StorageConfig{Path: filepath.Join("data", "medic.db"), Retention: 30 * 24 * time.Hour},
-		Intake:   IntakeConfig{Limits: DefaultLimits},
+		Intake:   IntakeConfig{Limits: DefaultLimits, GroupBy: DefaultGroupBy},
 		Remediation: RemediationConfig{ApprovalTTL: DefaultApprovalTTL, Parallel: 4, Deadline: 30 * time.Minute,
 			RefireWindow: time.Hour, FlapCount: 4, FlapWindow: 30 * time.Minute},
 		Escalation: EscalationConfig{MaxPerHour: DefaultMaxEscalationsPerHour},
@@ -373,6 +380,7 @@ type intakeBlock struct {
 	MaxLabelValueLength      *int      `hcl:"max_label_value_length,optional"`
 	MaxAnnotationValueLength *int      `hcl:"max_annotation_value_length,optional"`
 	Ignore                   *[]string `hcl:"ignore,optional"`
+	GroupBy                  *[]string `hcl:"group_by,optional"`
 
 	MaxBodySizeRange              hcl.Range `hcl:"max_body_size,attr_value_range"`
 	MaxAlertsRange                hcl.Range `hcl:"max_alerts,attr_value_range"`
@@ -380,6 +388,24 @@ type intakeBlock struct {
 	MaxLabelValueLengthRange      hcl.Range `hcl:"max_label_value_length,attr_value_range"`
 	MaxAnnotationValueLengthRange hcl.Range `hcl:"max_annotation_value_length,attr_value_range"`
 	IgnoreRange                   hcl.Range `hcl:"ignore,attr_value_range"`
+	GroupByRange                  hcl.Range `hcl:"group_by,attr_value_range"`
+}
+
+// checkGroupBy accepts label names, or "..." alone, as Alertmanager does.
+func checkGroupBy(names []string, rng hcl.Range) hcl.Diagnostics {
+	if len(names) == 0 {
+		return hcl.Diagnostics{attrError(rng, "Invalid group_by", "group_by needs at least one label name, or [\"...\"] for every label.")}
+	}
+	var diags hcl.Diagnostics
+	for i, n := range names {
+		switch {
+		case n == "..." && len(names) > 1:
+			diags = append(diags, attrError(rng, "Invalid group_by", "\"...\" groups by every label; it cannot be combined with label names."))
+		case n != "..." && !model.LabelName(n).IsValid():
+			diags = append(diags, attrError(rng, "Invalid group_by", fmt.Sprintf("Element %d, %q, is not a label name.", i, n)))
+		}
+	}
+	return diags
 }
 
 // LoadConfig reads medic.hcl. An empty path returns DefaultConfig. Every
@@ -513,6 +539,10 @@ func ParseConfig(path string, src []byte) (*Config, hcl.Diagnostics) {
 				}
 				cfg.Intake.Ignore = append(cfg.Intake.Ignore, IgnoreRule{Source: s, Matchers: ms})
 			}
+		}
+		if in.GroupBy != nil {
+			diags = append(diags, checkGroupBy(*in.GroupBy, in.GroupByRange)...)
+			cfg.Intake.GroupBy = *in.GroupBy
 		}
 	}
 	for _, src := range []struct {

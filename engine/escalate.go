@@ -21,31 +21,33 @@ import (
 // Escalation: whatever medic cannot fix is settled as escalated and handed
 // to a human with a brief, through the notify tool the routing picks.
 
-// escalate settles the incident as escalated, with the reason, and hands
-// it to a human with a brief.
+// escalate settles the incident as escalated, with the reason, in one
+// commit with the records before it, and hands it to a human with a brief.
 func (r *Remediator) escalate(ctx context.Context, run *loopRun, code, reason string) {
 	now := r.now()
-	runbook := ""
 	if run.at != nil {
-		runbook = run.at.Runbook
+		run.pending.Runbook = run.at.Runbook
 	}
-	inc, prev, err := r.Store.Escalated(run.incident, runbook, state.Event{Time: now, Kind: "escalated", Message: "escalated: " + reason})
+	run.pending.Escalated = true
+	run.event(now, "escalated", "escalated: "+reason)
+	run.record(now, "escalation", "medic", map[string]string{"reason_code": code, "reason": reason})
+	run.settle(state.PhaseSettled, now)
+	c, err := r.commit(run)
 	if err != nil {
-		r.Logger.Error("recording the escalation failed", "component", "remediator", "incident", run.incident, "err", err)
 		return
 	}
-	r.record(now, run.incident, "escalation", "medic", map[string]string{"reason_code": code, "reason": reason})
 	if r.metrics != nil {
 		r.metrics.escalations.WithLabelValues(code).Inc()
-		if prev != state.OutcomeEscalated {
+		if c.Prev != state.OutcomeEscalated {
 			r.metrics.incidents.WithLabelValues(state.OutcomeEscalated).Inc()
 		}
 	}
-	r.tellHuman(ctx, run, inc, code, reason, nil)
+	r.tellHuman(ctx, run, c.Written, code, reason, nil)
 }
 
 // tellHuman builds the brief, logs it, and sends it through the notify
-// tool the routing picks, under the policy and the hourly budget.
+// tool the routing picks, under the policy and the hourly budget. What
+// happened to the brief is one commit.
 func (r *Remediator) tellHuman(ctx context.Context, run *loopRun, inc *state.Incident, code, reason string, commands []string) {
 	now := r.now()
 	if run.alert == nil && len(inc.Alerts) > 0 {
@@ -54,10 +56,11 @@ func (r *Remediator) tellHuman(ctx context.Context, run *loopRun, inc *state.Inc
 	}
 	b := r.brief(run, inc, code, reason, commands)
 	r.Logger.Warn("escalation brief", "component", "remediator", "incident", run.incident, "reason", code, "brief", b.Text())
+	defer r.commit(run)
 	d := run.d
 	name := d.route(run.rb, run.alert)
 	if name == "" {
-		r.record(now, run.incident, "brief", "medic", map[string]any{"channel": "log", "brief": b})
+		run.record(now, "brief", "medic", map[string]any{"channel": "log", "brief": b})
 		return
 	}
 	ok, err := r.Store.TakeEscalation(now, d.Config.Escalation.MaxPerHour)
@@ -66,8 +69,8 @@ func (r *Remediator) tellHuman(ctx context.Context, run *loopRun, inc *state.Inc
 		if err != nil {
 			why = err.Error()
 		}
-		r.event(run.incident, now, "brief_suppressed", "the brief went only to the log: "+why)
-		r.record(now, run.incident, "brief", "medic", map[string]any{"channel": "log", "suppressed": why, "brief": b})
+		run.event(now, "brief_suppressed", "the brief went only to the log: "+why)
+		run.record(now, "brief", "medic", map[string]any{"channel": "log", "suppressed": why, "brief": b})
 		return
 	}
 	tool := d.Rules.Tool(name)
@@ -83,19 +86,19 @@ func (r *Remediator) tellHuman(ctx context.Context, run *loopRun, inc *state.Inc
 	r.counts(&in, state.CountQuery{Tool: name, Target: target})
 	dec, allowed := r.evaluate(ctx, d, in, now)
 	if dec.Result != actions.Allow {
-		r.event(run.incident, now, "brief_suppressed", fmt.Sprintf("the brief went only to the log: policy %s: %s", dec.Result, strings.Join(dec.Reasons, "; ")))
-		r.record(now, run.incident, "brief", "medic", map[string]any{"channel": "log", "policy": dec, "brief": b})
+		run.event(now, "brief_suppressed", fmt.Sprintf("the brief went only to the log: policy %s: %s", dec.Result, strings.Join(dec.Reasons, "; ")))
+		run.record(now, "brief", "medic", map[string]any{"channel": "log", "policy": dec, "brief": b})
 		return
 	}
 	res, err := r.sendNotify(ctx, run, tool, rules.PlannedCall{Tool: name}, b, allowed)
 	details := map[string]any{"tool": name, "channel": tool.Executor.Channel, "result": res, "brief": b}
 	if err != nil {
 		details["error"] = err.Error()
-		r.event(run.incident, now, "brief_failed", fmt.Sprintf("sending the brief through %s failed: %v", name, err))
+		run.event(now, "brief_failed", fmt.Sprintf("sending the brief through %s failed: %v", name, err))
 	} else {
-		r.event(run.incident, now, "brief_sent", fmt.Sprintf("brief sent through %s (%s)", name, tool.Executor.Channel))
+		run.event(now, "brief_sent", fmt.Sprintf("brief sent through %s (%s)", name, tool.Executor.Channel))
 	}
-	r.record(now, run.incident, "brief", "medic", details)
+	run.record(now, "brief", "medic", details)
 }
 
 // route picks the notify tool for a brief: the runbook's escalate_to, the
@@ -171,7 +174,7 @@ func (r *Remediator) brief(run *loopRun, inc *state.Incident, code, reason strin
 	}
 	if acts, err := r.Store.Actions(inc.ID); err == nil {
 		for _, a := range acts {
-			s := actions.BriefStep{Step: a.Step, Tool: a.Tool, Policy: a.Policy, Result: string(a.State), Output: actionOutput(a.Result)}
+			s := actions.BriefStep{Step: a.Step, Tool: a.Tool, Policy: a.Policy, Result: string(a.State), Output: a.Output}
 			if a.Rollback {
 				s.Result = "rollback " + s.Result
 			}
@@ -242,33 +245,6 @@ func keyLabels(l map[string]string) map[string]string {
 
 func sortedKeys[V any](m map[string]V) []string {
 	return slices.Sorted(maps.Keys(m))
-}
-
-// actionOutput is what an executor printed or answered, for the brief.
-func actionOutput(raw json.RawMessage) string {
-	var r struct {
-		Stdout string `json:"stdout"`
-		Stderr string `json:"stderr"`
-		Error  string `json:"error"`
-		Job    string `json:"job"`
-		Status int    `json:"status"`
-	}
-	if json.Unmarshal(raw, &r) != nil {
-		return ""
-	}
-	var parts []string
-	for _, p := range []string{r.Error, strings.TrimSpace(r.Stdout), strings.TrimSpace(r.Stderr)} {
-		if p != "" {
-			parts = append(parts, p)
-		}
-	}
-	if r.Job != "" {
-		parts = append(parts, "job "+r.Job)
-	}
-	if r.Status != 0 {
-		parts = append(parts, fmt.Sprintf("HTTP %d", r.Status))
-	}
-	return strings.Join(parts, "\n")
 }
 
 // summarise turns enrichment results into short text for the trace and

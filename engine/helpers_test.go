@@ -29,7 +29,7 @@ type testAlert struct {
 func alert(status, name, fp string) testAlert {
 	return testAlert{
 		Status:      status,
-		Labels:      map[string]string{"alertname": name, "severity": "critical", "namespace": "prod"},
+		Labels:      map[string]string{"alertname": name, "severity": "critical", "namespace": "prod", "instance": "node-" + fp},
 		Annotations: map[string]string{"summary": "something broke"},
 		StartsAt:    "2026-11-26T10:00:00Z",
 		EndsAt:      "0001-01-01T00:00:00Z",

@@ -174,6 +174,9 @@ func newMetrics(reg prometheus.Registerer, e *Engine) *metrics {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "medic_inbox_commits_total", Help: "bbolt commits that carried inbox writes; each commit is one group of notifications.",
 		}, func() float64 { return float64(e.store.InboxCommits()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "medic_state_write_transactions_total", Help: "Write transactions committed to the state file; each one is fsynced.",
+		}, func() float64 { return float64(e.store.WriteTransactions()) }),
 	)
 	for _, r := range []string{"accepted", ReasonInvalidJSON, ReasonInvalidPayload, ReasonLimitExceeded, ReasonTooLarge,
 		ReasonUnsupportedMediaType, ReasonUnauthorized, ReasonMethodNotAllowed, ReasonStoreFailed, ReasonOverloaded} {

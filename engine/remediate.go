@@ -90,9 +90,10 @@ func (r *Remediator) Wake() {
 }
 
 // Recover runs once at start, before Run: every action a crash left
-// running is marked interrupted, its incident is escalated with that
-// fact, and the incident's queued decision is dropped, so that nothing is
-// re-run blindly.
+// running (phase executing or rolling_back) is marked interrupted, and its
+// incident is escalated with that fact and its queued decision dropped, in
+// one transaction, so that nothing is re-run blindly. A verification cut
+// off by the crash is resumed by Run, from the phase.
 func (r *Remediator) Recover() error {
 	now := r.now()
 	interrupted, err := r.Store.MarkInterrupted(now)
@@ -106,22 +107,18 @@ func (r *Remediator) Recover() error {
 	for _, a := range interrupted {
 		r.Logger.Error("an action was interrupted by a restart; escalating, not re-running", "component", "remediator",
 			"incident", a.Incident, "tool", a.Tool, "action", a.ID)
-		details, _ := json.Marshal(map[string]any{"action": a.ID, "tool": a.Tool, "target": a.Target, "state": "interrupted"})
-		if _, err := r.Store.Audit(state.AuditEntry{Time: now, Incident: a.Incident, Kind: "interrupted", Actor: "medic", Details: details}); err != nil {
-			return err
+		if _, err := r.Store.Incident(a.Incident); err != nil {
+			continue
 		}
-		if _, err := r.Store.Incident(a.Incident); err == nil {
-			d := r.Decider()
-			run := &loopRun{d: d, incident: a.Incident, at: &AlertTrace{Runbook: a.Runbook, Target: a.Target}, rb: d.runbook(a.Runbook)}
-			r.escalate(context.Background(), run, escRestart, fmt.Sprintf("%s (action %d) was interrupted by a restart and is not re-run", a.Tool, a.ID))
-		}
+		d := r.Decider()
+		run := &loopRun{d: d, incident: a.Incident, at: &AlertTrace{Runbook: a.Runbook, Target: a.Target}, rb: d.runbook(a.Runbook)}
 		for _, j := range jobs {
 			if j.Incident == a.Incident {
-				if err := r.Store.DoneDecision(j.Seq, nil); err != nil {
-					return err
-				}
+				run.job = j.Seq
 			}
 		}
+		run.record(now, "interrupted", "medic", map[string]any{"action": a.ID, "tool": a.Tool, "target": a.Target, "state": "interrupted"})
+		r.escalate(context.Background(), run, escRestart, fmt.Sprintf("%s (action %d) was interrupted by a restart and is not re-run", a.Tool, a.ID))
 	}
 	return nil
 }
@@ -213,60 +210,126 @@ func (s *slot) acquire(ctx context.Context) bool {
 	}
 }
 
-func (r *Remediator) audit(now time.Time, incident uint64, kind, actor string, details any) *state.AuditEntry {
+func auditEntry(now time.Time, incident uint64, kind, actor string, details any) state.AuditEntry {
 	b, _ := json.Marshal(details)
-	return &state.AuditEntry{Time: now, Incident: incident, Kind: kind, Actor: actor, Details: b}
-}
-
-// record appends to the audit log; a failure is logged, and the
-// remediation goes on, since the journal already holds the action.
-func (r *Remediator) record(now time.Time, incident uint64, kind, actor string, details any) {
-	if _, err := r.Store.Audit(*r.audit(now, incident, kind, actor, details)); err != nil {
-		r.Logger.Error("audit failed", "component", "remediator", "incident", incident, "err", err)
-	}
-}
-
-// event appends to an incident's timeline, logging a failure.
-func (r *Remediator) event(incident uint64, now time.Time, kind, msg string) {
-	if err := r.Store.AddIncidentEvent(incident, state.Event{Time: now, Kind: kind, Message: msg}); err != nil {
-		r.Logger.Error("adding a timeline event failed", "component", "remediator", "incident", incident, "err", err)
-	}
+	return state.AuditEntry{Time: now, Incident: incident, Kind: kind, Actor: actor, Details: b}
 }
 
 // loopRun is one incident's remediation in flight.
 type loopRun struct {
 	d        *Decider
 	incident uint64
-	alert    *template.Alert
-	at       *AlertTrace
-	rb       *rules.Runbook
+	// job is the decision job the run settles; 0 for a run resumed by an
+	// approval, whose job is done.
+	job   uint64
+	alert *template.Alert
+	at    *AlertTrace
+	rb    *rules.Runbook
 	// verify is the runbook's verify block; nil in shadow mode or when it
 	// has none.
 	verify   *rules.Verify
 	deadline time.Time
+	// pending is the next transition: the records made since the last
+	// commit, which go to disk with the next phase change.
+	pending state.Change
 }
 
-// handle decides one job and, when the decision is to act, acts.
+// record adds an audit entry to the run's next commit.
+func (run *loopRun) record(now time.Time, kind, actor string, details any) {
+	run.pending.Audit = append(run.pending.Audit, auditEntry(now, run.incident, kind, actor, details))
+}
+
+// event adds a timeline event to the run's next commit.
+func (run *loopRun) event(now time.Time, kind, msg string) {
+	run.pending.Events = append(run.pending.Events, state.Event{Time: now, Kind: kind, Message: msg})
+}
+
+// phase sets the phase the run's next commit moves to.
+func (run *loopRun) phase(p state.Phase, now time.Time, set func(*state.Remediation)) {
+	rem := state.Remediation{Phase: p, Since: now}
+	if run.at != nil {
+		rem.Runbook, rem.Target = run.at.Runbook, run.at.Target
+	}
+	if set != nil {
+		set(&rem)
+	}
+	run.pending.Phase = &rem
+}
+
+// settle moves the run to a final phase and drops its decision job, at the
+// next commit.
+func (run *loopRun) settle(p state.Phase, now time.Time) {
+	run.phase(p, now, nil)
+	run.pending.Done = run.job
+}
+
+// commit writes the run's pending transition in one transaction. On
+// failure the records stay pending for the next commit, and the error is
+// returned.
+func (r *Remediator) commit(run *loopRun) (*state.Change, error) {
+	c := run.pending
+	c.Incident = run.incident
+	if err := r.Store.Commit(&c); err != nil {
+		if !errors.Is(err, state.ErrIdempotentRepeat) {
+			r.Logger.Error("recording a transition failed", "component", "remediator", "incident", run.incident, "err", err)
+		}
+		return &c, err
+	}
+	run.pending = state.Change{}
+	return &c, nil
+}
+
+// commitNow commits records made outside a run, for one incident.
+func (r *Remediator) commitNow(c *state.Change) {
+	if err := r.Store.Commit(c); err != nil {
+		r.Logger.Error("recording a transition failed", "component", "remediator", "incident", c.Incident, "err", err)
+	}
+}
+
+// handle decides one job and, when the decision is to act, acts. The
+// incident's phase says what is safe after a restart: a decision not yet
+// taken, or held, is taken again; a verification is resumed; anything else
+// is settled and only the job is left to drop.
 func (r *Remediator) handle(ctx context.Context, j state.DecisionJob) {
 	now := r.now()
 	inc, err := r.Store.Incident(j.Incident)
 	if err != nil {
 		r.Logger.Error("decision job for a missing incident", "component", "remediator", "incident", j.Incident, "err", err)
-		_ = r.Store.DoneDecision(j.Seq, nil)
+		r.commitNow(&state.Change{Done: j.Seq})
 		return
 	}
-	i := inc.AlertIndex(j.Fingerprint)
+	switch inc.Remediation.Phase {
+	case "", state.PhaseDeciding, state.PhaseHeld:
+	case state.PhaseVerifying:
+		r.resumeVerification(ctx, inc, j)
+		return
+	case state.PhaseExecuting, state.PhaseRollingBack:
+		// Between two steps when medic stopped (a step cut off while its
+		// tool ran was escalated by Recover): re-running the plan would
+		// repeat the steps that finished.
+		if inc.Outcome == "" {
+			d := r.Decider()
+			p := inc.Remediation
+			run := &loopRun{d: d, incident: inc.ID, job: j.Seq, at: &AlertTrace{Runbook: p.Runbook, Target: p.Target}, rb: d.runbook(p.Runbook)}
+			r.escalate(ctx, run, escRestart, fmt.Sprintf("medic restarted during this incident's remediation, after step %s; its plan is not re-run", p.Step))
+			return
+		}
+		r.commitNow(&state.Change{Done: j.Seq})
+		return
+	default:
+		r.commitNow(&state.Change{Done: j.Seq})
+		return
+	}
+	rec := decisionAlert(inc, j.Fingerprint)
 	if inc.Outcome != "" {
-		// Settled already: a restart after the escalation, before the job
-		// was marked done. Deciding again could act on it.
-		_ = r.Store.DoneDecision(j.Seq, nil)
+		r.commitNow(&state.Change{Done: j.Seq})
 		return
 	}
-	if inc.State != state.StateOpen || i < 0 {
-		_ = r.Store.DoneDecision(j.Seq, r.audit(now, j.Incident, "decision", "medic", map[string]any{"decision": "none", "reason": "the incident closed before it was decided"}))
+	if inc.State != state.StateOpen || rec == nil {
+		r.commitNow(&state.Change{Incident: j.Incident, Done: j.Seq, Phase: &state.Remediation{Phase: state.PhaseSettled, Since: now},
+			Audit: []state.AuditEntry{auditEntry(now, j.Incident, "decision", "medic", map[string]any{"decision": "none", "reason": "the incident closed before it was decided"})}})
 		return
 	}
-	rec := inc.Alerts[i]
 	alert := template.Alert{Status: rec.Status, Labels: rec.Labels, Annotations: rec.Annotations, StartsAt: rec.StartsAt, Fingerprint: rec.Fingerprint,
 		GeneratorURL: rec.GeneratorURL}
 	d := *r.Decider()
@@ -274,13 +337,25 @@ func (r *Remediator) handle(ctx context.Context, j state.DecisionJob) {
 	d.Sources.Tools = toolQueries{d: &d, exec: r.Executors.Exec}
 	d.OnProposal = r.metrics.proposal
 	at := d.DecideAlert(ctx, &alert, now)
+	if at.Target != "" && at.Source == "" {
+		// The incident is keyed by what is broken, as its runbook renders
+		// it (never as a model proposes it): an incident opened under
+		// another key joins the open incident of its target, if any.
+		into, err := r.Store.Rekey(j.Incident, TargetKey(at.Target), j.Seq, now)
+		if err != nil {
+			r.Logger.Error("keying the incident by its target failed", "component", "remediator", "incident", j.Incident, "err", err)
+		} else if into != j.Incident {
+			r.Logger.Info("incident folded into the open incident of its target", "component", "remediator", "incident", j.Incident, "into", into, "target", at.Target)
+			return
+		}
+	}
 	actor := "medic"
 	if at.Runbook != "" {
 		actor = "runbook:" + at.Runbook
 	}
-	run := &loopRun{d: &d, incident: j.Incident, alert: &alert, at: &at, rb: d.runbook(at.Runbook),
+	run := &loopRun{d: &d, incident: j.Incident, job: j.Seq, alert: &alert, at: &at, rb: d.runbook(at.Runbook),
 		deadline: inc.OpenedAt.Add(d.Config.Remediation.Deadline)}
-	done := func(e *state.AuditEntry) { _ = r.Store.DoneDecision(j.Seq, e) }
+	run.record(now, "decision", actor, at)
 	switch at.Decision {
 	case DecisionRemediate, DecisionApprove:
 	case DecisionEscalate:
@@ -289,7 +364,6 @@ func (r *Remediator) handle(ctx context.Context, j state.DecisionJob) {
 			code = escRunbook
 		}
 		r.escalate(ctx, run, code, reasonOr(at.Reason, at.Decision))
-		done(r.audit(now, j.Incident, "decision", actor, at))
 		return
 	case DecisionReject:
 		// A plan that did not render has no calls; the policy denied one
@@ -299,11 +373,11 @@ func (r *Remediator) handle(ctx context.Context, j state.DecisionJob) {
 			code = escPlan
 		}
 		r.escalate(ctx, run, code, reasonOr(at.Reason, at.Decision))
-		done(r.audit(now, j.Incident, "decision", actor, at))
 		return
 	default:
-		r.event(j.Incident, now, at.Decision, reasonOr(at.Reason, at.Decision))
-		done(r.audit(now, j.Incident, "decision", actor, at))
+		run.event(now, at.Decision, reasonOr(at.Reason, at.Decision))
+		run.settle(state.PhaseSettled, now)
+		r.commit(run)
 		return
 	}
 	// A noisy alert is never acted on: one that flaps escalates; one that
@@ -318,28 +392,13 @@ func (r *Remediator) handle(ctx context.Context, j state.DecisionJob) {
 		}
 		if n >= cfg.FlapCount {
 			r.escalate(ctx, run, escFlapping, fmt.Sprintf("noisy alert: it started firing %d times in %s (flap_count %d); medic does not act on it", n, cfg.FlapWindow, cfg.FlapCount))
-			done(r.audit(now, j.Incident, "decision", actor, at))
 			return
 		}
 	}
 	if mf := run.rb.MinFiring; mf > 0 && now.Sub(alert.StartsAt) < mf {
 		until := alert.StartsAt.Add(mf)
-		if r.hold(j.Seq, until) {
-			r.event(j.Incident, now, "held", fmt.Sprintf("held: %s has fired for %s, less than runbook %s's min_firing %s; deciding again at %s",
-				at.Alertname, now.Sub(alert.StartsAt).Round(time.Second), at.Runbook, mf, until.UTC().Format(time.RFC3339)))
-		}
-		return
-	}
-	// A job still queued for an incident that already has journal entries
-	// was cut off by a restart between two steps. Re-running its plan would
-	// repeat the steps that finished; escalate instead.
-	if acts, err := r.Store.Actions(j.Incident); err != nil || len(acts) > 0 {
-		msg := "medic restarted during this incident's remediation; its plan is not re-run"
-		if err != nil {
-			msg = "reading the journal failed: " + err.Error()
-		}
-		r.escalate(ctx, run, escRestart, msg)
-		done(nil)
+		r.hold(run, inc, until, fmt.Sprintf("held: %s has fired for %s, less than runbook %s's min_firing %s; deciding again at %s",
+			at.Alertname, now.Sub(alert.StartsAt).Round(time.Second), at.Runbook, mf, until.UTC().Format(time.RFC3339)))
 		return
 	}
 	// A target that fires again soon after medic fixed it: the fix did not
@@ -350,33 +409,55 @@ func (r *Remediator) handle(ctx context.Context, j state.DecisionJob) {
 		}
 		r.escalate(ctx, run, escRefire, fmt.Sprintf("%s fired again %s after medic fixed it in incident %d (runbook %s); the fix did not hold",
 			at.Target, now.Sub(fix.At).Round(time.Second), fix.Incident, fix.Runbook))
-		done(r.audit(now, j.Incident, "decision", actor, at))
 		return
 	}
 	if !r.claim(at.Target) {
-		msg := fmt.Sprintf("merged: a remediation is already running on %s", at.Target)
-		r.event(j.Incident, now, "merged", msg)
-		done(r.audit(now, j.Incident, "decision", actor, map[string]any{"decision": "merged", "target": at.Target}))
+		// The remediation of an incident that closed meanwhile still runs
+		// on the target; decide again once it is done.
+		r.hold(run, inc, now.Add(busyRetry), fmt.Sprintf("held: a remediation is already running on %s; deciding again once it ends", at.Target))
 		return
 	}
 	defer r.release(at.Target)
-	r.record(now, j.Incident, "decision", actor, at)
-	if r.runCalls(ctx, run, 0, 1, false) {
-		done(nil)
-	}
+	r.runCalls(ctx, run, 0, 1, false)
 }
 
-// hold keeps a job out of the loop until a time; it reports whether the
-// hold is new.
-func (r *Remediator) hold(seq uint64, until time.Time) bool {
+// busyRetry is how soon a decision held for a busy target is taken again.
+const busyRetry = 5 * time.Second
+
+// TargetKey is the incident key of a runbook's rendered target.
+func TargetKey(target string) string { return "target:" + target }
+
+// decisionAlert is the alert an incident's decision is about: the job's
+// alert while it fires, else the first firing one; nil when none fires.
+func decisionAlert(inc *state.Incident, fingerprint string) *state.Alert {
+	if i := inc.AlertIndex(fingerprint); i >= 0 && inc.Alerts[i].Status == "firing" {
+		return &inc.Alerts[i]
+	}
+	for i := range inc.Alerts {
+		if inc.Alerts[i].Status == "firing" {
+			return &inc.Alerts[i]
+		}
+	}
+	return nil
+}
+
+// hold keeps a job out of the loop until a time, and records the hold
+// (its phase and its reason) the first time.
+func (r *Remediator) hold(run *loopRun, inc *state.Incident, until time.Time, why string) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	if r.held == nil {
 		r.held = map[uint64]time.Time{}
 	}
-	_, had := r.held[seq]
-	r.held[seq] = until
-	return !had
+	_, had := r.held[run.job]
+	r.held[run.job] = until
+	r.mu.Unlock()
+	if had && inc.Remediation.Phase == state.PhaseHeld {
+		return
+	}
+	now := r.now()
+	run.event(now, "held", why)
+	run.phase(state.PhaseHeld, now, func(p *state.Remediation) { p.Until = &until })
+	r.commit(run)
 }
 
 // heldNow reports whether a job is held at now, and forgets an expired hold.
@@ -495,9 +576,9 @@ func (r *Remediator) release(target string) {
 // the plan stops at a recovery, a worse result, an unverifiable one or the
 // deadline, and runs again up to max_attempts while nothing changes. A
 // step whose tool ran and failed starts the next attempt too, while there
-// is one. It reports false only when shutdown cut it off, so that the job
-// stays queued and the next start escalates it rather than forget it.
-func (r *Remediator) runCalls(ctx context.Context, run *loopRun, from, attempt int, approved bool) bool {
+// is one. Every way out settles the run in its last commit, except
+// shutdown, which leaves the phase for the next start to read.
+func (r *Remediator) runCalls(ctx context.Context, run *loopRun, from, attempt int, approved bool) {
 	d, at, rb := run.d, run.at, run.rb
 	shadowMode := r.DryRun || d.Config.Remediation.DryRun || rb.Mode == rules.ModeShadow
 	run.verify = rb.Verify
@@ -508,11 +589,6 @@ func (r *Remediator) runCalls(ctx context.Context, run *loopRun, from, attempt i
 		attempts = max(rb.MaxAttempts, 1)
 	}
 	var shadowed []string
-	defer func() {
-		if len(shadowed) > 0 {
-			r.notifyShadow(ctx, run, shadowed)
-		}
-	}()
 attempts:
 	for ; attempt <= attempts; attempt++ {
 		for i := from; i < len(at.Calls); i++ {
@@ -524,83 +600,101 @@ attempts:
 				in.Mode = string(rules.ModeShadow)
 			}
 			dec, allowed := r.evaluate(ctx, d, in, now)
-			r.record(now, run.incident, "policy", "runbook:"+at.Runbook, map[string]any{"step": c.Step, "tool": c.Tool, "args": c.Args, "attempt": attempt, "policy": dec})
+			run.record(now, "policy", "runbook:"+at.Runbook, map[string]any{"step": c.Step, "tool": c.Tool, "args": c.Args, "attempt": attempt, "policy": dec})
 			if shadowMode {
 				// Shadow decides and records, never asks and never acts; an
 				// exec tool's dry_run argv runs when the policy allows the call.
-				shadowed = append(shadowed, r.shadow(ctx, d, run.incident, c, dec, allowed, now))
+				shadowed = append(shadowed, r.shadow(ctx, run, c, dec, allowed, now))
 				continue
 			}
 			switch {
 			case dec.Result == actions.Deny:
 				r.escalate(ctx, run, escDenied, fmt.Sprintf("policy denied %s: %s", c.Tool, dec.Reasons[0]))
-				return true
+				return
 			case dec.Result == actions.NeedsApproval:
 				r.askApproval(ctx, run, i, attempt, c, dec, now)
-				return true
+				return
 			}
-			var before float64
+			var before *float64
 			if run.verify != nil {
-				var err error
-				if before, err = r.measure(ctx, d, run.verify, run.alert); err != nil {
+				v, err := r.measure(ctx, d, run.verify, run.alert)
+				if err != nil {
 					if ctx.Err() != nil {
-						return false
+						r.commit(run)
+						return
 					}
 					r.metrics.verified(verifyUnverifiable)
 					r.escalate(ctx, run, escUnverifiable, fmt.Sprintf("could not measure before step %s, so it did not run: %v", c.Step, err))
-					return true
+					return
 				}
+				before = &v
 			}
-			id, ok, why, refused := r.execute(ctx, run, c, in, false, now)
+			id, ok, why, refused := r.execute(ctx, run, c, in, state.PhaseExecuting, attempt, before, now)
 			switch {
 			case refused != nil && refused.Result == actions.NeedsApproval:
 				r.askApproval(ctx, run, i, attempt, c, *refused, now)
-				return true
+				return
 			case refused != nil:
 				r.escalate(ctx, run, escDenied, why)
-				return true
+				return
 			}
 			if !ok && id != 0 && attempt < attempts && ctx.Err() == nil {
 				// The tool ran and failed: the next attempt starts over. A
 				// failed call is not done, so it is no idempotent repeat.
-				r.event(run.incident, r.now(), "retry", fmt.Sprintf("attempt %d of %d failed at step %s (%s); attempt %d starts over", attempt, attempts, c.Step, why, attempt+1))
+				run.event(r.now(), "retry", fmt.Sprintf("attempt %d of %d failed at step %s (%s); attempt %d starts over", attempt, attempts, c.Step, why, attempt+1))
+				r.commit(run)
 				from, approved = 0, false
 				continue attempts
 			}
 			if !ok {
 				if ctx.Err() != nil {
-					return false
+					r.commit(run)
+					return
 				}
 				code := escFailed
 				if strings.HasPrefix(why, "precheck") {
 					code = escPrecheck
 				}
 				r.escalate(ctx, run, code, why)
-				return true
+				return
 			}
 			if run.verify == nil {
+				if i == len(at.Calls)-1 {
+					// No verify block: Alertmanager's resolution settles it.
+					run.settle(state.PhaseAwaitingResolution, r.now())
+				}
+				r.commit(run)
 				continue
 			}
-			switch r.verifyStep(ctx, run, c, id, before) {
-			case stepRecovered, stepStopped:
-				return true
-			case stepShutdown:
-				return false
+			switch r.verifyStep(ctx, run, c, id, *before, attempt, r.now().Add(run.verify.Wait)) {
+			case stepRecovered, stepStopped, stepShutdown:
+				return
 			}
 		}
 		if run.verify == nil {
-			return true // every step ran; nothing to verify
+			break // every step ran; nothing to verify
 		}
 		from, approved = 0, false
 	}
-	r.escalate(ctx, run, escExhausted, fmt.Sprintf("verification saw no recovery after %d attempt(s) of %d step(s)", attempts, len(at.Calls)))
-	return true
+	switch {
+	case shadowMode:
+		run.settle(state.PhaseSettled, r.now())
+		r.commit(run)
+		if len(shadowed) > 0 {
+			r.notifyShadow(ctx, run, shadowed)
+		}
+	case run.verify != nil:
+		r.escalate(ctx, run, escExhausted, fmt.Sprintf("verification saw no recovery after %d attempt(s) of %d step(s)", attempts, len(at.Calls)))
+	case len(at.Calls) == 0:
+		run.settle(state.PhaseAwaitingResolution, r.now())
+		r.commit(run)
+	}
 }
 
 // shadow records what would have run, and runs an exec tool's dry_run argv
 // when the policy allows the call. It returns the record's message.
-func (r *Remediator) shadow(ctx context.Context, d *Decider, incident uint64, c rules.PlannedCall, dec actions.Decision, allowed *actions.Allowed, now time.Time) string {
-	tool := d.Rules.Tool(c.Tool)
+func (r *Remediator) shadow(ctx context.Context, run *loopRun, c rules.PlannedCall, dec actions.Decision, allowed *actions.Allowed, now time.Time) string {
+	tool := run.d.Rules.Tool(c.Tool)
 	msg := fmt.Sprintf("shadow: would run %s (policy %s)", describeCall(tool, c), dec.Result)
 	if len(c.DryRun) > 0 && allowed != nil && tool.Executor.Kind == rules.ExecKind {
 		res, err := r.Executors.Exec.Run(ctx, allowed, actions.ExecSpec{Tool: c.Tool, Argv: c.DryRun, Env: c.Env, Dir: tool.Executor.Dir, Timeout: tool.Timeout})
@@ -608,9 +702,9 @@ func (r *Remediator) shadow(ctx context.Context, d *Decider, incident uint64, c 
 			res.Err = err.Error()
 		}
 		msg += fmt.Sprintf("; dry run %q exited %d", c.DryRun, res.ExitCode)
-		r.record(r.now(), incident, "dry_run", "medic", res)
+		run.record(r.now(), "dry_run", "medic", res)
 	}
-	r.event(incident, now, "shadow", msg)
+	run.event(now, "shadow", msg)
 	return msg
 }
 
@@ -649,18 +743,19 @@ func (r *Remediator) notifyShadow(ctx context.Context, run *loopRun, lines []str
 	in := d.PolicyInput(c, at, run.rb)
 	in.Mode = string(rules.ModeAuto)
 	dec, allowed := r.evaluate(ctx, d, in, now)
-	r.record(now, run.incident, "policy", "medic", map[string]any{"step": c.Step, "tool": c.Tool, "policy": dec})
+	defer r.commit(run)
+	run.record(now, "policy", "medic", map[string]any{"step": c.Step, "tool": c.Tool, "policy": dec})
 	if dec.Result != actions.Allow {
-		r.event(run.incident, now, "shadow", fmt.Sprintf("shadow notification not sent: policy %s: %s", dec.Result, reasonOr(strings.Join(dec.Reasons, "; "), "no reason")))
+		run.event(now, "shadow", fmt.Sprintf("shadow notification not sent: policy %s: %s", dec.Result, reasonOr(strings.Join(dec.Reasons, "; "), "no reason")))
 		return
 	}
 	res, err := r.sendNotify(ctx, run, tool, c, nil, allowed)
 	details := map[string]any{"tool": name, "result": res}
 	if err != nil {
 		details["error"] = err.Error()
-		r.event(run.incident, now, "shadow", "shadow notification failed: "+err.Error())
+		run.event(now, "shadow", "shadow notification failed: "+err.Error())
 	}
-	r.record(now, run.incident, "shadow_notify", "medic", details)
+	run.record(now, "shadow_notify", "medic", details)
 }
 
 // precheck runs a tool's read-only precheck under the policy; it reports
@@ -680,7 +775,7 @@ func (r *Remediator) precheck(ctx context.Context, d *Decider, at *AlertTrace, c
 	if err != nil {
 		return false, err.Error()
 	}
-	if !res.OK() {
+	if !res.Succeeded() {
 		out := strings.TrimSpace(res.Stderr + " " + res.Stdout)
 		if res.Err != "" {
 			out = res.Err
@@ -691,125 +786,116 @@ func (r *Remediator) precheck(ctx context.Context, d *Decider, at *AlertTrace, c
 }
 
 // execute runs a call the gate allowed on input in: its precheck, then the
-// claim, then the tool, and records the result. It returns the action's
-// ID, whether the call succeeded, and why not; the caller escalates. A
-// non-nil decision is the claim's re-check refusing the call.
-func (r *Remediator) execute(ctx context.Context, run *loopRun, c rules.PlannedCall, in actions.Input, rollback bool, now time.Time) (uint64, bool, string, *actions.Decision) {
+// claim, which journals the intent and moves the run to phase (executing,
+// or rolling_back) in one commit, then the tool. The result goes into the
+// run's pending transition: the caller commits it with the phase that
+// follows. It returns the action's ID, whether the call succeeded, and why
+// not; the caller escalates. A non-nil decision is the claim's re-check
+// refusing the call.
+func (r *Remediator) execute(ctx context.Context, run *loopRun, c rules.PlannedCall, in actions.Input, phase state.Phase, attempt int, before *float64, now time.Time) (uint64, bool, string, *actions.Decision) {
 	d, incident, alert, at := run.d, run.incident, run.alert, run.at
+	rollback := phase == state.PhaseRollingBack
 	tool := d.Rules.Tool(c.Tool)
 	if c.Precheck != nil {
 		if ok, why := r.precheck(ctx, d, at, &c, now); !ok {
-			r.record(now, incident, "precheck", "runbook:"+at.Runbook, map[string]string{"tool": c.Tool, "reason": why})
+			run.record(now, "precheck", "runbook:"+at.Runbook, map[string]string{"tool": c.Tool, "reason": why})
 			return 0, false, why, nil
 		}
 	}
 	act := &state.Action{Incident: incident, Runbook: at.Runbook, Step: c.Step, Tool: c.Tool, Target: at.Target, Group: at.Group,
 		Args: c.Args, Argv: c.Argv, IdempotencyKey: c.IdempotencyKey, StartedAt: now, Rollback: rollback,
 		Verify: run.verify != nil && !rollback}
-	allowed, dec, err := r.claimAction(ctx, d, act, in, tool.IdempotencyWindow)
+	run.phase(phase, now, func(p *state.Remediation) {
+		p.Step, p.Attempt, p.Verify, p.Before = c.Step, attempt, act.Verify, before
+	})
+	allowed, dec, err := r.claimAction(ctx, run, act, in, tool.IdempotencyWindow)
 	switch {
 	case errors.Is(err, state.ErrIdempotentRepeat):
-		r.event(incident, now, "skipped", err.Error())
+		run.event(now, "skipped", err.Error())
 		return 0, false, "skipped: " + err.Error(), nil
 	case err != nil:
-		r.Logger.Error("journalling the action failed; not running it", "component", "remediator", "err", err)
 		return 0, false, "journalling the action failed: " + err.Error(), nil
 	case allowed == nil:
-		r.record(now, incident, "policy", "runbook:"+at.Runbook, map[string]any{"step": c.Step, "tool": c.Tool, "args": c.Args, "rollback": rollback, "claim": true, "policy": dec})
+		run.record(now, "policy", "runbook:"+at.Runbook, map[string]any{"step": c.Step, "tool": c.Tool, "args": c.Args, "rollback": rollback, "claim": true, "policy": dec})
 		return 0, false, fmt.Sprintf("policy %s %s when it was about to run: %s", dec.Result, c.Tool, strings.Join(dec.Reasons, "; ")), &dec
 	}
-	var result any
-	ok := false
-	switch tool.Executor.Kind {
-	case rules.ExecKind:
-		res, err := r.Executors.Exec.Run(ctx, allowed, actions.ExecSpec{Tool: c.Tool, Argv: c.Argv, Env: c.Env, Dir: tool.Executor.Dir, Timeout: tool.Timeout})
-		if err != nil {
-			res.Err = err.Error()
-		}
-		result, ok = res, res.OK()
-	case rules.HTTPKind:
-		if r.Executors.HTTP == nil || c.HTTP == nil {
-			result = map[string]string{"error": "no http executor"}
-			break
-		}
-		hx := r.Executors.HTTP
-		if f := tool.Executor.HTTPConfigFile; f != "" {
-			client, err := HTTPClientFromFile(f)
-			if err != nil {
-				result = map[string]string{"error": err.Error()}
-				break
-			}
-			hx = &actions.HTTPExec{Client: client}
-		}
-		res, err := hx.Do(ctx, allowed, actions.HTTPSpec{Tool: c.Tool, Method: c.HTTP.Method, URL: c.HTTP.URL, Headers: c.HTTP.Headers,
-			Body: c.HTTP.Body, ExpectStatus: c.HTTP.ExpectStatus, Timeout: tool.Timeout})
-		if err != nil {
-			res.Err = err.Error()
-		}
-		result, ok = res, res.OK
-	case rules.SilenceKind:
-		if d.Silencer == nil {
-			result = map[string]string{"error": "no Alertmanager configured for silences"}
-			break
-		}
-		comment := fmt.Sprintf("medic incident %d", incident)
-		if c.Message != "" {
-			comment = c.Message + " (" + comment + ")"
-		}
-		res, err := d.Silencer.Silence(ctx, allowed, actions.SilenceSpec{Tool: c.Tool, Labels: alert.Labels, Duration: tool.Executor.Duration,
-			Comment: comment}, now)
-		if err != nil {
-			result = map[string]string{"error": err.Error()}
-			break
-		}
-		result, ok = res, true
-	case rules.NotifyKind:
-		spec, err := notifySpec(tool, c, incident, at)
-		if err != nil || r.Executors.Notifier == nil {
-			result = map[string]string{"error": fmt.Sprint("notify: ", err)}
-			break
-		}
-		res, err := r.Executors.Notifier.Notify(ctx, allowed, spec)
-		if err != nil {
-			result = map[string]string{"error": err.Error()}
-			break
-		}
-		result, ok = res, true
-	case rules.SystemdKind:
-		// The bus comes from the current config, so a reload applies it.
-		sx := &actions.Systemd{Address: d.Config.Remediation.SystemdBus}
-		res, err := sx.Run(ctx, allowed, actions.SystemdSpec{Tool: c.Tool, Unit: c.Unit, Action: c.UnitAction, Timeout: tool.Timeout})
-		if err != nil {
-			res.Err = err.Error()
-		}
-		result, ok = res, res.OK()
-	default:
-		result = map[string]string{"error": fmt.Sprintf("no executor for %s tools", tool.Executor.Kind)}
-	}
-	raw, _ := json.Marshal(result)
-	st := state.ActionFailed
+	rep := r.executor(run, tool, c, incident, alert, at).Execute(ctx, allowed)
+	raw, _ := json.Marshal(rep)
+	ok, st := rep.Succeeded(), state.ActionFailed
 	if ok {
 		st = state.ActionSucceeded
 	}
 	fin := r.now()
-	if err := r.Store.FinishAction(act.ID, st, raw, fin); err != nil {
-		r.Logger.Error("recording the action result failed", "component", "remediator", "err", err)
-	}
-	r.record(fin, incident, "exec", "runbook:"+at.Runbook, map[string]any{"action": act.ID, "tool": c.Tool, "state": st, "rollback": rollback, "result": json.RawMessage(raw)})
+	run.pending.Finish = &state.Finished{Action: act.ID, State: st, Result: raw, Output: rep.Summary(), At: fin}
+	run.record(fin, "exec", "runbook:"+at.Runbook, map[string]any{"action": act.ID, "tool": c.Tool, "state": st, "rollback": rollback, "result": json.RawMessage(raw)})
 	msg := fmt.Sprintf("%s %s (action %d)", c.Tool, st, act.ID)
-	r.event(incident, fin, "action_"+string(st), msg)
+	run.event(fin, "action_"+string(st), msg)
 	if r.metrics != nil {
 		r.metrics.actions.WithLabelValues(c.Tool, string(st)).Inc()
 	}
 	return act.ID, ok, msg, nil
 }
 
+// executor binds a planned call to the runner of its tool's kind, with the
+// runners and secrets in force now. A call that cannot be bound gets an
+// executor that reports why.
+func (r *Remediator) executor(run *loopRun, tool *rules.Tool, c rules.PlannedCall, incident uint64, alert *template.Alert, at *AlertTrace) actions.Executor {
+	fail := func(format string, args ...any) actions.Executor { return failed{fmt.Sprintf(format, args...)} }
+	d := run.d
+	switch tool.Executor.Kind {
+	case rules.ExecKind:
+		return r.Executors.Exec.Call(actions.ExecSpec{Tool: c.Tool, Argv: c.Argv, Env: c.Env, Dir: tool.Executor.Dir, Timeout: tool.Timeout})
+	case rules.HTTPKind:
+		if r.Executors.HTTP == nil || c.HTTP == nil {
+			return fail("no http executor")
+		}
+		hx := r.Executors.HTTP
+		if f := tool.Executor.HTTPConfigFile; f != "" {
+			client, err := HTTPClientFromFile(f)
+			if err != nil {
+				return fail("%v", err)
+			}
+			hx = &actions.HTTPExec{Client: client}
+		}
+		return hx.Call(actions.HTTPSpec{Tool: c.Tool, Method: c.HTTP.Method, URL: c.HTTP.URL, Headers: c.HTTP.Headers,
+			Body: c.HTTP.Body, ExpectStatus: c.HTTP.ExpectStatus, Timeout: tool.Timeout})
+	case rules.SilenceKind:
+		if d.Silencer == nil {
+			return fail("no Alertmanager configured for silences")
+		}
+		comment := fmt.Sprintf("medic incident %d", incident)
+		if c.Message != "" {
+			comment = c.Message + " (" + comment + ")"
+		}
+		return d.Silencer.Call(actions.SilenceSpec{Tool: c.Tool, Labels: alert.Labels, Duration: tool.Executor.Duration, Comment: comment}, r.now)
+	case rules.NotifyKind:
+		spec, err := notifySpec(tool, c, incident, at)
+		if err != nil || r.Executors.Notifier == nil {
+			return fail("notify: %v", err)
+		}
+		return r.Executors.Notifier.Call(spec)
+	case rules.SystemdKind:
+		// The bus comes from the current config, so a reload applies it.
+		sx := &actions.Systemd{Address: d.Config.Remediation.SystemdBus}
+		return sx.Call(actions.SystemdSpec{Tool: c.Tool, Unit: c.Unit, Action: c.UnitAction, Timeout: tool.Timeout})
+	}
+	return fail("no executor for %s tools", tool.Executor.Kind)
+}
+
+// failed is the executor of a call that cannot run.
+type failed struct{ why string }
+
+func (f failed) Execute(context.Context, *actions.Allowed) actions.Report {
+	return actions.Failure{Err: f.why}
+}
+
 // claimAction checks the limits and takes them in one step: under claimMu
-// it counts again, asks the gate again, and journals the intent when the
-// gate allows. Parallel decisions therefore never pass a brake together,
-// as they did when the counts were read in one transaction and the action
-// recorded in another. It returns the allow, or the refusing decision.
-func (r *Remediator) claimAction(ctx context.Context, d *Decider, act *state.Action, in actions.Input, window time.Duration) (*actions.Allowed, actions.Decision, error) {
+// it counts again, asks the gate again, and, when the gate allows, commits
+// the run's pending transition with the intent journalled. Parallel
+// decisions therefore never pass a brake together. It returns the allow,
+// or the refusing decision.
+func (r *Remediator) claimAction(ctx context.Context, run *loopRun, act *state.Action, in actions.Input, window time.Duration) (*actions.Allowed, actions.Decision, error) {
+	d := run.d
 	r.claimMu.Lock()
 	defer r.claimMu.Unlock()
 	if d.Counts != nil {
@@ -822,10 +908,25 @@ func (r *Remediator) claimAction(ctx context.Context, d *Decider, act *state.Act
 		if r.metrics != nil {
 			r.metrics.policyDecisions.WithLabelValues(string(dec.Result)).Inc()
 		}
+		run.pending.Phase = nil
 		return nil, dec, nil
 	}
 	act.Policy = string(dec.Result)
-	return allowed, dec, r.Store.BeginAction(act, window)
+	run.pending.Begin, run.pending.Window = act, window
+	if run.job == 0 {
+		// A run resumed by an approval has no job: queue one with the
+		// intent, so that a restart finds the incident by its phase.
+		run.pending.Queue = &state.DecisionJob{Incident: run.incident, Fingerprint: run.alert.Fingerprint, QueuedAt: act.StartedAt}
+	}
+	c, err := r.commit(run)
+	if err != nil {
+		run.pending.Begin, run.pending.Phase, run.pending.Queue = nil, nil, nil
+		return nil, dec, err
+	}
+	if c.Queue != nil {
+		run.job = c.Queue.Seq
+	}
+	return allowed, dec, nil
 }
 
 // notifySpec reads a notify tool's secrets from their files, now, so that a

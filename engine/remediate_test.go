@@ -62,7 +62,7 @@ runbook "noop" {
 	for {
 		jobs, _ := env.store.DecisionJobs(100)
 		incs, _ := env.store.Incidents(state.Filter{})
-		if len(jobs) == 0 && len(incs) == 10 {
+		if len(jobs) == 0 && len(incs) == 2 {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -81,8 +81,15 @@ runbook "noop" {
 		}
 		ran[a.Target]++
 	}
-	if ran["alpha"] < 1 || ran["beta"] < 1 {
+	// Ten alerts on two targets: two incidents, one action each.
+	if ran["alpha"] != 1 || ran["beta"] != 1 {
 		t.Fatalf("actions per target %v", ran)
+	}
+	incs, _ := env.store.Incidents(state.Filter{})
+	for _, inc := range incs {
+		if len(inc.Alerts) != 5 || inc.Key != TargetKey(inc.Alerts[0].Labels["name"]) {
+			t.Errorf("incident %d: key %s, %d alerts", inc.ID, inc.Key, len(inc.Alerts))
+		}
 	}
 	if n, err := env.store.VerifyAudit(nil, nil); err != nil || n == 0 {
 		t.Fatalf("audit: %d %v", n, err)
@@ -129,10 +136,13 @@ runbook "noop" {
 	}
 	// The first step finished before the restart.
 	done := &state.Action{Incident: jobs[0].Incident, Tool: "noop", Target: "alpha", StartedAt: env.now}
-	if err := env.store.BeginAction(done, 0); err != nil {
+	executing := &state.Remediation{Phase: state.PhaseExecuting, Runbook: "noop", Target: "alpha", Step: "one", Attempt: 1}
+	if err := env.store.Commit(&state.Change{Incident: done.Incident, Begin: done, Phase: executing}); err != nil {
 		t.Fatal(err)
 	}
-	env.store.FinishAction(done.ID, state.ActionSucceeded, nil, env.now)
+	if err := env.store.Commit(&state.Change{Incident: done.Incident, Finish: &state.Finished{Action: done.ID, State: state.ActionSucceeded, At: env.now}}); err != nil {
+		t.Fatal(err)
+	}
 	rem.handle(context.Background(), jobs[0])
 	acts, _ := env.store.Actions(jobs[0].Incident)
 	inc, _ := env.store.Incident(jobs[0].Incident)
@@ -200,15 +210,18 @@ runbook "slow" {
 // TestSimilarIncidents: the LLM's context gets closed incidents whose
 // labels overlap by at least half, most similar first, with their outcome.
 func TestSimilarIncidents(t *testing.T) {
-	env := newTestEnv(t, nil)
+	// One incident per alert, keyed by every label.
+	env := newTestEnv(t, func(c *Config) { c.Intake.GroupBy = []string{"..."} })
 	var alerts []testAlert
 	for i, ns := range []string{"prod", "prod", "staging"} {
 		a := alert("firing", "KubePodOOM", fp(300+i))
+		delete(a.Labels, "instance")
 		a.Labels["namespace"] = ns
 		a.Labels["pod"] = fmt.Sprintf("api-%d", i)
 		alerts = append(alerts, a)
 	}
 	other := alert("firing", "DiskFull", fp(310))
+	delete(other.Labels, "instance")
 	env.mustPost(t, append(alerts, other)...)
 	env.drain(t)
 	for i := range alerts {
@@ -297,8 +310,9 @@ runbook "waits" {
 }
 
 // TestShutdownDuringVerification: a shutdown while a step's verification
-// waits leaves the decision queued; the next start escalates the incident
-// and does not run the step again.
+// waits leaves the incident in phase verifying with its job queued; the
+// next start resumes the verification from the phase, settles the incident
+// on its result and does not run the step again.
 func TestShutdownDuringVerification(t *testing.T) {
 	env, d := verifyLab(t, `
 runbook "waits" {
@@ -312,7 +326,7 @@ runbook "waits" {
   verify {
     promql = "vector(0)"
     expect = "after == 0"
-    wait   = "30s"
+    wait   = "2s"
   }
 }
 `)
@@ -339,7 +353,7 @@ runbook "waits" {
 		acts, _ := env.store.Actions(0)
 		return len(acts) == 1 && acts[0].State == state.ActionSucceeded
 	})
-	cancel() // shutdown during the 30 s wait
+	cancel() // shutdown during the wait
 	<-remDone
 	if jobs, _ := env.store.DecisionJobs(10); len(jobs) != 1 {
 		t.Fatalf("%d decision jobs after the shutdown, want the one still queued", len(jobs))
@@ -352,13 +366,13 @@ runbook "waits" {
 	defer cancel()
 	remDone = make(chan struct{})
 	go func() { rem.Run(ctx, 2); close(remDone) }()
-	waitFor("the escalation", func() bool {
+	waitFor("the resumed verification", func() bool {
 		incs, _ := env.store.Incidents(state.Filter{})
-		return len(incs) == 1 && incs[0].Outcome == state.OutcomeEscalated
+		return len(incs) == 1 && incs[0].Outcome == state.OutcomeRemediated
 	})
 	incs, _ := env.store.Incidents(state.Filter{})
-	if last := incs[0].Timeline[len(incs[0].Timeline)-1]; !strings.Contains(last.Message, "restarted during this incident's remediation") {
-		t.Fatalf("escalation: %s", last.Message)
+	if !hasEvent(incs[0], "resumed") || incs[0].Remediation.Phase != state.PhaseSettled {
+		t.Fatalf("timeline %+v, phase %s", incs[0].Timeline, incs[0].Remediation.Phase)
 	}
 	if acts, _ := env.store.Actions(0); len(acts) != 1 {
 		t.Fatalf("%d actions: the step ran again", len(acts))
@@ -398,4 +412,13 @@ func newRemediator(env *testEnv, d *Decider) *Remediator {
 	rem := &Remediator{Logger: env.eng.logger, Store: env.store, Decider: func() *Decider { return d }, Executors: Executors{Exec: &actions.Exec{}}}
 	env.eng.SetRemediator(rem)
 	return rem
+}
+
+func hasEvent(inc *state.Incident, kind string) bool {
+	for _, e := range inc.Timeline {
+		if e.Kind == kind {
+			return true
+		}
+	}
+	return false
 }

@@ -37,7 +37,7 @@ func (q toolQueries) RunQuery(ctx context.Context, c rules.PlannedCall) (any, er
 	switch {
 	case err != nil:
 		return nil, fmt.Errorf("tool query %s: %w", c.Tool, err)
-	case !res.OK():
+	case !res.Succeeded():
 		return nil, fmt.Errorf("tool query %s exited %d: %s", c.Tool, res.ExitCode, strings.TrimSpace(res.Stderr+" "+res.Err))
 	case res.StdoutDropped > 0:
 		return nil, fmt.Errorf("tool query %s printed more than the executor keeps", c.Tool)

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -60,22 +61,33 @@ const (
 	stepShutdown
 )
 
-// verifyStep waits the verify block's wait, measures again and acts on the
-// result: recovered settles the incident, worse rolls the step back and
-// escalates, unverifiable escalates, unchanged lets the plan go on.
-func (r *Remediator) verifyStep(ctx context.Context, run *loopRun, c rules.PlannedCall, actionID uint64, before float64) stepOutcome {
+// verifyStep moves the run to verifying, with what a restart needs to
+// resume it, waits until until, measures again and acts on the result:
+// recovered settles the incident, worse rolls the step back and escalates,
+// unverifiable escalates, unchanged lets the plan go on.
+func (r *Remediator) verifyStep(ctx context.Context, run *loopRun, c rules.PlannedCall, actionID uint64, before float64, attempt int, until time.Time) stepOutcome {
 	v := run.verify
-	wait := v.Wait
 	late := false
-	if left := run.deadline.Sub(r.now()); left < wait {
-		wait, late = max(left, 0), true
+	if run.deadline.Before(until) {
+		until, late = run.deadline, true
+	}
+	var undo json.RawMessage
+	if c.Rollback != nil {
+		undo, _ = json.Marshal(c.Rollback)
+	}
+	run.phase(state.PhaseVerifying, r.now(), func(p *state.Remediation) {
+		p.Step, p.Attempt, p.Action, p.Verify, p.Before, p.Until, p.Rollback = c.Step, attempt, actionID, true, &before, &until, undo
+	})
+	if _, err := r.commit(run); err != nil {
+		r.escalate(ctx, run, escUnverifiable, fmt.Sprintf("step %s could not be verified: recording its phase failed: %v", c.Step, err))
+		return stepStopped
 	}
 	// The wait gives up the job's parallel slot; the check takes it again.
 	sl, _ := ctx.Value(slotKey{}).(*slot)
 	if sl != nil {
 		sl.release()
 	}
-	t := time.NewTimer(wait)
+	t := time.NewTimer(max(until.Sub(r.now()), 0))
 	select {
 	case <-t.C:
 	case <-ctx.Done():
@@ -128,11 +140,50 @@ func (r *Remediator) verifyStep(ctx context.Context, run *loopRun, c rules.Plann
 	return stepUnchanged
 }
 
-// verification records a check on the action, the timeline and the metrics.
-func (r *Remediator) verification(run *loopRun, actionID uint64, v state.Verification) {
-	if err := r.Store.VerifyAction(actionID, v); err != nil {
-		r.Logger.Error("recording a verification failed", "component", "remediator", "err", err)
+// resumeVerification takes up a verification that a restart cut off, from
+// the incident's phase: it measures when the phase says, and settles the
+// incident on the result. The plan's remaining steps are not run again:
+// an unchanged result escalates.
+func (r *Remediator) resumeVerification(ctx context.Context, inc *state.Incident, j state.DecisionJob) {
+	p := inc.Remediation
+	d := *r.Decider()
+	d.Counts, d.RunbookState = r.counts, r.runbookState
+	run := &loopRun{d: &d, incident: inc.ID, job: j.Seq, at: &AlertTrace{Runbook: p.Runbook, Target: p.Target}, rb: d.runbook(p.Runbook),
+		deadline: inc.OpenedAt.Add(d.Config.Remediation.Deadline)}
+	if rec := decisionAlert(inc, j.Fingerprint); rec != nil || len(inc.Alerts) > 0 {
+		if rec == nil {
+			rec = &inc.Alerts[0]
+		}
+		run.alert = &template.Alert{Status: rec.Status, Labels: rec.Labels, Annotations: rec.Annotations, StartsAt: rec.StartsAt, Fingerprint: rec.Fingerprint}
+		run.at.Alertname = rec.Labels["alertname"]
 	}
+	now := r.now()
+	if run.rb == nil || run.rb.Verify == nil || p.Before == nil || p.Until == nil || run.alert == nil {
+		r.escalate(ctx, run, escRestart, fmt.Sprintf("medic restarted while verifying step %s (action %d), and runbook %s can no longer verify it", p.Step, p.Action, p.Runbook))
+		return
+	}
+	if !r.claim(p.Target) {
+		return // the job stays queued; the next turn of the loop tries again
+	}
+	defer r.release(p.Target)
+	run.verify = run.rb.Verify
+	c := rules.PlannedCall{Step: p.Step}
+	if len(p.Rollback) > 0 {
+		var undo rules.PlannedCall
+		if err := json.Unmarshal(p.Rollback, &undo); err == nil {
+			c.Rollback = &undo
+		}
+	}
+	run.event(now, "resumed", fmt.Sprintf("medic restarted while verifying step %s (action %d); it is verified at %s", p.Step, p.Action, p.Until.UTC().Format(time.RFC3339)))
+	if r.verifyStep(ctx, run, c, p.Action, *p.Before, p.Attempt, *p.Until) == stepUnchanged {
+		r.escalate(ctx, run, escRestart, fmt.Sprintf("step %s changed nothing, and medic restarted during the plan: its remaining steps are not run again", p.Step))
+	}
+}
+
+// verification records a check on the action, the timeline and the
+// metrics, in the run's next commit.
+func (r *Remediator) verification(run *loopRun, actionID uint64, v state.Verification) {
+	run.pending.Verified = &state.Verified{Action: actionID, Verification: v}
 	r.metrics.verified(v.Result)
 	msg := fmt.Sprintf("verification of action %d: %s", actionID, v.Result)
 	if v.Before != nil && v.After != nil {
@@ -141,12 +192,12 @@ func (r *Remediator) verification(run *loopRun, actionID uint64, v state.Verific
 	if v.Error != "" {
 		msg += ": " + v.Error
 	}
-	r.event(run.incident, v.At, "verified", msg)
-	r.record(v.At, run.incident, "verification", "medic", map[string]any{"action": actionID, "verification": v})
+	run.event(v.At, "verified", msg)
+	run.record(v.At, "verification", "medic", map[string]any{"action": actionID, "verification": v})
 }
 
 // recovered settles the incident as remediated and remembers the fix on
-// the target, so that a re-fire soon after counts against it.
+// the target, so that a re-fire soon after counts against it: one commit.
 func (r *Remediator) recovered(run *loopRun, v *rules.Verify, before, after float64, now time.Time) {
 	var tools []string
 	if acts, err := r.Store.Actions(run.incident); err == nil {
@@ -162,15 +213,18 @@ func (r *Remediator) recovered(run *loopRun, v *rules.Verify, before, after floa
 	}
 	ttr := now.Sub(opened)
 	msg := fmt.Sprintf("recovered: %s held (before %g, after %g); %s after the incident opened", v.Expect.Source, before, after, ttr.Round(time.Millisecond))
-	prev, err := r.Store.Remediated(run.incident, run.at.Target, state.Fix{Incident: run.incident, Runbook: run.at.Runbook, Tools: tools, At: now},
-		state.Event{Time: now, Kind: "recovered", Message: msg})
-	if err != nil {
-		r.Logger.Error("recording the recovery failed", "component", "remediator", "err", err)
-	}
-	r.record(now, run.incident, "outcome", "runbook:"+run.at.Runbook, map[string]any{"outcome": state.OutcomeRemediated,
+	run.event(now, "recovered", msg)
+	run.record(now, "outcome", "runbook:"+run.at.Runbook, map[string]any{"outcome": state.OutcomeRemediated,
 		"time_to_recovery_seconds": ttr.Seconds(), "before": before, "after": after})
+	run.pending.Remediated = &state.Fix{Incident: run.incident, Runbook: run.at.Runbook, Tools: tools, At: now}
+	run.pending.Target = run.at.Target
+	run.settle(state.PhaseSettled, now)
+	c, err := r.commit(run)
+	if err != nil {
+		return
+	}
 	if r.metrics != nil {
-		if prev != state.OutcomeRemediated {
+		if c.Prev != state.OutcomeRemediated {
 			// Counted once: the close may have counted it already.
 			r.metrics.incidents.WithLabelValues(state.OutcomeRemediated).Inc()
 		}
@@ -193,14 +247,14 @@ func (r *Remediator) rollback(ctx context.Context, run *loopRun, c rules.Planned
 	in := run.d.PolicyInput(rc, run.at, run.rb)
 	in.Rollback = true
 	dec, _ := r.evaluate(ctx, run.d, in, now)
-	r.record(now, run.incident, "policy", "runbook:"+run.at.Runbook, map[string]any{"step": rc.Step, "tool": rc.Tool, "args": rc.Args, "rollback": true, "policy": dec})
+	run.record(now, "policy", "runbook:"+run.at.Runbook, map[string]any{"step": rc.Step, "tool": rc.Tool, "args": rc.Args, "rollback": true, "policy": dec})
 	if dec.Result != actions.Allow {
 		return fmt.Sprintf("its rollback %s was not run: policy %s: %s", rc.Tool, dec.Result, strings.Join(dec.Reasons, "; "))
 	}
 	if r.metrics != nil {
 		r.metrics.rollbacks.Inc()
 	}
-	if _, ok, why, _ := r.execute(ctx, run, rc, in, true, now); !ok {
+	if _, ok, why, _ := r.execute(ctx, run, rc, in, state.PhaseRollingBack, 0, nil, now); !ok {
 		return fmt.Sprintf("its rollback %s failed: %s", rc.Tool, why)
 	}
 	return fmt.Sprintf("its rollback %s ran", rc.Tool)

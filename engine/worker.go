@@ -203,9 +203,48 @@ const (
 
 var resultNames = [...]string{resultOpened, resultUpdated, resultRepeated, resultResolved, resultStale, resultIgnored}
 
-// incidentKey is the key that groups alerts into one incident. Until
-// runbooks give targets, each alert fingerprint is its own incident.
-func incidentKey(a *template.Alert) string { return a.Fingerprint }
+// incidentKey is the key that folds alerts into one incident: the target
+// of the runbook that matches the alert, when its target reads only the
+// alert's labels. A runbook whose target needs a query keys the incident by
+// the alert until its decision renders the target and folds it into the
+// target's incident (Store.Rekey). An alert no runbook matches is keyed by
+// its values of group_by, as Alertmanager keys its groups.
+func (e *Engine) incidentKey(cfg *Config, a *template.Alert) string {
+	if e.remediator != nil {
+		switch t, matched := e.remediator.Decider().Rules.LabelTarget(a.Labels, a.Annotations); {
+		case t != "":
+			return TargetKey(t)
+		case matched:
+			return "alert:" + a.Fingerprint
+		}
+	}
+	return GroupKey(cfg.Intake.GroupBy, a.Labels)
+}
+
+// GroupKey is the incident key of labels under group_by: the label set of
+// the group_by labels the alert has. ["..."] keys by every label. An alert
+// with none of the group_by labels except its alertname says nothing about
+// where it comes from, so it is not folded with others: it is keyed by all
+// its labels.
+func GroupKey(groupBy []string, labels map[string]string) string {
+	ls := model.LabelSet{}
+	for _, k := range groupBy {
+		if k == "..." {
+			ls = nil
+			break
+		}
+		if v, ok := labels[k]; ok && v != "" {
+			ls[model.LabelName(k)] = model.LabelValue(v)
+		}
+	}
+	if _, named := ls["alertname"]; len(ls) == 0 || (named && len(ls) == 1) {
+		ls = make(model.LabelSet, len(labels))
+		for k, v := range labels {
+			ls[model.LabelName(k)] = model.LabelValue(v)
+		}
+	}
+	return "group:" + ls.String()
+}
 
 // applyAlert folds one alert into the incidents. It is idempotent: the same
 // alert applied twice changes no state beyond the receive counters.
@@ -221,12 +260,42 @@ func (e *Engine) applyAlert(tx *state.Tx, cfg *Config, a *template.Alert, now ti
 	if err != nil && !errors.Is(err, state.ErrNotFound) {
 		return 0, 0, 0, "", err
 	}
-	inc, err := tx.OpenIncident(incidentKey(a))
-	switch {
-	case errors.Is(err, state.ErrNotFound):
-		inc = nil
-	case err != nil:
-		return 0, 0, 0, "", err
+	// An alert stays with the incident it joined while that is open, even
+	// when its key would differ now (a reload, a fold by target).
+	var inc *state.Incident
+	if known {
+		switch inc, err = tx.Incident(seen.IncidentID); {
+		case errors.Is(err, state.ErrNotFound):
+			inc = nil
+		case err != nil:
+			return 0, 0, 0, "", err
+		case inc.State != state.StateOpen:
+			inc = nil
+		}
+	}
+	key := ""
+	if inc == nil && a.Status != "resolved" {
+		// An incident holds at most state.MaxAlerts alerts; past that its
+		// key's next incident takes them, so that no record grows without
+		// bound.
+		base := e.incidentKey(cfg, a)
+		for n := 1; ; n++ {
+			key = base
+			if n > 1 {
+				key = fmt.Sprintf("%s#%d", base, n)
+			}
+			inc, err = tx.OpenIncident(key)
+			if errors.Is(err, state.ErrNotFound) {
+				inc = nil
+				break
+			}
+			if err != nil {
+				return 0, 0, 0, "", err
+			}
+			if len(inc.Alerts) < state.MaxAlerts {
+				break
+			}
+		}
 	}
 
 	if a.Status == "resolved" {
@@ -249,7 +318,7 @@ func (e *Engine) applyAlert(tx *state.Tx, cfg *Config, a *template.Alert, now ti
 			switch {
 			case inc.Acted:
 				msg = "all alerts resolved after medic acted"
-				if inc.Outcome == "" && !inc.Verifying {
+				if inc.Outcome == "" && !inc.Remediation.AwaitsVerification() {
 					// No verify block: Alertmanager's resolution is the
 					// evidence. With one, its result settles the outcome.
 					inc.Outcome, settled = state.OutcomeRemediated, state.OutcomeRemediated
@@ -291,7 +360,10 @@ func (e *Engine) applyAlert(tx *state.Tx, cfg *Config, a *template.Alert, now ti
 	}
 	result = rUpdated
 	if inc == nil {
-		inc = &state.Incident{Key: incidentKey(a), State: state.StateOpen, OpenedAt: now}
+		inc = &state.Incident{Key: key, State: state.StateOpen, OpenedAt: now}
+		if e.remediator != nil {
+			inc.Remediation = state.Remediation{Phase: state.PhaseDeciding, Since: now}
+		}
 		inc.AddEvent(state.Event{Time: now, Kind: "opened", Fingerprint: fp, Message: fmt.Sprintf("opened by %s", name)})
 		result, opened = rOpened, 1
 	}
@@ -326,6 +398,7 @@ func (e *Engine) applyAlert(tx *state.Tx, cfg *Config, a *template.Alert, now ti
 			if err := tx.QueueDecision(state.DecisionJob{Incident: inc.ID, Fingerprint: fp, QueuedAt: now}); err != nil {
 				return 0, 0, 0, "", err
 			}
+
 		}
 	}
 	starts := seen.Starts

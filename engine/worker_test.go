@@ -56,7 +56,7 @@ func TestIncidentLifecycle(t *testing.T) {
 	env.mustPost(t, firing)
 	env.drain(t)
 	open := env.incidents(t, "open")
-	if len(open) != 1 || open[0].State != state.StateOpen || open[0].Key != fp(7) || len(open[0].Alerts) != 1 {
+	if len(open) != 1 || open[0].State != state.StateOpen || open[0].Alerts[0].Fingerprint != fp(7) || len(open[0].Alerts) != 1 {
 		t.Fatalf("after firing: %+v", open)
 	}
 	events := len(open[0].Timeline)
@@ -173,7 +173,7 @@ func TestIgnoredAlerts(t *testing.T) {
 	job := alert("firing", "KubeJobFailed", fp(5))
 	env.mustPost(t, wd, job)
 	env.drain(t)
-	if incs := env.incidents(t, "open"); len(incs) != 2 || incs[0].Key != fp(4) {
+	if incs := env.incidents(t, "open"); len(incs) != 2 || incs[0].Alerts[0].Fingerprint != fp(4) {
 		t.Fatalf("with custom ignore: %+v", incs)
 	}
 }
@@ -316,7 +316,7 @@ func TestBackupIsConsistentSnapshot(t *testing.T) {
 	}
 	defer restored.Close()
 	incs, err := restored.Incidents(state.Filter{})
-	if err != nil || len(incs) != 1 || incs[0].Key != fp(1) {
+	if err != nil || len(incs) != 1 || incs[0].Alerts[0].Fingerprint != fp(1) {
 		t.Fatalf("restored: %v %+v", err, incs)
 	}
 }

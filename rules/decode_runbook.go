@@ -155,6 +155,12 @@ func (l *loader) runbook(b *hcl.Block) hcl.Diagnostics {
 	}
 	if rb.Target != nil {
 		diags = append(diags, checkTemplate(rb.Target, stepScope(decl["query"], "a runbook's target"))...)
+		rb.targetFromLabels = true
+		for _, tr := range rb.Target.Expr.Variables() {
+			if root := tr.RootName(); root != "labels" && root != "annotations" {
+				rb.targetFromLabels = false
+			}
+		}
 	}
 	src := l.src(b.DefRange)
 	if attr, ok := a.m["escalate_to"]; ok {

@@ -45,6 +45,29 @@ func (s *Set) Candidates(labels map[string]string) []*Runbook {
 	return out
 }
 
+// LabelTarget renders the target of the candidate runbook that would win
+// on priority, then name, among those whose target reads only the alert's
+// labels and annotations: the key of the alert's incident, known before any
+// query runs. It returns "" when no candidate has such a target, and
+// whether any runbook matches the labels at all.
+func (s *Set) LabelTarget(labels, annotations map[string]string) (target string, matched bool) {
+	var best *Runbook
+	cands := s.Candidates(labels)
+	for _, rb := range cands {
+		if rb.targetFromLabels && (best == nil || rb.Priority > best.Priority) {
+			best = rb
+		}
+	}
+	if best == nil {
+		return "", len(cands) > 0
+	}
+	t, err := best.Target.render(&Vars{Labels: labels, Annotations: annotations})
+	if err != nil {
+		return "", true
+	}
+	return t, true
+}
+
 func matches(rb *Runbook, labels map[string]string) bool {
 	for k, v := range rb.Match {
 		if labels[k] != v {

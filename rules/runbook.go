@@ -42,8 +42,11 @@ type Runbook struct {
 	Match   map[string]string
 	MatchRE map[string]*regexp.Regexp
 	// Target renders the incident key, e.g. namespace/deployment.
-	Target  *Template
-	Queries []*Query
+	Target *Template
+	// targetFromLabels is set when Target reads only the alert's labels
+	// and annotations, so it renders before any query runs.
+	targetFromLabels bool
+	Queries          []*Query
 	// When is a boolean expr program; nil means always.
 	When *Condition
 	// Confidence is a float expr program in [0, 1].

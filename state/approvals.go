@@ -51,17 +51,9 @@ var ErrNotPending = fmt.Errorf("no pending approval")
 // made that transition and settles its consequences.
 var ErrExpired = fmt.Errorf("%w: it expired", ErrNotPending)
 
-// PutApproval stores a pending approval for its incident, replacing a
-// decided one.
-func (s *Store) PutApproval(a Approval) error {
+func putApproval(tx *bolt.Tx, a Approval) error {
 	a.State = ApprovalPending
-	buf, err := json.Marshal(a)
-	if err != nil {
-		return err
-	}
-	return s.db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketApprovals).Put(u64(a.Incident), buf)
-	})
+	return putJSON(tx, bucketApprovals, u64(a.Incident), a)
 }
 
 // Approval returns an incident's approval, or ErrNotFound.
@@ -91,7 +83,7 @@ func (s *Store) DecideApproval(incident uint64, approve bool, by, reason string,
 		to = ApprovalApproved
 	}
 	var a Approval
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx) error {
 		var err error
 		a, err = transitionApproval(tx, s.auditKey, incident, to, by, reason, now, audit)
 		return err
@@ -107,7 +99,7 @@ func (s *Store) DecideApproval(incident uint64, approve bool, by, reason string,
 // past its expiry for.
 func (s *Store) EndApproval(incident uint64, to ApprovalState, reason string, now time.Time) (Approval, error) {
 	var a Approval
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx) error {
 		var err error
 		a, err = transitionApproval(tx, s.auditKey, incident, to, "medic", reason, now, AuditEntry{Time: now, Incident: incident, Kind: "approval", Actor: "medic"})
 		return err
@@ -147,7 +139,7 @@ func (s *Store) ExpireApprovals(now time.Time) ([]Approval, error) {
 		return nil, err
 	}
 	var out []Approval
-	err = s.db.Update(func(tx *bolt.Tx) error {
+	err = s.update(func(tx *bolt.Tx) error {
 		out = out[:0]
 		for _, id := range due {
 			a, err := transitionApproval(tx, s.auditKey, id, ApprovalExpired, "medic", "nobody decided before the expiry", now, AuditEntry{Time: now, Incident: id, Kind: "approval", Actor: "medic"})

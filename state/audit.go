@@ -59,15 +59,24 @@ func chainHash(e *AuditEntry) (string, error) {
 // Audit appends an entry, chained to the previous one, and fsyncs it.
 // Details must be JSON; it is compacted before hashing.
 func (s *Store) Audit(e AuditEntry) (AuditEntry, error) {
-	if len(e.Details) > 0 {
-		var b bytes.Buffer
-		if err := json.Compact(&b, e.Details); err != nil {
-			return e, fmt.Errorf("audit details: %w", err)
-		}
-		e.Details = b.Bytes()
+	if err := compactDetails(&e); err != nil {
+		return e, err
 	}
-	err := s.db.Update(func(tx *bolt.Tx) error { return appendAudit(tx, s.auditKey, &e) })
+	err := s.update(func(tx *bolt.Tx) error { return appendAudit(tx, s.auditKey, &e) })
 	return e, err
+}
+
+// compactDetails compacts an entry's JSON details, which the hash covers.
+func compactDetails(e *AuditEntry) error {
+	if len(e.Details) == 0 {
+		return nil
+	}
+	var b bytes.Buffer
+	if err := json.Compact(&b, e.Details); err != nil {
+		return fmt.Errorf("audit details: %w", err)
+	}
+	e.Details = b.Bytes()
+	return nil
 }
 
 // Audit appends an entry inside the ProcessInbox transaction, so that the

@@ -103,7 +103,7 @@ func (s *Store) commitLoop() {
 				break gather
 			}
 		}
-		err := s.db.Update(func(tx *bolt.Tx) error {
+		err := s.update(func(tx *bolt.Tx) error {
 			b := tx.Bucket(bucketInbox)
 			for _, r := range batch {
 				n, err := b.NextSequence()
@@ -186,7 +186,7 @@ func (s *Store) PeekInbox(fn func(e InboxEntry) bool) ([]InboxEntry, error) {
 func (s *Store) ProcessInbox(entries []InboxEntry, fn func(tx *Tx, i int) error) (ProcessResult, error) {
 	var res ProcessResult
 	var delta int64
-	err := s.db.Update(func(btx *bolt.Tx) error {
+	err := s.update(func(btx *bolt.Tx) error {
 		res = ProcessResult{}
 		tx := &Tx{tx: btx, auditKey: s.auditKey}
 		inbox := btx.Bucket(bucketInbox)

@@ -26,6 +26,10 @@ const (
 // first are dropped and counted in Incident.TimelineDropped.
 const MaxTimeline = 500
 
+// MaxAlerts caps the alerts of one incident: the alerts of one key past it
+// go to the key's next incident.
+const MaxAlerts = 1000
+
 // Incident is one problem medic tracks, made of the alerts that share its key.
 type Incident struct {
 	ID        uint64        `json:"id"`
@@ -43,9 +47,8 @@ type Incident struct {
 	Outcome string `json:"outcome,omitempty"`
 	// Acted is set when medic began an action for the incident.
 	Acted bool `json:"acted,omitempty"`
-	// Verifying is set while a step's verification is pending: its
-	// result, not Alertmanager's resolution, settles the outcome.
-	Verifying bool `json:"verifying,omitempty"`
+	// Remediation is where medic's remediation of the incident is.
+	Remediation Remediation `json:"remediation,omitzero"`
 	// RecoveredAt is when verification saw the recovery.
 	RecoveredAt *time.Time `json:"recovered_at,omitempty"`
 }
@@ -389,7 +392,7 @@ func (s *Store) IgnoredAlerts() ([]Ignored, error) {
 // the number of incidents deleted.
 func (s *Store) Prune(cutoff time.Time) (int, error) {
 	var n int
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx) error {
 		n = 0
 		b := tx.Bucket(bucketIncidents)
 		var del [][]byte
@@ -440,13 +443,96 @@ func (s *Store) Prune(cutoff time.Time) (int, error) {
 	return n, nil
 }
 
-// AddIncidentEvent appends an event to an incident's timeline.
-func (s *Store) AddIncidentEvent(id uint64, e Event) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
-		_, err := updateIncident(tx, id, func(inc *Incident) {
-			inc.AddEvent(e)
-			inc.UpdatedAt = e.Time
-		})
-		return err
+// Rekey gives an open incident the key of what is broken, once its
+// decision rendered the runbook's target. When another open incident holds
+// that key already, the incident is folded into it, in one transaction: its
+// alerts and their timeline join the holder, its fingerprints point there,
+// its decision job (job) is dropped and it is deleted; Rekey then returns
+// the holder's ID. Otherwise it returns id.
+func (s *Store) Rekey(id uint64, key string, job uint64, now time.Time) (uint64, error) {
+	into := id
+	folded := false
+	err := s.update(func(tx *bolt.Tx) error {
+		into, folded = id, false
+		inc, err := getIncident(tx, u64(id))
+		if err != nil {
+			return err
+		}
+		if inc.Key == key || inc.State != StateOpen {
+			return nil
+		}
+		keys := tx.Bucket(bucketIncidentKeys)
+		var dst *Incident
+		if holder := keys.Get([]byte(key)); holder != nil {
+			if dst, err = getIncident(tx, holder); err != nil {
+				return err
+			}
+			if len(dst.Alerts)+len(inc.Alerts) > MaxAlerts {
+				return nil // full: the incident keeps its own key
+			}
+		}
+		if cur := keys.Get([]byte(inc.Key)); cur != nil && binary.BigEndian.Uint64(cur) == id {
+			if err := keys.Delete([]byte(inc.Key)); err != nil {
+				return err
+			}
+		}
+		if dst != nil {
+			into, folded = dst.ID, true
+			return fold(tx, s.auditKey, inc, dst, job, now)
+		}
+		inc.Key = key
+		inc.AddEvent(Event{Time: now, Kind: "keyed", Message: "keyed by its target " + key})
+		if err := keys.Put([]byte(key), u64(id)); err != nil {
+			return err
+		}
+		return putJSON(tx, bucketIncidents, u64(id), inc)
 	})
+	if err == nil && folded {
+		s.openCount.Add(-1)
+	}
+	return into, err
+}
+
+// fold moves inc's alerts into the open incident dst and deletes inc.
+func fold(tx *bolt.Tx, auditKey []byte, inc, dst *Incident, job uint64, now time.Time) error {
+	into := dst.ID
+	fps := tx.Bucket(bucketFingerprints)
+	for _, a := range inc.Alerts {
+		if dst.AlertIndex(a.Fingerprint) < 0 {
+			dst.Alerts = append(dst.Alerts, a)
+		}
+		dst.AddEvent(Event{Time: now, Kind: "alert_firing", Fingerprint: a.Fingerprint,
+			Message: fmt.Sprintf("%s joined from incident %d: same target", a.Labels["alertname"], inc.ID)})
+		var f Fingerprint
+		if v := fps.Get([]byte(a.Fingerprint)); v != nil {
+			if err := json.Unmarshal(v, &f); err != nil {
+				return fmt.Errorf("decode fingerprint %s: %w", a.Fingerprint, err)
+			}
+			f.IncidentID = into
+			if err := putJSON(tx, bucketFingerprints, []byte(a.Fingerprint), f); err != nil {
+				return err
+			}
+		}
+	}
+	dst.UpdatedAt = now
+	if err := putJSON(tx, bucketIncidents, u64(into), dst); err != nil {
+		return err
+	}
+	if err := tx.Bucket(bucketIncidents).Delete(u64(inc.ID)); err != nil {
+		return err
+	}
+	if err := tx.Bucket(bucketDecisions).Delete(u64(job)); err != nil {
+		return err
+	}
+	details, _ := json.Marshal(map[string]any{"event": "folded", "into": into, "key": dst.Key})
+	return appendAudit(tx, auditKey, &AuditEntry{Time: now, Incident: inc.ID, Kind: "incident", Actor: "medic", Details: details})
+}
+
+// Incident returns the incident with the ID, or ErrNotFound.
+func (t *Tx) Incident(id uint64) (*Incident, error) {
+	inc, err := getIncident(t.tx, u64(id))
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return nil, t.fail(err)
+	}
+	return inc, err
 }

@@ -49,6 +49,9 @@ type Action struct {
 	FinishedAt *time.Time  `json:"finished_at,omitempty"`
 	// Result is the executor's record, kept verbatim for the audit log.
 	Result json.RawMessage `json:"result,omitempty"`
+	// Output is the executor's summary of the result: the error, the
+	// output, the status.
+	Output string `json:"output,omitempty"`
 	// Verification is what checking the step in Prometheus found:
 	// recovered, worse, unchanged or unverifiable, with the values.
 	Verification *Verification `json:"verification,omitempty"`
@@ -63,25 +66,15 @@ type Verification struct {
 	At     time.Time `json:"at"`
 }
 
-// VerifyAction records the verification of an action's step.
-func (s *Store) VerifyAction(id uint64, v Verification) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
-		a, err := updateAction(tx, id, func(a *Action) { a.Verification = &v })
-		if err != nil {
-			return err
-		}
-		// The verification's result settles the incident, not its close.
-		_, err = updateIncident(tx, a.Incident, func(inc *Incident) { inc.Verifying = false })
-		return ignoreNotFound(err)
-	})
-}
-
 var (
 	bucketJournal = []byte("journal")
 	// bucketJournalByIncident indexes the journal by incident.
 	bucketJournalByIncident = []byte("journal_by_incident")
-	bucketIdempotency       = []byte("idempotency")
-	bucketToolStats         = []byte("tool_stats")
+	// bucketRunning lists the actions whose tool is running: what a
+	// restart finds interrupted, without reading the journal.
+	bucketRunning     = []byte("running")
+	bucketIdempotency = []byte("idempotency")
+	bucketToolStats   = []byte("tool_stats")
 )
 
 // ErrIdempotentRepeat is returned by BeginAction when the action's
@@ -91,14 +84,6 @@ var ErrIdempotentRepeat = fmt.Errorf("idempotent repeat")
 type idemRecord struct {
 	At     time.Time `json:"at"`
 	Action uint64    `json:"action"`
-}
-
-// BeginAction writes the intent to the journal, fsynced, before the tool
-// runs, and claims its idempotency key for window in the same transaction:
-// a second BeginAction with the key inside the window fails with
-// ErrIdempotentRepeat, even after a crash and a restart.
-func (s *Store) BeginAction(a *Action, window time.Duration) error {
-	return s.db.Update(func(tx *bolt.Tx) error { return beginAction(tx, a, window) })
 }
 
 func beginAction(tx *bolt.Tx, a *Action, window time.Duration) error {
@@ -131,9 +116,7 @@ func beginAction(tx *bolt.Tx, a *Action, window time.Duration) error {
 	if err := tx.Bucket(bucketJournalByIncident).Put(byIncident(a.Incident, id), nil); err != nil {
 		return err
 	}
-	// The incident records that medic acted, for its outcome when it
-	// closes.
-	if _, err := updateIncident(tx, a.Incident, func(inc *Incident) { inc.Acted, inc.Verifying = true, a.Verify }); ignoreNotFound(err) != nil {
+	if err := tx.Bucket(bucketRunning).Put(u64(id), nil); err != nil {
 		return err
 	}
 	if a.IdempotencyKey != "" && window > 0 {
@@ -188,29 +171,6 @@ func (t ToolStats) Rate() (float64, int) {
 	return float64(ok) / float64(len(t.Recent)), len(t.Recent)
 }
 
-// FinishAction records the outcome of an action and counts it in its
-// tool's success rate. A failed action gives its idempotency key back: a
-// call that failed is not done, and a retry is not a repeat. (An
-// interrupted one keeps it, since whether it ran is unknown.)
-func (s *Store) FinishAction(id uint64, st ActionState, result json.RawMessage, at time.Time) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
-		a, err := updateAction(tx, id, func(a *Action) { a.State, a.Result, a.FinishedAt = st, result, &at })
-		if err != nil {
-			return err
-		}
-		if st == ActionFailed && a.IdempotencyKey != "" {
-			idem := tx.Bucket(bucketIdempotency)
-			var r idemRecord
-			if v := idem.Get([]byte(a.IdempotencyKey)); v != nil && json.Unmarshal(v, &r) == nil && r.Action == id {
-				if err := idem.Delete([]byte(a.IdempotencyKey)); err != nil {
-					return err
-				}
-			}
-		}
-		return countOutcome(tx, bucketToolStats, a.Tool, st == ActionSucceeded)
-	})
-}
-
 // countOutcome appends an outcome to the recent outcomes of a tool or a
 // runbook, keeping the last toolStatsWindow.
 func countOutcome(tx *bolt.Tx, bucket []byte, name string, ok bool) error {
@@ -232,37 +192,28 @@ func countOutcome(tx *bolt.Tx, bucket []byte, name string, ok bool) error {
 // that their incidents escalate. It runs once at start, before any action.
 func (s *Store) MarkInterrupted(at time.Time) ([]Action, error) {
 	var out []Action
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx) error {
 		out = out[:0]
-		b := tx.Bucket(bucketJournal)
-		var keys [][]byte
-		var found []Action
-		if err := b.ForEach(func(k, v []byte) error {
-			var a Action
-			if err := json.Unmarshal(v, &a); err != nil {
-				return fmt.Errorf("decode action %x: %w", k, err)
-			}
-			if a.State == ActionRunning {
-				keys = append(keys, k)
-				found = append(found, a)
-			}
+		running := tx.Bucket(bucketRunning)
+		var ids [][]byte
+		if err := running.ForEach(func(k, _ []byte) error {
+			ids = append(ids, k)
 			return nil
 		}); err != nil {
 			return err
 		}
-		for i, a := range found {
-			a.State, a.FinishedAt = ActionInterrupted, &at
-			buf, err := json.Marshal(a)
+		for _, k := range ids {
+			a, err := updateAction(tx, binary.BigEndian.Uint64(k), func(a *Action) { a.State, a.FinishedAt = ActionInterrupted, &at })
 			if err != nil {
 				return err
 			}
-			if err := b.Put(keys[i], buf); err != nil {
+			if err := running.Delete(k); err != nil {
 				return err
 			}
 			if err := countOutcome(tx, bucketToolStats, a.Tool, false); err != nil {
 				return err
 			}
-			out = append(out, a)
+			out = append(out, *a)
 		}
 		return nil
 	})

@@ -16,7 +16,7 @@ func TestJournalLifecycleAndCounts(t *testing.T) {
 	s := open(t, filepath.Join(t.TempDir(), "m.db"))
 	begin := func(tool, target string, at time.Time, rollback bool) uint64 {
 		a := &Action{Incident: 1, Tool: tool, Target: target, StartedAt: at, Rollback: rollback, Argv: []string{"kubectl", "scale"}}
-		if err := s.BeginAction(a, 0); err != nil {
+		if err := commitBegin(s, a, 0); err != nil {
 			t.Fatal(err)
 		}
 		return a.ID
@@ -28,11 +28,11 @@ func TestJournalLifecycleAndCounts(t *testing.T) {
 	begin("k8s_scale", "shop/web", t0.Add(-3*time.Minute), false)
 	begin("cert_renew", "shop/tls", t0.Add(-11*time.Minute), false)
 	for _, id := range []uint64{old, a1} {
-		if err := s.FinishAction(id, ActionSucceeded, json.RawMessage(`{"exit_code":0}`), t0); err != nil {
+		if err := commitFinish(s, id, ActionSucceeded, json.RawMessage(`{"exit_code":0}`), t0); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := s.FinishAction(a2, ActionFailed, json.RawMessage(`{"exit_code":1}`), t0); err != nil {
+	if err := commitFinish(s, a2, ActionFailed, json.RawMessage(`{"exit_code":1}`), t0); err != nil {
 		t.Fatal(err)
 	}
 	c, err := s.CountActions(CountQuery{Tool: "k8s_scale", Target: "shop/api", Now: t0})
@@ -49,7 +49,7 @@ func TestJournalLifecycleAndCounts(t *testing.T) {
 	if len(acts) != 6 || acts[2].State != ActionFailed || acts[2].FinishedAt == nil || string(acts[2].Result) != `{"exit_code":1}` {
 		t.Fatalf("journal %+v", acts[2])
 	}
-	if err := s.FinishAction(999, ActionSucceeded, nil, t0); !errors.Is(err, ErrNotFound) {
+	if err := commitFinish(s, 999, ActionSucceeded, nil, t0); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("finishing an unknown action: %v", err)
 	}
 }
@@ -64,7 +64,7 @@ func TestJournalAfterCrash(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := &Action{Incident: 7, Tool: "k8s_set_memory_limit", Target: "shop/api", IdempotencyKey: "shop/api/memory", StartedAt: t0}
-	if err := s.BeginAction(a, 30*time.Minute); err != nil {
+	if err := commitBegin(s, a, 30*time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	s.Close() // the process dies here: no FinishAction
@@ -78,11 +78,11 @@ func TestJournalAfterCrash(t *testing.T) {
 		t.Fatalf("interrupted twice: %+v", again)
 	}
 	retry := &Action{Incident: 7, Tool: "k8s_set_memory_limit", Target: "shop/api", IdempotencyKey: "shop/api/memory", StartedAt: t0.Add(29 * time.Minute)}
-	if err := s.BeginAction(retry, 30*time.Minute); !errors.Is(err, ErrIdempotentRepeat) {
+	if err := commitBegin(s, retry, 30*time.Minute); !errors.Is(err, ErrIdempotentRepeat) {
 		t.Fatalf("re-run inside the window: %v", err)
 	}
 	retry.StartedAt = t0.Add(30 * time.Minute)
-	if err := s.BeginAction(retry, 30*time.Minute); err != nil {
+	if err := commitBegin(s, retry, 30*time.Minute); err != nil {
 		t.Fatalf("run after the window: %v", err)
 	}
 	c, _ := s.CountActions(CountQuery{Tool: "k8s_set_memory_limit", Target: "shop/api", Now: t0.Add(31 * time.Minute)})
@@ -103,7 +103,7 @@ func TestCountsForTheBlastRadius(t *testing.T) {
 		{Target: "d", Group: "web", StartedAt: t0.Add(-5 * time.Minute), Rollback: true},
 	} {
 		a.Incident, a.Tool = uint64(i+1), "restart"
-		if err := s.BeginAction(&a, time.Hour); err != nil {
+		if err := commitBegin(s, &a, time.Hour); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -135,7 +135,7 @@ func TestIndexByIncidentMigration(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "m.db")
 	s := open(t, p)
 	for i := range 6 {
-		if err := s.BeginAction(&Action{Incident: uint64(i%3 + 1), Tool: "x", StartedAt: t0}, 0); err != nil {
+		if err := commitBegin(s, &Action{Incident: uint64(i%3 + 1), Tool: "x", StartedAt: t0}, 0); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := s.Audit(AuditEntry{Time: t0, Incident: uint64(i%3 + 1), Kind: "decision", Actor: "medic"}); err != nil {
@@ -178,7 +178,7 @@ func TestPruneTakesApprovals(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.PutApproval(Approval{Incident: 1, Tool: "x", CreatedAt: closed, ExpiresAt: closed.Add(time.Hour)}); err != nil {
+	if err := commitApproval(s, Approval{Incident: 1, Tool: "x", CreatedAt: closed, ExpiresAt: closed.Add(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
 	if n, err := s.Prune(t0.Add(-24 * time.Hour)); err != nil || n != 1 {
@@ -188,3 +188,13 @@ func TestPruneTakesApprovals(t *testing.T) {
 		t.Fatalf("the approval outlived its incident: %v", err)
 	}
 }
+
+func commitBegin(s *Store, a *Action, window time.Duration) error {
+	return s.Commit(&Change{Incident: a.Incident, Begin: a, Window: window})
+}
+
+func commitFinish(s *Store, id uint64, st ActionState, result json.RawMessage, at time.Time) error {
+	return s.Commit(&Change{Finish: &Finished{Action: id, State: st, Result: result, At: at}})
+}
+
+func commitApproval(s *Store, a Approval) error { return s.Commit(&Change{Ask: &a}) }

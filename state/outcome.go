@@ -34,57 +34,6 @@ type Fix struct {
 	At       time.Time `json:"at"`
 }
 
-// Remediated records that verification saw the incident recover: the
-// outcome and the time to recovery on the incident, a success in the
-// runbook's stats, and the fix on the target, in one transaction. It
-// returns the outcome the incident had before: Alertmanager's resolution
-// may have closed it as remediated while the verification still waited.
-func (s *Store) Remediated(id uint64, target string, fix Fix, e Event) (string, error) {
-	var prev string
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		_, err := updateIncident(tx, id, func(inc *Incident) {
-			prev = inc.Outcome
-			inc.Outcome = OutcomeRemediated
-			at := fix.At
-			inc.RecoveredAt = &at
-			inc.AddEvent(e)
-			inc.UpdatedAt = e.Time
-		})
-		if err != nil {
-			return err
-		}
-		if err := putJSON(tx, bucketFixes, []byte(target), fix); err != nil {
-			return err
-		}
-		return countOutcome(tx, bucketRunbookStats, fix.Runbook, true)
-	})
-	return prev, err
-}
-
-// Escalated records the escalation outcome and event, and returns the
-// incident as written and the outcome it had before. When medic had acted
-// on the incident and it was not escalated already, the escalation counts
-// as a failure of runbook.
-func (s *Store) Escalated(id uint64, runbook string, e Event) (*Incident, string, error) {
-	var inc *Incident
-	var prev string
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		var acted bool
-		var err error
-		inc, err = updateIncident(tx, id, func(inc *Incident) {
-			prev, acted = inc.Outcome, inc.Acted
-			inc.Outcome = OutcomeEscalated
-			inc.AddEvent(e)
-			inc.UpdatedAt = e.Time
-		})
-		if err != nil || runbook == "" || !acted || prev == OutcomeEscalated {
-			return err
-		}
-		return countOutcome(tx, bucketRunbookStats, runbook, false)
-	})
-	return inc, prev, err
-}
-
 // LastFix returns the last verified fix of a target, or ErrNotFound.
 func (s *Store) LastFix(target string) (Fix, error) {
 	var f Fix
@@ -102,7 +51,7 @@ func (s *Store) LastFix(target string) (Fix, error) {
 // failure of its runbook and of each of its tools, and forgets it, so
 // that it is counted once.
 func (s *Store) FixFailed(target string, f Fix) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx) error {
 		if err := countOutcome(tx, bucketRunbookStats, f.Runbook, false); err != nil {
 			return err
 		}
@@ -132,7 +81,7 @@ func (s *Store) RunbookStats(runbook string) (ToolStats, error) {
 // The window lives in the file, so a restart does not reset it.
 func (s *Store) TakeEscalation(now time.Time, max int) (bool, error) {
 	ok := false
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketEscalations)
 		var recent []time.Time
 		if v := b.Get([]byte("recent")); v != nil {

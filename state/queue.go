@@ -22,17 +22,17 @@ type DecisionJob struct {
 
 // QueueDecision adds a job inside a ProcessInbox transaction.
 func (t *Tx) QueueDecision(j DecisionJob) error {
-	b := t.tx.Bucket(bucketDecisions)
+	return t.check(queueDecision(t.tx, &j))
+}
+
+func queueDecision(tx *bolt.Tx, j *DecisionJob) error {
+	b := tx.Bucket(bucketDecisions)
 	seq, err := b.NextSequence()
 	if err != nil {
-		return t.fail(err)
+		return err
 	}
 	j.Seq = seq
-	buf, err := json.Marshal(j)
-	if err != nil {
-		return t.fail(err)
-	}
-	return t.check(b.Put(u64(seq), buf))
+	return putJSON(tx, bucketDecisions, u64(seq), j)
 }
 
 // DecisionJobs returns the queued jobs, oldest first.
@@ -50,18 +50,4 @@ func (s *Store) DecisionJobs(max int) ([]DecisionJob, error) {
 		return nil
 	})
 	return out, err
-}
-
-// DoneDecision removes a job once it is decided, and records what happened
-// in the audit log in the same transaction.
-func (s *Store) DoneDecision(seq uint64, audit *AuditEntry) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
-		if err := tx.Bucket(bucketDecisions).Delete(u64(seq)); err != nil {
-			return err
-		}
-		if audit != nil {
-			return appendAudit(tx, s.auditKey, audit)
-		}
-		return nil
-	})
 }

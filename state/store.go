@@ -17,7 +17,7 @@ import (
 
 // SchemaVersion is the layout this code reads and writes. Open refuses a file
 // written by a newer medic rather than guessing at its layout.
-const SchemaVersion = 2
+const SchemaVersion = 3
 
 var (
 	bucketMeta         = []byte("meta")
@@ -32,7 +32,7 @@ var (
 
 	allBuckets = [][]byte{bucketMeta, bucketInbox, bucketDead, bucketIncidents, bucketIncidentKeys, bucketFingerprints, bucketIgnored,
 		bucketJournal, bucketIdempotency, bucketToolStats, bucketAudit, bucketDecisions, bucketApprovals,
-		bucketFixes, bucketRunbookStats, bucketEscalations, bucketJournalByIncident, bucketAuditByIncident}
+		bucketFixes, bucketRunbookStats, bucketEscalations, bucketJournalByIncident, bucketAuditByIncident, bucketRunning}
 )
 
 // ErrNotFound is returned when a record does not exist.
@@ -94,6 +94,7 @@ type Store struct {
 	inboxDepth atomic.Int64
 	openCount  atomic.Int64
 	commits    atomic.Uint64
+	writes     atomic.Uint64
 	lastTx     atomic.Int64
 
 	auditKey []byte
@@ -148,7 +149,7 @@ func Open(path string, o Options) (*Store, error) {
 }
 
 func (s *Store) migrate() error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx) error {
 		for _, name := range allBuckets {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return fmt.Errorf("create bucket %s: %w", name, err)
@@ -166,6 +167,11 @@ func (s *Store) migrate() error {
 			if got < 2 {
 				if err := indexByIncident(tx); err != nil {
 					return fmt.Errorf("migrate to schema 2: %w", err)
+				}
+			}
+			if got < 3 {
+				if err := indexRunning(tx); err != nil {
+					return fmt.Errorf("migrate to schema 3: %w", err)
 				}
 			}
 		}
@@ -202,6 +208,24 @@ func indexByIncident(tx *bolt.Tx) error {
 	})
 }
 
+// indexRunning builds the index of running actions (schema 3) for a file
+// written before it.
+func indexRunning(tx *bolt.Tx) error {
+	running := tx.Bucket(bucketRunning)
+	return tx.Bucket(bucketJournal).ForEach(func(k, v []byte) error {
+		var a struct {
+			State ActionState `json:"state"`
+		}
+		if err := json.Unmarshal(v, &a); err != nil {
+			return fmt.Errorf("decode action %x: %w", k, err)
+		}
+		if a.State != ActionRunning {
+			return nil
+		}
+		return running.Put(k, nil)
+	})
+}
+
 func (s *Store) countAtOpen() error {
 	return s.db.View(func(tx *bolt.Tx) error {
 		s.inboxDepth.Store(int64(tx.Bucket(bucketInbox).Stats().KeyN))
@@ -209,6 +233,20 @@ func (s *Store) countAtOpen() error {
 		return nil
 	})
 }
+
+// update runs fn in a write transaction and counts the commit: each one is
+// an fsync (two fdatasyncs) of the file.
+func (s *Store) update(fn func(*bolt.Tx) error) error {
+	err := s.db.Update(fn)
+	if err == nil {
+		s.writes.Add(1)
+	}
+	return err
+}
+
+// WriteTransactions counts the write transactions committed since Open,
+// each one fsynced (GroupBoltBatch's shared commits are not counted).
+func (s *Store) WriteTransactions() uint64 { return s.writes.Load() }
 
 // Close closes the database. Writes already queued are committed first;
 // later ones fail with ErrClosed.

@@ -1,0 +1,345 @@
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"medic/state"
+)
+
+// A crash in each phase of a remediation, then a restart: no step runs
+// twice, no incident is left without an outcome, and the timeline says what
+// happened. Each phase has its runbook below, matched by the alert name;
+// each test has its own Prometheus and its own medic, killed with SIGKILL.
+
+const crashRunbooks = `
+tool "record" {
+  description = "Records that it ran, then takes its time."
+  risk        = "low"
+  timeout     = "2m"
+  param "sleep" {
+    type = "int"
+    min  = 0
+    max  = 60
+  }
+  exec { command = ["SCRIPT", "COUNT", "${param.sleep}"] }
+}
+tool "risky" {
+  description = "High risk: needs a human."
+  risk        = "high"
+  exec { command = ["SCRIPT", "COUNT", "0"] }
+}
+runbook "deciding" {
+  description = "Its query hangs while Prometheus is stopped."
+  match { alertname = "Deciding" }
+  target = "${labels.name}"
+  query "up" { promql = "vector(1)" }
+  when = "len(query.up) == 1"
+  step "record" {
+    tool = "record"
+    args = { sleep = "0" }
+  }
+  verify {
+    promql = "vector(0)"
+    expect = "after == 0"
+    wait   = "1s"
+  }
+}
+runbook "held" {
+  description = "Held by min_firing."
+  match { alertname = "Held" }
+  target     = "${labels.name}"
+  min_firing = "8s"
+  step "record" {
+    tool = "record"
+    args = { sleep = "0" }
+  }
+  verify {
+    promql = "vector(0)"
+    expect = "after == 0"
+    wait   = "1s"
+  }
+}
+runbook "approval" {
+  description = "Waits for a human."
+  match { alertname = "Approval" }
+  target = "${labels.name}"
+  step "risky" { tool = "risky" }
+  verify {
+    promql = "vector(0)"
+    expect = "after == 0"
+    wait   = "1s"
+  }
+}
+runbook "executing" {
+  description = "Its step takes half a minute."
+  match { alertname = "Executing" }
+  target = "${labels.name}"
+  step "record" {
+    tool = "record"
+    args = { sleep = "30" }
+  }
+  verify {
+    promql = "vector(0)"
+    expect = "after == 0"
+    wait   = "1s"
+  }
+}
+runbook "verifying" {
+  description = "Its verification waits."
+  match { alertname = "Verifying" }
+  target = "${labels.name}"
+  step "record" {
+    tool = "record"
+    args = { sleep = "0" }
+  }
+  verify {
+    promql = "vector(0)"
+    expect = "after == 0"
+    wait   = "8s"
+  }
+}
+runbook "rolling_back" {
+  description = "Its step makes it worse; the rollback takes half a minute."
+  match { alertname = "RollingBack" }
+  target = "${labels.name}"
+  step "record" {
+    tool = "record"
+    args = { sleep = "0" }
+    rollback {
+      tool = "record"
+      args = { sleep = "30" }
+    }
+  }
+  verify {
+    promql = "vector(1)"
+    expect = "after == 0"
+    worse  = "after >= before"
+    wait   = "1s"
+  }
+}
+runbook "settled" {
+  description = "Recovers at once."
+  match { alertname = "Settled" }
+  target = "${labels.name}"
+  step "record" {
+    tool = "record"
+    args = { sleep = "0" }
+  }
+  verify {
+    promql = "vector(0)"
+    expect = "after == 0"
+    wait   = "1s"
+  }
+}
+`
+
+// crashLab is a remediation lab wired to its own Prometheus.
+func crashLab(t *testing.T) (*remediationLab, *proc) {
+	t.Helper()
+	promAddr, prom := startPrometheusProc(t)
+	l := newLab(t, crashRunbooks, "1h")
+	l.writeConfig(t, fmt.Sprintf("prometheus { url = %q }", "http://"+promAddr), labAuth, `approval_ttl = "1h"`)
+	return l, prom
+}
+
+// kill SIGKILLs medic and the tool it may be running, as a crash of the
+// machine would.
+func (l *remediationLab) kill(t *testing.T, p *proc) {
+	t.Helper()
+	p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.done
+	p.done <- nil
+	for _, pid := range l.runs(t) {
+		if n, err := strconv.Atoi(pid); err == nil {
+			syscall.Kill(-n, syscall.SIGKILL)
+			syscall.Kill(n, syscall.SIGKILL)
+		}
+	}
+}
+
+// phaseOf is the phase of the incident holding the alert, or "".
+func (l *remediationLab) phaseOf(t *testing.T, fp string) state.Phase {
+	for _, inc := range l.incidents(t) {
+		if holds(inc, fp) {
+			return inc.Remediation.Phase
+		}
+	}
+	return ""
+}
+
+// outcome waits for the incident holding the alert to settle, and
+// returns it.
+func (l *remediationLab) outcome(t *testing.T, fp string) state.Incident {
+	t.Helper()
+	var found state.Incident
+	eventually(t, 60*time.Second, fp+" to settle", func() bool {
+		for _, inc := range l.incidents(t) {
+			if holds(inc, fp) && inc.Outcome != "" && inc.Remediation.Phase == state.PhaseSettled {
+				found = inc
+				return true
+			}
+		}
+		return false
+	})
+	return found
+}
+
+func TestCrashInEachPhase(t *testing.T) {
+	t.Parallel()
+	labels := func(name string) map[string]string { return map[string]string{"alertname": name, "name": "shop"} }
+	check := func(t *testing.T, l *remediationLab, inc state.Incident, outcome string, runs int, event string) {
+		t.Helper()
+		if inc.Outcome != outcome {
+			t.Errorf("outcome %q, want %q: %s", inc.Outcome, outcome, timeline(inc))
+		}
+		if n := len(l.runs(t)); n != runs {
+			t.Errorf("the tool ran %d times, want %d: %s", n, runs, timeline(inc))
+		}
+		if event != "" && !hasEvent(inc, event) {
+			t.Errorf("no %s event: %s", event, timeline(inc))
+		}
+	}
+
+	t.Run("deciding", func(t *testing.T) {
+		t.Parallel()
+		l, prom := crashLab(t)
+		p := l.start(t)
+		// With Prometheus stopped, the decision's query hangs.
+		prom.cmd.Process.Signal(syscall.SIGSTOP)
+		l.postAlert(t, "firing", "00000000000009a1", time.Now(), labels("Deciding"))
+		eventually(t, 20*time.Second, "the incident to open", func() bool { return l.phaseOf(t, "00000000000009a1") == state.PhaseDeciding })
+		time.Sleep(500 * time.Millisecond) // the decision is under way, blocked on the query
+		l.kill(t, p)
+		prom.cmd.Process.Signal(syscall.SIGCONT)
+		l.start(t)
+		check(t, l, l.outcome(t, "00000000000009a1"), state.OutcomeRemediated, 1, "recovered")
+	})
+	t.Run("held", func(t *testing.T) {
+		t.Parallel()
+		l, _ := crashLab(t)
+		p := l.start(t)
+		l.postAlert(t, "firing", "00000000000009b1", time.Now(), labels("Held"))
+		eventually(t, 20*time.Second, "the hold", func() bool { return l.phaseOf(t, "00000000000009b1") == state.PhaseHeld })
+		l.kill(t, p)
+		l.start(t)
+		inc := l.outcome(t, "00000000000009b1")
+		check(t, l, inc, state.OutcomeRemediated, 1, "held")
+	})
+	t.Run("awaiting_approval", func(t *testing.T) {
+		t.Parallel()
+		l, _ := crashLab(t)
+		p := l.start(t)
+		l.postAlert(t, "firing", "00000000000009c1", time.Now(), labels("Approval"))
+		eventually(t, 20*time.Second, "the approval", func() bool { return l.phaseOf(t, "00000000000009c1") == state.PhaseAwaitingApproval })
+		l.kill(t, p)
+		l.start(t)
+		id := l.latest(t, "00000000000009c1", "approval_pending").ID
+		if code, body := l.do(t, "POST", fmt.Sprintf("/api/v1/incidents/%d/approve", id), l.approver, nil); code != http.StatusOK {
+			t.Fatalf("approve after the restart: %d %s", code, body)
+		}
+		check(t, l, l.outcome(t, "00000000000009c1"), state.OutcomeRemediated, 1, "approval_approved")
+	})
+	t.Run("executing", func(t *testing.T) {
+		t.Parallel()
+		l, _ := crashLab(t)
+		p := l.start(t)
+		l.postAlert(t, "firing", "00000000000009d1", time.Now(), labels("Executing"))
+		eventually(t, 20*time.Second, "the step to start", func() bool { return len(l.runs(t)) == 1 })
+		if ph := l.phaseOf(t, "00000000000009d1"); ph != state.PhaseExecuting {
+			t.Fatalf("phase %s while the step runs", ph)
+		}
+		l.kill(t, p)
+		l.start(t)
+		inc := l.outcome(t, "00000000000009d1")
+		check(t, l, inc, state.OutcomeEscalated, 1, "escalated")
+		if msg := lastEvent(inc, "escalated"); !strings.Contains(msg, "interrupted by a restart and is not re-run") {
+			t.Errorf("escalation: %s", msg)
+		}
+	})
+	t.Run("verifying", func(t *testing.T) {
+		t.Parallel()
+		l, _ := crashLab(t)
+		p := l.start(t)
+		l.postAlert(t, "firing", "00000000000009e1", time.Now(), labels("Verifying"))
+		eventually(t, 20*time.Second, "the verification", func() bool { return l.phaseOf(t, "00000000000009e1") == state.PhaseVerifying })
+		l.kill(t, p)
+		l.start(t)
+		check(t, l, l.outcome(t, "00000000000009e1"), state.OutcomeRemediated, 1, "resumed")
+	})
+	t.Run("rolling_back", func(t *testing.T) {
+		t.Parallel()
+		l, _ := crashLab(t)
+		p := l.start(t)
+		l.postAlert(t, "firing", "00000000000009f1", time.Now(), labels("RollingBack"))
+		eventually(t, 30*time.Second, "the rollback to start", func() bool { return len(l.runs(t)) == 2 })
+		if ph := l.phaseOf(t, "00000000000009f1"); ph != state.PhaseRollingBack {
+			t.Fatalf("phase %s while the rollback runs", ph)
+		}
+		l.kill(t, p)
+		l.start(t)
+		inc := l.outcome(t, "00000000000009f1")
+		check(t, l, inc, state.OutcomeEscalated, 2, "verified")
+		if msg := lastEvent(inc, "escalated"); !strings.Contains(msg, "interrupted by a restart and is not re-run") {
+			t.Errorf("escalation: %s", msg)
+		}
+	})
+	t.Run("settled", func(t *testing.T) {
+		t.Parallel()
+		l, _ := crashLab(t)
+		p := l.start(t)
+		l.postAlert(t, "firing", "0000000000000a01", time.Now(), labels("Settled"))
+		before := l.outcome(t, "0000000000000a01")
+		l.kill(t, p)
+		l.start(t)
+		// A restart changes nothing: the timeline is as it was.
+		time.Sleep(2 * time.Second)
+		after := l.outcome(t, "0000000000000a01")
+		check(t, l, after, state.OutcomeRemediated, 1, "recovered")
+		if len(after.Timeline) != len(before.Timeline) {
+			t.Errorf("the restart changed the timeline: %s", timeline(after))
+		}
+	})
+}
+
+// TestOneStepRemediationCommits counts the fsynced write transactions of a
+// one-step remediation that recovers, through the daemon's own counter:
+// the intake's commit, the worker's, and at most five from decision to
+// outcome (the intent with the decision's records, the result entering
+// verification, the recovery).
+func TestOneStepRemediationCommits(t *testing.T) {
+	t.Parallel()
+	l, _ := crashLab(t)
+	l.start(t)
+	counter := func(name string) int {
+		t.Helper()
+		for _, line := range strings.Split(get(t, "http://"+l.addr+"/metrics"), "\n") {
+			if v, ok := strings.CutPrefix(line, name+" "); ok {
+				n, err := strconv.ParseFloat(v, 64)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return int(n)
+			}
+		}
+		t.Fatalf("no %s in /metrics", name)
+		return 0
+	}
+	writes, intake := counter("medic_state_write_transactions_total"), counter("medic_inbox_commits_total")
+	l.postAlert(t, "firing", "0000000000000b01", time.Now(), map[string]string{"alertname": "Settled", "name": "shop"})
+	inc := l.outcome(t, "0000000000000b01")
+	if inc.Outcome != state.OutcomeRemediated {
+		t.Fatalf("outcome %q: %s", inc.Outcome, timeline(inc))
+	}
+	writes, intake = counter("medic_state_write_transactions_total")-writes, counter("medic_inbox_commits_total")-intake
+	decided := writes - intake - 1 // the worker's transaction opens the incident
+	t.Logf("write transactions: %d in all, %d intake, 1 worker, %d from decision to outcome", writes, intake, decided)
+	if decided > 5 {
+		t.Fatalf("%d write transactions from decision to outcome, want at most 5", decided)
+	}
+}

@@ -1,0 +1,220 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"medic/state"
+)
+
+// One fault, one incident: the alerts of one broken thing fold into one
+// incident, keyed by the target of the runbook that matches them, with one
+// remediation and no brief.
+
+// TestOneFaultOneIncident: one fault on a target fires two rules of
+// different severity and a third rule, as node-mixin's filesystem rules do
+// for one filling disk (NodeFilesystemSpaceFillingUp at warning and at
+// critical, then NodeFilesystemAlmostOutOfSpace). Through real Prometheus,
+// Alertmanager and medic processes they make one incident with all three
+// alerts, one remediation, no brief, and the outcome remediated.
+func TestOneFaultOneIncident(t *testing.T) {
+	t.Parallel()
+	l := startPipeline(t, pipeline{
+		rules: `groups:
+  - name: disk
+    interval: 1s
+    rules:
+      - alert: LabDiskFillingUp
+        expr: lab_errors{service="disk"} > 0
+        for: 1s
+        labels: { severity: warning }
+      - alert: LabDiskFillingUp
+        expr: lab_errors{service="disk"} > 1
+        for: 1s
+        labels: { severity: critical }
+      - alert: LabDiskAlmostFull
+        expr: lab_errors{service="disk"} > 2
+        for: 1s
+        labels: { severity: critical }
+`,
+		runbooks: diskRunbook,
+		groupBy:  "['alertname', 'severity']",
+		values:   map[string]string{"disk": "0"},
+		scraped:  `count(lab_errors) == 1`,
+	})
+	l.set(t, "disk", "5")
+	var inc state.Incident
+	eventually(t, 90*time.Second, "the incident to close remediated", func() bool {
+		incs := listIncidents(t, l.medicAddr, l.token, "all")
+		if len(incs) == 0 {
+			return false
+		}
+		inc = incs[0]
+		return inc.State == state.StateClosed && inc.Outcome != ""
+	})
+	incs := listIncidents(t, l.medicAddr, l.token, "all")
+	if len(incs) != 1 {
+		t.Fatalf("%d incidents for one fault, want 1: %s", len(incs), describe(incs))
+	}
+	names, severities := map[string]bool{}, map[string]bool{}
+	for _, a := range inc.Alerts {
+		names[a.Labels["alertname"]], severities[a.Labels["severity"]] = true, true
+	}
+	if len(inc.Alerts) != 3 || len(names) != 2 || len(severities) != 2 {
+		t.Fatalf("the incident holds %d alerts (%v, %v), want the three rules' alerts", len(inc.Alerts), names, severities)
+	}
+	if inc.Outcome != state.OutcomeRemediated || inc.Key != "target:lab/disk" || inc.Remediation.Phase != state.PhaseSettled {
+		t.Fatalf("outcome %q, key %q, phase %q: %s", inc.Outcome, inc.Key, inc.Remediation.Phase, timeline(inc))
+	}
+	if runs := l.runs(t, "disk"); len(runs) != 1 {
+		t.Fatalf("the fix ran %d times: %v", len(runs), runs)
+	}
+	if n := len(l.briefs); n != 0 {
+		t.Fatalf("%d briefs for a fault medic fixed", n)
+	}
+}
+
+const diskRunbook = `
+tool "set_errors" {
+  description = "Frees the lab disk."
+  risk        = "low"
+  param "service" { pattern = "[a-z]+" }
+  param "value" { pattern = "[0-9]+" }
+  exec { command = ["SETSH", "${param.service}", "${param.value}"] }
+}
+
+tool "brief_hook" {
+  description = "The on-call's webhook."
+  risk        = "low"
+  notify {
+    channel  = "webhook"
+    url_file = "hook-url"
+  }
+}
+
+runbook "disk" {
+  description = "A lab disk fills up: free it."
+  match_re { alertname = "LabDisk.*" }
+  target     = "${labels.job}/${labels.service}"
+  # The three rules fire together; holding the decision a moment lets the
+  # later notifications join before medic acts.
+  min_firing = "4s"
+  step "free" {
+    tool = "set_errors"
+    args = { service = "${labels.service}", value = "0" }
+  }
+  verify {
+    promql = "sum(lab_errors{service=\"${labels.service}\"})"
+    expect = "after == 0"
+    wait   = "3s"
+  }
+}
+`
+
+// TestPodsOfOneDeploymentOneIncident: fifty crash-looping pods of one
+// Deployment fire fifty alerts. The runbook's target is the Deployment,
+// found by a query, so each alert opens an incident of its own until its
+// decision renders the target; then it folds into the Deployment's
+// incident. One incident, one action, no brief.
+func TestPodsOfOneDeploymentOneIncident(t *testing.T) {
+	t.Parallel()
+	var owners strings.Builder
+	owners.WriteString("# TYPE kube_pod_owner gauge\n")
+	for i := range 50 {
+		fmt.Fprintf(&owners, "kube_pod_owner{namespace=\"shop\",pod=\"api-7d9f8-%05d\",owner_kind=\"ReplicaSet\",owner_name=\"api-7d9f8\"} 1\n", i)
+	}
+	owners.WriteString("# TYPE kube_replicaset_owner gauge\nkube_replicaset_owner{namespace=\"shop\",replicaset=\"api-7d9f8\",owner_kind=\"Deployment\",owner_name=\"api\"} 1\n")
+	l := startPipeline(t, pipeline{
+		rules: `groups:
+  - name: pods
+    interval: 1s
+    rules:
+      - alert: LabPodCrashLooping
+        expr: kube_pod_owner{namespace="shop"} * on () group_left () (lab_errors{service="api"} > 0)
+        for: 1s
+        labels: { severity: warning }
+`,
+		runbooks: podsRunbook,
+		groupBy:  "['alertname']",
+		values:   map[string]string{"api": "0", "owners.prom": owners.String()},
+		scraped:  `count(kube_pod_owner) == 50`,
+	})
+	l.set(t, "api", "1")
+	var inc state.Incident
+	eventually(t, 90*time.Second, "fifty alerts in one incident", func() bool {
+		incs := listIncidents(t, l.medicAddr, l.token, "all")
+		if len(incs) != 1 {
+			return false
+		}
+		inc = incs[0]
+		return len(inc.Alerts) == 50 && hasEvent(inc, "action_succeeded")
+	})
+	if inc.Key != "target:shop/api" {
+		t.Fatalf("key %q: %s", inc.Key, timeline(inc))
+	}
+	// Fifty incidents were opened, one per alert; forty-nine folded.
+	eventually(t, 30*time.Second, "forty-nine folds", func() bool {
+		m := get(t, "http://"+l.medicAddr+"/metrics")
+		return strings.Contains(m, "medic_incidents_opened_total 50\n") && strings.Contains(m, "medic_incidents_open 1\n")
+	})
+	if incs := listIncidents(t, l.medicAddr, l.token, "all"); len(incs) != 1 {
+		t.Fatalf("%d incidents: %s", len(incs), describe(incs))
+	}
+	if runs := l.runs(t, "api"); len(runs) != 1 {
+		t.Fatalf("the fix ran %d times: %v", len(runs), runs)
+	}
+	if n := len(l.briefs); n != 0 {
+		t.Fatalf("%d briefs", n)
+	}
+}
+
+const podsRunbook = `
+tool "set_errors" {
+  description = "Restarts the lab Deployment."
+  risk        = "low"
+  param "service" { pattern = "[a-z]+" }
+  param "value" { pattern = "[0-9]+" }
+  exec { command = ["SETSH", "${param.service}", "${param.value}"] }
+}
+
+tool "brief_hook" {
+  description = "The on-call's webhook."
+  risk        = "low"
+  notify {
+    channel  = "webhook"
+    url_file = "hook-url"
+  }
+}
+
+runbook "crashloop" {
+  description = "The pods of a Deployment crash-loop: restart it."
+  match { alertname = "LabPodCrashLooping" }
+  target = "${labels.namespace}/${query.owner[0].labels.owner_name}"
+  query "owner" {
+    promql = "max by (namespace, owner_name) (kube_replicaset_owner{namespace=\"${labels.namespace}\", owner_kind=\"Deployment\"} * on (namespace, replicaset) group_left () max by (namespace, replicaset) (label_replace(kube_pod_owner{namespace=\"${labels.namespace}\", pod=\"${labels.pod}\", owner_kind=\"ReplicaSet\"}, \"replicaset\", \"$1\", \"owner_name\", \"(.+)\")))"
+  }
+  when = "len(query.owner) == 1"
+  step "restart" {
+    tool = "set_errors"
+    args = { service = "api", value = "0" }
+  }
+}
+`
+
+func describe(incs []state.Incident) string {
+	var b strings.Builder
+	for _, inc := range incs {
+		fmt.Fprintf(&b, "\n#%d key %s, %d alerts, outcome %q: %s", inc.ID, inc.Key, len(inc.Alerts), inc.Outcome, timeline(inc))
+	}
+	return b.String()
+}
+
+func timeline(inc state.Incident) string {
+	var parts []string
+	for _, e := range inc.Timeline {
+		parts = append(parts, e.Kind+": "+e.Message)
+	}
+	return strings.Join(parts, "; ")
+}

@@ -1,0 +1,120 @@
+package state
+
+import (
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// openIncidents opens one incident per key, each with one alert and its
+// fingerprint record, and queues a decision job for each.
+func openIncidents(t *testing.T, s *Store, keys ...string) []*Incident {
+	t.Helper()
+	s.Enqueue(time.Now(), []byte("x"))
+	var out []*Incident
+	if _, err := process(t, s, 1, func(tx *Tx, e InboxEntry) error {
+		for _, k := range keys {
+			fp := k + "-fp"
+			inc := &Incident{Key: k, State: StateOpen, Alerts: []Alert{{Fingerprint: fp, Status: "firing", Labels: map[string]string{"alertname": k}}}}
+			if err := tx.PutIncident(inc); err != nil {
+				return err
+			}
+			if err := tx.PutFingerprint(fp, Fingerprint{IncidentID: inc.ID}); err != nil {
+				return err
+			}
+			if err := tx.QueueDecision(DecisionJob{Incident: inc.ID, Fingerprint: fp}); err != nil {
+				return err
+			}
+			out = append(out, inc)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestRekeyFoldsIntoTheTargetsIncident(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "m.db"))
+	incs := openIncidents(t, s, "alert:a", "alert:b")
+	now := time.Now()
+	jobs, _ := s.DecisionJobs(10)
+	// The first takes the target's key; the second folds into it.
+	if into, err := s.Rekey(incs[0].ID, "target:x", jobs[0].Seq, now); err != nil || into != incs[0].ID {
+		t.Fatalf("rekey: %d %v", into, err)
+	}
+	into, err := s.Rekey(incs[1].ID, "target:x", jobs[1].Seq, now)
+	if err != nil || into != incs[0].ID {
+		t.Fatalf("fold: %d %v", into, err)
+	}
+	got, _ := s.Incident(incs[0].ID)
+	if got.Key != "target:x" || len(got.Alerts) != 2 || s.OpenIncidents() != 1 {
+		t.Fatalf("holder %+v, %d open", got, s.OpenIncidents())
+	}
+	if _, err := s.Incident(incs[1].ID); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("the folded incident is still there: %v", err)
+	}
+	if f, _ := s.FingerprintRecord("alert:b-fp"); f.IncidentID != incs[0].ID {
+		t.Fatalf("the folded alert points at %d", f.IncidentID)
+	}
+	if left, _ := s.DecisionJobs(10); len(left) != 1 || left[0].Incident != incs[0].ID {
+		t.Fatalf("jobs left %+v, want the holder's only", left)
+	}
+	if n, err := s.VerifyAudit(nil, nil); err != nil || n == 0 {
+		t.Fatalf("audit %d %v", n, err)
+	}
+}
+
+func TestCommitIsAllOrNothing(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "m.db"))
+	inc := openIncidents(t, s, "k")[0]
+	now := time.Now()
+	first := &Action{Incident: inc.ID, Tool: "t", IdempotencyKey: "once", StartedAt: now}
+	c := &Change{Incident: inc.ID, Begin: first, Window: time.Hour, Phase: &Remediation{Phase: PhaseExecuting, Step: "s"},
+		Events: []Event{{Time: now, Kind: "x"}}, Audit: []AuditEntry{{Time: now, Incident: inc.ID, Kind: "policy"}}}
+	if err := s.Commit(c); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := s.Incident(inc.ID)
+	if got.Remediation.Phase != PhaseExecuting || got.Remediation.Action != first.ID || !got.Acted {
+		t.Fatalf("after the intent: %+v", got.Remediation)
+	}
+	// A repeat of the key fails the whole transition: no event, no
+	// audit entry, no phase.
+	writes := s.WriteTransactions()
+	again := &Change{Incident: inc.ID, Begin: &Action{Incident: inc.ID, Tool: "t", IdempotencyKey: "once", StartedAt: now},
+		Window: time.Hour, Phase: &Remediation{Phase: PhaseVerifying}, Events: []Event{{Time: now, Kind: "y"}},
+		Audit: []AuditEntry{{Time: now, Incident: inc.ID, Kind: "policy"}}}
+	if err := s.Commit(again); !errors.Is(err, ErrIdempotentRepeat) {
+		t.Fatalf("repeat: %v", err)
+	}
+	after, _ := s.Incident(inc.ID)
+	if after.Remediation.Phase != PhaseExecuting || len(after.Timeline) != len(got.Timeline) || s.WriteTransactions() != writes {
+		t.Fatalf("a failed commit wrote: %+v", after.Remediation)
+	}
+	n := 0
+	s.AuditEntries(AuditFilter{Incident: inc.ID}, func(AuditEntry) error { n++; return nil })
+	if n != 1 {
+		t.Fatalf("%d audit entries, want 1", n)
+	}
+	// Finishing, verifying and settling are one commit.
+	v := 0.0
+	settle := &Change{Incident: inc.ID, Finish: &Finished{Action: first.ID, State: ActionSucceeded, At: now},
+		Verified:   &Verified{Action: first.ID, Verification: Verification{Result: "recovered", After: &v, At: now}},
+		Remediated: &Fix{Incident: inc.ID, Runbook: "r", At: now}, Target: "x", Phase: &Remediation{Phase: PhaseSettled}}
+	if err := s.Commit(settle); err != nil {
+		t.Fatal(err)
+	}
+	if s.WriteTransactions() != writes+1 {
+		t.Fatalf("%d commits", s.WriteTransactions()-writes)
+	}
+	done, _ := s.Incident(inc.ID)
+	acts, _ := s.Actions(inc.ID)
+	if done.Outcome != OutcomeRemediated || acts[0].State != ActionSucceeded || acts[0].Verification == nil {
+		t.Fatalf("settled: %q %+v", done.Outcome, acts[0])
+	}
+	if interrupted, _ := s.MarkInterrupted(now); len(interrupted) != 0 {
+		t.Fatalf("a finished action found running: %+v", interrupted)
+	}
+}
