@@ -1,10 +1,28 @@
-// Package engine is medic's pipeline: the webhook intake that makes a
-// notification durable before it answers, the worker that turns the inbox
-// into incidents, the decision path shared by serve, replay and test, the
-// remediator that acts under the policy gate (claiming the limits in the
-// step that journals the intent), approvals, verification, rollback and
-// escalation, the HTTP API, the audit key and checkpoints, and the daemon's
-// configuration.
+// Package engine is medic's pipeline, one file per job:
+//
+//   - intake.go, webhook.go: the webhook intake, which makes a notification
+//     durable before it answers.
+//   - worker.go: the worker that turns the inbox into incidents, keyed by
+//     what is broken: the matching runbook's target, or the alert's
+//     group_by labels.
+//   - decide.go, llm.go, sources.go, toolquery.go: the decision path shared
+//     by serve, replay and test.
+//   - remediate.go: the remediation of an incident as a persisted state
+//     machine (deciding, held, awaiting_approval, executing, verifying,
+//     rolling_back, awaiting_resolution, settled). Each transition is one
+//     state.Change: the phase with its journal entry, audit entries and
+//     timeline events in one transaction. The claim of the policy's limits
+//     and the intent share that transaction.
+//   - approval.go, verify.go, escalate.go: the phases that wait for a human,
+//     measure a step in Prometheus (and roll it back), and hand over.
+//   - api.go, audit.go: the HTTP API, the audit key and checkpoints.
+//   - config.go, engine.go, exposure.go: the daemon's configuration, its
+//     swap, and the check of how the listener is exposed.
+//   - check.go, testrun.go, series.go: medic check and medic test.
+//   - metrics.go: the daemon's metrics; fault_on.go: a fault for tests.
+//   - daemon.go, systemd.go: medic serve's lifecycle: listener, worker,
+//     remediator, checkpoints, reloads in one swap, sd_notify and the
+//     watchdog, and the order of shutdown.
 //
 // engine uses rules, actions, llm and state; none of them uses engine.
 package engine

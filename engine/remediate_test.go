@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"medic/actions"
@@ -13,8 +14,13 @@ import (
 )
 
 // TestRemediatorInProcess runs the worker and the remediator together under
-// the race detector: ten alerts for two targets, a tool that is /bin/true.
+// the race detector, on a fake clock: ten alerts for two targets, a tool
+// that is /bin/true.
 func TestRemediatorInProcess(t *testing.T) {
+	synctest.Test(t, testRemediatorInProcess)
+}
+
+func testRemediatorInProcess(t *testing.T) {
 	env := newTestEnv(t, nil)
 	set, diags := rules.Parse("r.hcl", []byte(`
 tool "noop" {
@@ -58,17 +64,11 @@ runbook "noop" {
 		alerts = append(alerts, a)
 	}
 	env.mustPost(t, alerts...)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		jobs, _ := env.store.DecisionJobs(100)
-		incs, _ := env.store.Incidents(state.Filter{})
-		if len(jobs) == 0 && len(incs) == 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d jobs left, %d incidents", len(jobs), len(incs))
-		}
-		time.Sleep(20 * time.Millisecond)
+	// Every goroutine of the worker and the remediator is idle: all is
+	// decided.
+	synctest.Wait()
+	if jobs, _ := env.store.DecisionJobs(100); len(jobs) != 0 {
+		t.Fatalf("%d jobs left", len(jobs))
 	}
 	cancel()
 	<-workDone
@@ -421,4 +421,62 @@ func hasEvent(inc *state.Incident, kind string) bool {
 		}
 	}
 	return false
+}
+
+// TestHeldDecisionIsTakenAtMinFiring: an alert younger than its runbook's
+// min_firing is held, with the phase and the reason recorded, and decided
+// when min_firing has passed; on a fake clock (testing/synctest), so the
+// ten minutes take no time.
+func TestHeldDecisionIsTakenAtMinFiring(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		env := newTestEnv(t, nil)
+		env.now = time.Now()
+		set, diags := rules.Parse("r.hcl", []byte(`
+tool "noop" {
+  description = "Does nothing, successfully."
+  risk        = "low"
+  exec { command = ["/bin/true"] }
+}
+runbook "patient" {
+  description = "Acts on an alert that fired for ten minutes."
+  match { alertname = "Patient" }
+  target     = "alpha"
+  min_firing = "10m"
+  step "noop" { tool = "noop" }
+}
+`))
+		if diags.HasErrors() {
+			t.Fatal(diags)
+		}
+		gate, err := actions.NewGate(context.Background(), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		rem := newRemediator(env, &Decider{Config: env.eng.Config(), Rules: set, Gate: gate})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { rem.Run(ctx, 2); close(done) }()
+		a := alert("firing", "Patient", fp(1))
+		a.StartsAt = time.Now().UTC().Format(time.RFC3339)
+		env.mustPost(t, a)
+		env.drain(t)
+		rem.Wake()
+		synctest.Wait()
+		incs, _ := env.store.Incidents(state.Filter{})
+		if len(incs) != 1 || incs[0].Remediation.Phase != state.PhaseHeld || !hasEvent(incs[0], "held") {
+			t.Fatalf("before min_firing: %+v", incs)
+		}
+		if acts, _ := env.store.Actions(incs[0].ID); len(acts) != 0 {
+			t.Fatalf("%d actions before min_firing", len(acts))
+		}
+		time.Sleep(10 * time.Minute)
+		synctest.Wait()
+		inc, _ := env.store.Incident(incs[0].ID)
+		acts, _ := env.store.Actions(inc.ID)
+		if len(acts) != 1 || acts[0].State != state.ActionSucceeded || inc.Remediation.Phase != state.PhaseAwaitingResolution {
+			t.Fatalf("after min_firing: %d actions, phase %s", len(acts), inc.Remediation.Phase)
+		}
+		cancel()
+		<-done
+	})
 }
