@@ -309,9 +309,9 @@ func TestCrashInEachPhase(t *testing.T) {
 
 // TestOneStepRemediationCommits counts the fsynced write transactions of a
 // one-step remediation that recovers, through the daemon's own counter:
-// the intake's commit, the worker's, and at most five from decision to
-// outcome (the intent with the decision's records, the result entering
-// verification, the recovery).
+// the intake's commit, the worker's, and three from decision to outcome:
+// the intent with the decision's records, the result entering
+// verification, the recovery.
 func TestOneStepRemediationCommits(t *testing.T) {
 	t.Parallel()
 	l, _ := crashLab(t)
@@ -339,7 +339,7 @@ func TestOneStepRemediationCommits(t *testing.T) {
 	writes, intake = counter("medic_state_write_transactions_total")-writes, counter("medic_inbox_commits_total")-intake
 	decided := writes - intake - 1 // the worker's transaction opens the incident
 	t.Logf("write transactions: %d in all, %d intake, 1 worker, %d from decision to outcome", writes, intake, decided)
-	if decided > 5 {
-		t.Fatalf("%d write transactions from decision to outcome, want at most 5", decided)
+	if decided > 3 {
+		t.Fatalf("%d write transactions from decision to outcome, want 3", decided)
 	}
 }

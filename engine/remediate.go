@@ -337,7 +337,7 @@ func (r *Remediator) handle(ctx context.Context, j state.DecisionJob) {
 	d.Sources.Tools = toolQueries{d: &d, exec: r.Executors.Exec}
 	d.OnProposal = r.metrics.proposal
 	at := d.DecideAlert(ctx, &alert, now)
-	if at.Target != "" && at.Source == "" {
+	if at.Target != "" && at.Source == "" && inc.Key != TargetKey(at.Target) {
 		// The incident is keyed by what is broken, as its runbook renders
 		// it (never as a model proposes it): an incident opened under
 		// another key joins the open incident of its target, if any.
