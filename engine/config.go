@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"medic/actions"
+	"medic/rules"
 )
 
 // DefaultListenAddress is loopback-only on purpose: with no auth configured,
@@ -401,7 +402,7 @@ func checkGroupBy(names []string, rng hcl.Range) hcl.Diagnostics {
 		switch {
 		case n == "..." && len(names) > 1:
 			diags = append(diags, attrError(rng, "Invalid group_by", "\"...\" groups by every label; it cannot be combined with label names."))
-		case n != "..." && !model.LabelName(n).IsValid():
+		case n != "..." && !rules.IsLabelName(n):
 			diags = append(diags, attrError(rng, "Invalid group_by", fmt.Sprintf("Element %d, %q, is not a label name.", i, n)))
 		}
 	}
@@ -568,146 +569,13 @@ func ParseConfig(path string, src []byte) (*Config, hcl.Diagnostics) {
 		diags = append(diags, decodePolicyConfig(p, &cfg.PolicyConfig)...)
 	}
 	if r := fc.Remediation; r != nil {
-		if r.DryRun != nil {
-			cfg.Remediation.DryRun = *r.DryRun
-		}
-		if r.ApprovalTTL != nil {
-			d, err := model.ParseDuration(*r.ApprovalTTL)
-			if err != nil || d <= 0 {
-				diags = append(diags, attrError(r.ApprovalTTLRange, "Invalid duration", fmt.Sprintf("approval_ttl = %q is not a positive duration.", *r.ApprovalTTL)))
-			} else {
-				cfg.Remediation.ApprovalTTL = time.Duration(d)
-			}
-		}
-		if r.Parallel != nil {
-			if *r.Parallel < 1 || *r.Parallel > 64 {
-				diags = append(diags, attrError(r.ParallelRange, "Invalid parallel", "parallel must be from 1 to 64."))
-			} else {
-				cfg.Remediation.Parallel = *r.Parallel
-			}
-		}
-		if r.SystemdBus != nil {
-			if !strings.HasPrefix(*r.SystemdBus, "unix:path=") {
-				diags = append(diags, attrError(r.SystemdBusRange, "Invalid systemd_bus",
-					fmt.Sprintf("systemd_bus = %q is not a unix:path= D-Bus address.", *r.SystemdBus)))
-			} else {
-				cfg.Remediation.SystemdBus = *r.SystemdBus
-			}
-		}
-		for _, d := range []struct {
-			v   *string
-			r   hcl.Range
-			key string
-			dst *time.Duration
-		}{{r.Deadline, r.DeadlineRange, "deadline", &cfg.Remediation.Deadline}, {r.RefireWindow, r.RefireRange, "refire_window", &cfg.Remediation.RefireWindow},
-			{r.FlapWindow, r.FlapWindowRange, "flap_window", &cfg.Remediation.FlapWindow}} {
-			if d.v == nil {
-				continue
-			}
-			v, err := model.ParseDuration(*d.v)
-			if err != nil || v <= 0 {
-				diags = append(diags, attrError(d.r, "Invalid duration", fmt.Sprintf("%s = %q is not a positive duration.", d.key, *d.v)))
-				continue
-			}
-			*d.dst = time.Duration(v)
-		}
-		if r.FlapCount != nil {
-			if *r.FlapCount < 2 {
-				diags = append(diags, attrError(r.FlapCountRange, "Invalid flap_count", "flap_count must be at least 2."))
-			} else {
-				cfg.Remediation.FlapCount = *r.FlapCount
-			}
-		}
-		if r.ShadowNotify != nil {
-			cfg.Remediation.ShadowNotify, cfg.Remediation.ShadowNotifyRange = *r.ShadowNotify, r.ShadowRange
-		}
+		diags = append(diags, decodeRemediation(r, &cfg.Remediation)...)
 	}
 	if l := fc.LLM; l != nil {
-		c := &cfg.LLM
-		c.Provider, c.Model = l.Provider, l.Model
-		if l.Provider != "gemini" && l.Provider != "openai" {
-			diags = append(diags, attrError(l.ProviderRange, "Invalid provider", fmt.Sprintf("provider = %q: use \"gemini\" or \"openai\" (any OpenAI-compatible API).", l.Provider)))
-		}
-		if l.FastModel != nil {
-			c.FastModel = *l.FastModel
-		}
-		if l.BaseURL != nil {
-			if u, err := url.Parse(*l.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-				diags = append(diags, attrError(l.BaseURLRange, "Invalid base_url", fmt.Sprintf("base_url = %q is not an http(s) URL.", *l.BaseURL)))
-			} else {
-				c.BaseURL = *l.BaseURL
-			}
-		}
-		if l.APIKeyFile != nil {
-			c.APIKeyFile = rel(*l.APIKeyFile)
-		}
-		if l.APIKeyEnv != nil {
-			c.APIKeyEnv = *l.APIKeyEnv
-		}
-		if l.Timeout != nil {
-			if d, err := model.ParseDuration(*l.Timeout); err != nil || d <= 0 {
-				diags = append(diags, attrError(l.TimeoutRange, "Invalid duration", fmt.Sprintf("timeout = %q is not a positive duration.", *l.Timeout)))
-			} else {
-				c.Timeout = time.Duration(d)
-			}
-		}
-		for _, n := range []struct {
-			v        *int
-			r        hcl.Range
-			key      string
-			min, max int
-			dst      *int
-		}{{l.Retries, l.RetriesRange, "retries", 0, 10, &c.Retries}, {l.PromptBudget, l.BudgetRange, "prompt_budget", 1000, 1_000_000, &c.PromptBudget},
-			{l.MaxOutputTokens, l.OutputRange, "max_output_tokens", 64, 100_000, &c.MaxOutputTokens}, {l.DailyTokenCap, l.CapRange, "daily_token_cap", 0, 1 << 40, &c.DailyTokenCap}} {
-			if n.v == nil {
-				continue
-			}
-			if *n.v < n.min || *n.v > n.max {
-				diags = append(diags, attrError(n.r, "Invalid "+n.key, fmt.Sprintf("%s must be from %d to %d.", n.key, n.min, n.max)))
-				continue
-			}
-			*n.dst = *n.v
-		}
-		if l.MinConfidence != nil {
-			if *l.MinConfidence < 0 || *l.MinConfidence > 1 {
-				diags = append(diags, attrError(l.ConfRange, "Invalid min_confidence", "min_confidence is from 0 to 1."))
-			} else {
-				c.MinConfidence = *l.MinConfidence
-			}
-		}
-		if c.APIKeyFile != "" && c.APIKeyEnv != "" {
-			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Two API keys", Detail: "Set api_key_file or api_key_env, not both.", Subject: l.DefRange.Ptr()})
-		}
+		diags = append(diags, decodeLLM(l, &cfg.LLM, rel)...)
 	}
 	if e := fc.Escalation; e != nil {
-		if e.Notify != nil {
-			cfg.Escalation.Notify, cfg.Escalation.NotifyRange = *e.Notify, e.NotifyRange
-		}
-		if e.MaxPerHour != nil {
-			if *e.MaxPerHour < 1 {
-				diags = append(diags, attrError(e.MaxPerHourRange, "Invalid max_escalations_per_hour", "max_escalations_per_hour must be at least 1."))
-			} else {
-				cfg.Escalation.MaxPerHour = *e.MaxPerHour
-			}
-		}
-		if e.ExternalURL != nil {
-			if u, err := url.Parse(*e.ExternalURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-				diags = append(diags, attrError(e.ExternalURLRange, "Invalid external_url", fmt.Sprintf("external_url = %q is not an http(s) URL.", *e.ExternalURL)))
-			} else {
-				cfg.Escalation.ExternalURL = strings.TrimRight(*e.ExternalURL, "/")
-			}
-		}
-		for _, rt := range e.Routes {
-			ms, err := labels.ParseMatchers(rt.Matchers)
-			if err == nil && len(ms) == 0 {
-				err = fmt.Errorf("no matchers")
-			}
-			if err != nil {
-				diags = append(diags, attrError(rt.MatchersRange, "Invalid route matchers", fmt.Sprintf("%q is not an Alertmanager matcher list such as {severity=\"critical\"}: %v.", rt.Matchers, err)))
-				continue
-			}
-			cfg.Escalation.Routes = append(cfg.Escalation.Routes, EscalationRoute{Source: rt.Matchers, Matchers: ms, Notify: rt.Notify, NotifyRange: rt.NotifyRange})
-		}
+		diags = append(diags, decodeEscalation(e, &cfg.Escalation)...)
 	}
 	if diags.HasErrors() {
 		return nil, diags
@@ -759,4 +627,158 @@ func decodePolicyConfig(p *policyConfigBlock, dst *actions.PolicyConfig) hcl.Dia
 
 func attrError(r hcl.Range, summary, detail string) *hcl.Diagnostic {
 	return &hcl.Diagnostic{Severity: hcl.DiagError, Summary: summary, Detail: detail, Subject: r.Ptr()}
+}
+
+// decodeRemediation checks the remediation block into c.
+func decodeRemediation(r *remediationBlock, c *RemediationConfig) hcl.Diagnostics {
+	var diags hcl.Diagnostics
+	if r.DryRun != nil {
+		c.DryRun = *r.DryRun
+	}
+	if r.ApprovalTTL != nil {
+		d, err := model.ParseDuration(*r.ApprovalTTL)
+		if err != nil || d <= 0 {
+			diags = append(diags, attrError(r.ApprovalTTLRange, "Invalid duration", fmt.Sprintf("approval_ttl = %q is not a positive duration.", *r.ApprovalTTL)))
+		} else {
+			c.ApprovalTTL = time.Duration(d)
+		}
+	}
+	if r.Parallel != nil {
+		if *r.Parallel < 1 || *r.Parallel > 64 {
+			diags = append(diags, attrError(r.ParallelRange, "Invalid parallel", "parallel must be from 1 to 64."))
+		} else {
+			c.Parallel = *r.Parallel
+		}
+	}
+	if r.SystemdBus != nil {
+		if !strings.HasPrefix(*r.SystemdBus, "unix:path=") {
+			diags = append(diags, attrError(r.SystemdBusRange, "Invalid systemd_bus",
+				fmt.Sprintf("systemd_bus = %q is not a unix:path= D-Bus address.", *r.SystemdBus)))
+		} else {
+			c.SystemdBus = *r.SystemdBus
+		}
+	}
+	for _, d := range []struct {
+		v   *string
+		r   hcl.Range
+		key string
+		dst *time.Duration
+	}{{r.Deadline, r.DeadlineRange, "deadline", &c.Deadline}, {r.RefireWindow, r.RefireRange, "refire_window", &c.RefireWindow},
+		{r.FlapWindow, r.FlapWindowRange, "flap_window", &c.FlapWindow}} {
+		if d.v == nil {
+			continue
+		}
+		v, err := model.ParseDuration(*d.v)
+		if err != nil || v <= 0 {
+			diags = append(diags, attrError(d.r, "Invalid duration", fmt.Sprintf("%s = %q is not a positive duration.", d.key, *d.v)))
+			continue
+		}
+		*d.dst = time.Duration(v)
+	}
+	if r.FlapCount != nil {
+		if *r.FlapCount < 2 {
+			diags = append(diags, attrError(r.FlapCountRange, "Invalid flap_count", "flap_count must be at least 2."))
+		} else {
+			c.FlapCount = *r.FlapCount
+		}
+	}
+	if r.ShadowNotify != nil {
+		c.ShadowNotify, c.ShadowNotifyRange = *r.ShadowNotify, r.ShadowRange
+	}
+	return diags
+}
+
+// decodeLLM checks the llm block into c; rel resolves a path against the
+// config file's directory.
+func decodeLLM(l *llmBlock, c *LLMConfig, rel func(string) string) hcl.Diagnostics {
+	var diags hcl.Diagnostics
+	c.Provider, c.Model = l.Provider, l.Model
+	if l.Provider != "gemini" && l.Provider != "openai" {
+		diags = append(diags, attrError(l.ProviderRange, "Invalid provider", fmt.Sprintf("provider = %q: use \"gemini\" or \"openai\" (any OpenAI-compatible API).", l.Provider)))
+	}
+	if l.FastModel != nil {
+		c.FastModel = *l.FastModel
+	}
+	if l.BaseURL != nil {
+		if u, err := url.Parse(*l.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			diags = append(diags, attrError(l.BaseURLRange, "Invalid base_url", fmt.Sprintf("base_url = %q is not an http(s) URL.", *l.BaseURL)))
+		} else {
+			c.BaseURL = *l.BaseURL
+		}
+	}
+	if l.APIKeyFile != nil {
+		c.APIKeyFile = rel(*l.APIKeyFile)
+	}
+	if l.APIKeyEnv != nil {
+		c.APIKeyEnv = *l.APIKeyEnv
+	}
+	if l.Timeout != nil {
+		if d, err := model.ParseDuration(*l.Timeout); err != nil || d <= 0 {
+			diags = append(diags, attrError(l.TimeoutRange, "Invalid duration", fmt.Sprintf("timeout = %q is not a positive duration.", *l.Timeout)))
+		} else {
+			c.Timeout = time.Duration(d)
+		}
+	}
+	for _, n := range []struct {
+		v        *int
+		r        hcl.Range
+		key      string
+		min, max int
+		dst      *int
+	}{{l.Retries, l.RetriesRange, "retries", 0, 10, &c.Retries}, {l.PromptBudget, l.BudgetRange, "prompt_budget", 1000, 1_000_000, &c.PromptBudget},
+		{l.MaxOutputTokens, l.OutputRange, "max_output_tokens", 64, 100_000, &c.MaxOutputTokens}, {l.DailyTokenCap, l.CapRange, "daily_token_cap", 0, 1 << 40, &c.DailyTokenCap}} {
+		if n.v == nil {
+			continue
+		}
+		if *n.v < n.min || *n.v > n.max {
+			diags = append(diags, attrError(n.r, "Invalid "+n.key, fmt.Sprintf("%s must be from %d to %d.", n.key, n.min, n.max)))
+			continue
+		}
+		*n.dst = *n.v
+	}
+	if l.MinConfidence != nil {
+		if *l.MinConfidence < 0 || *l.MinConfidence > 1 {
+			diags = append(diags, attrError(l.ConfRange, "Invalid min_confidence", "min_confidence is from 0 to 1."))
+		} else {
+			c.MinConfidence = *l.MinConfidence
+		}
+	}
+	if c.APIKeyFile != "" && c.APIKeyEnv != "" {
+		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Two API keys", Detail: "Set api_key_file or api_key_env, not both.", Subject: l.DefRange.Ptr()})
+	}
+	return diags
+}
+
+// decodeEscalation checks the escalation block into c.
+func decodeEscalation(e *escalationBlock, c *EscalationConfig) hcl.Diagnostics {
+	var diags hcl.Diagnostics
+	if e.Notify != nil {
+		c.Notify, c.NotifyRange = *e.Notify, e.NotifyRange
+	}
+	if e.MaxPerHour != nil {
+		if *e.MaxPerHour < 1 {
+			diags = append(diags, attrError(e.MaxPerHourRange, "Invalid max_escalations_per_hour", "max_escalations_per_hour must be at least 1."))
+		} else {
+			c.MaxPerHour = *e.MaxPerHour
+		}
+	}
+	if e.ExternalURL != nil {
+		if u, err := url.Parse(*e.ExternalURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			diags = append(diags, attrError(e.ExternalURLRange, "Invalid external_url", fmt.Sprintf("external_url = %q is not an http(s) URL.", *e.ExternalURL)))
+		} else {
+			c.ExternalURL = strings.TrimRight(*e.ExternalURL, "/")
+		}
+	}
+	for _, rt := range e.Routes {
+		ms, err := labels.ParseMatchers(rt.Matchers)
+		if err == nil && len(ms) == 0 {
+			err = fmt.Errorf("no matchers")
+		}
+		if err != nil {
+			diags = append(diags, attrError(rt.MatchersRange, "Invalid route matchers", fmt.Sprintf("%q is not an Alertmanager matcher list such as {severity=\"critical\"}: %v.", rt.Matchers, err)))
+			continue
+		}
+		c.Routes = append(c.Routes, EscalationRoute{Source: rt.Matchers, Matchers: ms, Notify: rt.Notify, NotifyRange: rt.NotifyRange})
+	}
+	return diags
 }

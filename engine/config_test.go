@@ -57,6 +57,9 @@ func TestConfigDiagnostics(t *testing.T) {
 			"t.hcl:2:16: error: Invalid max_labels", "t.hcl:3:16: error: Invalid max_alerts"}},
 		{"bad matcher", "intake {\n  ignore = [\"{alertname=~\\\"(\\\"}\"]\n}\n", []string{"t.hcl:2:12: error: Invalid ignore matcher"}},
 		{"empty matcher", "intake {\n  ignore = [\"{}\"]\n}\n", []string{"t.hcl:2:12: error: Invalid ignore matcher"}},
+		{"empty group_by", "intake {\n  group_by = []\n}\n", []string{"t.hcl:2:14: error: Invalid group_by"}},
+		{"group_by not a label", "intake {\n  group_by = [\"job\", \"a-b\"]\n}\n", []string{"t.hcl:2:14: error: Invalid group_by: Element 1, \"a-b\", is not a label name"}},
+		{"group_by ... with names", "intake {\n  group_by = [\"...\", \"job\"]\n}\n", []string{"t.hcl:2:14: error: Invalid group_by"}},
 		{"empty listen", "web {\n  listen_address = \"\"\n}\n", []string{"t.hcl:2:20: error: Invalid listen_address"}},
 		{"policy limits", "policy_config {\n  storm_limit = 0\n  max_targets_per_hour = -2\n}\n", []string{
 			"t.hcl:2:17: error: Invalid storm_limit", "t.hcl:3:26: error: Invalid max_targets_per_hour"}},

@@ -86,32 +86,10 @@ func RunDaemon(ctx context.Context, o DaemonOptions, reload <-chan os.Signal) er
 		return err
 	}
 
-	ln, err := net.Listen("tcp", cfg.Web.ListenAddress)
+	srv, addr, srvErr, serving, err := listen(cfg, eng, o, logger)
 	if err != nil {
-		logger.Error("cannot listen", "address", cfg.Web.ListenAddress, "err", err)
 		return err
 	}
-	ln = netutil.LimitListener(ln, connectionLimit(o.MaxConnections, logger))
-	srv := &http.Server{
-		Handler:           eng.Handler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       time.Minute,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-	}
-	noSocket := false
-	webCfg := cfg.Web.ConfigFile
-	srvErr := make(chan error, 1)
-	var serving atomic.Bool
-	serving.Store(true)
-	go func() {
-		defer serving.Store(false)
-		srvErr <- web.Serve(ln, srv, &web.FlagConfig{
-			WebListenAddresses: &[]string{cfg.Web.ListenAddress},
-			WebSystemdSocket:   &noSocket,
-			WebConfigFile:      &webCfg,
-		}, logger)
-	}()
 
 	workCtx, stopWork := context.WithCancel(context.Background())
 	workDone := make(chan error, 1)
@@ -124,7 +102,7 @@ func RunDaemon(ctx context.Context, o DaemonOptions, reload <-chan os.Signal) er
 	}()
 
 	eng.SetReady(true)
-	logger.Info("medic is ready", "address", ln.Addr().String(), "storage", cfg.Storage.Path,
+	logger.Info("medic is ready", "address", addr, "storage", cfg.Storage.Path,
 		"inbox_depth", store.InboxDepth(), "open_incidents", store.OpenIncidents())
 	// systemd: READY=1 only now, with the state open, the config loaded and
 	// the listener bound.
@@ -138,18 +116,7 @@ func RunDaemon(ctx context.Context, o DaemonOptions, reload <-chan os.Signal) er
 	checkpointsDone := make(chan struct{})
 	go func() {
 		defer close(checkpointsDone)
-		t := time.NewTicker(CheckpointInterval)
-		defer t.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-t.C:
-				if err := eng.Checkpoint(); err != nil {
-					logger.Error("writing an audit checkpoint failed", "err", err)
-				}
-			}
-		}
+		checkpoints(eng, logger, stop)
 	}()
 
 	apply := func() error {
@@ -228,6 +195,56 @@ loop:
 	}
 	logger.Info("medic stopped", "inbox_depth", store.InboxDepth())
 	return failed
+}
+
+// listen binds the listener and serves the engine's handler on it, under
+// the web config file's TLS and auth; serving turns false when the server
+// stops.
+func listen(cfg *Config, eng *Engine, o DaemonOptions, logger *slog.Logger) (*http.Server, string, <-chan error, *atomic.Bool, error) {
+	ln, err := net.Listen("tcp", cfg.Web.ListenAddress)
+	if err != nil {
+		logger.Error("cannot listen", "address", cfg.Web.ListenAddress, "err", err)
+		return nil, "", nil, nil, err
+	}
+	ln = netutil.LimitListener(ln, connectionLimit(o.MaxConnections, logger))
+	srv := &http.Server{
+		Handler:           eng.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       time.Minute,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	noSocket := false
+	webCfg := cfg.Web.ConfigFile
+	srvErr := make(chan error, 1)
+	serving := new(atomic.Bool)
+	serving.Store(true)
+	go func() {
+		defer serving.Store(false)
+		srvErr <- web.Serve(ln, srv, &web.FlagConfig{
+			WebListenAddresses: &[]string{cfg.Web.ListenAddress},
+			WebSystemdSocket:   &noSocket,
+			WebConfigFile:      &webCfg,
+		}, logger)
+	}()
+	return srv, ln.Addr().String(), srvErr, serving, nil
+}
+
+// checkpoints writes an audit checkpoint every CheckpointInterval until
+// stop closes.
+func checkpoints(eng *Engine, logger *slog.Logger, stop <-chan struct{}) {
+	t := time.NewTicker(CheckpointInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			if err := eng.Checkpoint(); err != nil {
+				logger.Error("writing an audit checkpoint failed", "err", err)
+			}
+		}
+	}
 }
 
 // BuildDecider is NewDecider with its diagnostics as an error, for the log.

@@ -3,10 +3,6 @@ package engine
 import (
 	"context"
 	"fmt"
-	"github.com/expr-lang/expr"
-	"github.com/zclconf/go-cty/cty"
-	"github.com/zclconf/go-cty/cty/convert"
-	"github.com/zclconf/go-cty/cty/gocty"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -14,6 +10,11 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/expr-lang/expr"
+	"github.com/zclconf/go-cty/cty"
+	"github.com/zclconf/go-cty/cty/convert"
+	"github.com/zclconf/go-cty/cty/gocty"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/gohcl"

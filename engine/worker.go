@@ -260,44 +260,10 @@ func (e *Engine) applyAlert(tx *state.Tx, cfg *Config, a *template.Alert, now ti
 	if err != nil && !errors.Is(err, state.ErrNotFound) {
 		return 0, 0, 0, "", err
 	}
-	// An alert stays with the incident it joined while that is open, even
-	// when its key would differ now (a reload, a fold by target).
-	var inc *state.Incident
-	if known {
-		switch inc, err = tx.Incident(seen.IncidentID); {
-		case errors.Is(err, state.ErrNotFound):
-			inc = nil
-		case err != nil:
-			return 0, 0, 0, "", err
-		case inc.State != state.StateOpen:
-			inc = nil
-		}
+	inc, key, err := e.incidentFor(tx, cfg, a, seen, known)
+	if err != nil {
+		return 0, 0, 0, "", err
 	}
-	key := ""
-	if inc == nil && a.Status != "resolved" {
-		// An incident holds at most state.MaxAlerts alerts; past that its
-		// key's next incident takes them, so that no record grows without
-		// bound.
-		base := e.incidentKey(cfg, a)
-		for n := 1; ; n++ {
-			key = base
-			if n > 1 {
-				key = fmt.Sprintf("%s#%d", base, n)
-			}
-			inc, err = tx.OpenIncident(key)
-			if errors.Is(err, state.ErrNotFound) {
-				inc = nil
-				break
-			}
-			if err != nil {
-				return 0, 0, 0, "", err
-			}
-			if len(inc.Alerts) < state.MaxAlerts {
-				break
-			}
-		}
-	}
-
 	if a.Status == "resolved" {
 		if inc == nil {
 			return rStale, 0, 0, "", nil
@@ -406,6 +372,43 @@ func (e *Engine) applyAlert(tx *state.Tx, cfg *Config, a *template.Alert, now ti
 		starts = state.WithStart(starts, a.StartsAt)
 	}
 	return result, opened, 0, "", tx.PutFingerprint(fp, state.Fingerprint{IncidentID: inc.ID, StartsAt: a.StartsAt, UpdatedAt: now, Digest: digest, Starts: starts})
+}
+
+// incidentFor finds the open incident an alert belongs to, or nil with the
+// key a new one would take. An alert stays with the incident it joined
+// while that is open, even when its key would differ now (a reload, a fold
+// by target). A resolved alert has no incident to find by key.
+func (e *Engine) incidentFor(tx *state.Tx, cfg *Config, a *template.Alert, seen state.Fingerprint, known bool) (*state.Incident, string, error) {
+	if known {
+		inc, err := tx.Incident(seen.IncidentID)
+		switch {
+		case err == nil && inc.State == state.StateOpen:
+			return inc, inc.Key, nil
+		case err != nil && !errors.Is(err, state.ErrNotFound):
+			return nil, "", err
+		}
+	}
+	if a.Status == "resolved" {
+		return nil, "", nil
+	}
+	// An incident holds at most state.MaxAlerts alerts; past that its key's
+	// next incident takes them, so that no record grows without bound.
+	base := e.incidentKey(cfg, a)
+	for n := 1; ; n++ {
+		key := base
+		if n > 1 {
+			key = fmt.Sprintf("%s#%d", base, n)
+		}
+		inc, err := tx.OpenIncident(key)
+		switch {
+		case errors.Is(err, state.ErrNotFound):
+			return nil, key, nil
+		case err != nil:
+			return nil, "", err
+		case len(inc.Alerts) < state.MaxAlerts:
+			return inc, key, nil
+		}
+	}
 }
 
 // alertDigest hashes what a repeat may change: labels, annotations and the

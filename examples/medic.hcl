@@ -147,6 +147,12 @@ intake {
     "{severity=\"info\"}",
     "{severity=\"none\"}",
   ]
+
+  # An alert that a runbook matches joins the open incident of the runbook's
+  # target. One that no runbook matches joins the open incident of its values
+  # of these labels, as Alertmanager's group_by groups alerts; ["..."] keys
+  # each alert by all its labels.
+  group_by = ["alertname", "namespace", "job", "instance"]
 }
 
 # The LLM fallback: alerts no runbook matches, or matches below its
