@@ -192,119 +192,113 @@ func (l *remediationLab) outcome(t *testing.T, fp string) state.Incident {
 
 func TestCrashInEachPhase(t *testing.T) {
 	t.Parallel()
-	labels := func(name string) map[string]string { return map[string]string{"alertname": name, "name": "shop"} }
-	check := func(t *testing.T, l *remediationLab, inc state.Incident, outcome string, runs int, event string) {
-		t.Helper()
-		if inc.Outcome != outcome {
-			t.Errorf("outcome %q, want %q: %s", inc.Outcome, outcome, timeline(inc))
-		}
-		if n := len(l.runs(t)); n != runs {
-			t.Errorf("the tool ran %d times, want %d: %s", n, runs, timeline(inc))
-		}
-		if event != "" && !hasEvent(inc, event) {
-			t.Errorf("no %s event: %s", event, timeline(inc))
-		}
+	cases := []struct {
+		phase state.Phase
+		// alert names the phase's runbook.
+		alert string
+		// before runs before the alert is posted; crashed says when to kill.
+		before  func(prom *proc)
+		crashed func(t *testing.T, l *remediationLab, fp string) bool
+		// after runs once medic is back, before the outcome.
+		after func(t *testing.T, l *remediationLab, fp string, prom *proc)
+		// outcome, runs and event are what the incident shows in the end.
+		outcome, event string
+		runs           int
+		escalation     string
+	}{{
+		phase:  state.PhaseDeciding,
+		alert:  "Deciding",
+		before: func(prom *proc) { prom.cmd.Process.Signal(syscall.SIGSTOP) }, // the decision's query hangs
+		crashed: func(t *testing.T, l *remediationLab, fp string) bool {
+			if l.phaseOf(t, fp) != state.PhaseDeciding {
+				return false
+			}
+			time.Sleep(500 * time.Millisecond) // the decision is under way, blocked on the query
+			return true
+		},
+		after:   func(t *testing.T, l *remediationLab, fp string, prom *proc) { prom.cmd.Process.Signal(syscall.SIGCONT) },
+		outcome: state.OutcomeRemediated, runs: 1, event: "recovered",
+	}, {
+		phase: state.PhaseHeld, alert: "Held",
+		outcome: state.OutcomeRemediated, runs: 1, event: "held",
+	}, {
+		phase: state.PhaseAwaitingApproval, alert: "Approval",
+		after: func(t *testing.T, l *remediationLab, fp string, prom *proc) {
+			id := l.latest(t, fp, "approval_pending").ID
+			if code, body := l.do(t, "POST", fmt.Sprintf("/api/v1/incidents/%d/approve", id), l.approver, nil); code != http.StatusOK {
+				t.Fatalf("approve after the restart: %d %s", code, body)
+			}
+		},
+		outcome: state.OutcomeRemediated, runs: 1, event: "approval_approved",
+	}, {
+		phase: state.PhaseExecuting, alert: "Executing",
+		crashed: func(t *testing.T, l *remediationLab, fp string) bool {
+			return len(l.runs(t)) == 1 && l.phaseOf(t, fp) == state.PhaseExecuting // the step runs
+		},
+		outcome: state.OutcomeEscalated, runs: 1, event: "escalated", escalation: "interrupted by a restart and is not re-run",
+	}, {
+		phase: state.PhaseVerifying, alert: "Verifying",
+		outcome: state.OutcomeRemediated, runs: 1, event: "resumed",
+	}, {
+		phase: state.PhaseRollingBack, alert: "RollingBack",
+		crashed: func(t *testing.T, l *remediationLab, fp string) bool {
+			return len(l.runs(t)) == 2 && l.phaseOf(t, fp) == state.PhaseRollingBack // the rollback runs
+		},
+		outcome: state.OutcomeEscalated, runs: 2, event: "verified", escalation: "interrupted by a restart and is not re-run",
+	}, {
+		phase: state.PhaseSettled, alert: "Settled",
+		crashed: func(t *testing.T, l *remediationLab, fp string) bool {
+			for _, inc := range l.incidents(t) {
+				if holds(inc, fp) && inc.Outcome != "" {
+					return true
+				}
+			}
+			return false
+		},
+		after: func(t *testing.T, l *remediationLab, fp string, prom *proc) {
+			before := l.outcome(t, fp)
+			time.Sleep(2 * time.Second) // a restart changes nothing
+			if after := l.outcome(t, fp); len(after.Timeline) != len(before.Timeline) {
+				t.Errorf("the restart changed the timeline: %s", timeline(after))
+			}
+		},
+		outcome: state.OutcomeRemediated, runs: 1, event: "recovered",
+	}}
+	for i, tc := range cases {
+		t.Run(string(tc.phase), func(t *testing.T) {
+			t.Parallel()
+			l, prom := crashLab(t)
+			p := l.start(t)
+			if tc.before != nil {
+				tc.before(prom)
+			}
+			fp := fmt.Sprintf("00000000000009%02x", i)
+			l.postAlert(t, "firing", fp, time.Now(), map[string]string{"alertname": tc.alert, "name": "shop"})
+			crashed := tc.crashed
+			if crashed == nil {
+				crashed = func(t *testing.T, l *remediationLab, fp string) bool { return l.phaseOf(t, fp) == tc.phase }
+			}
+			eventually(t, 30*time.Second, "phase "+string(tc.phase), func() bool { return crashed(t, l, fp) })
+			l.kill(t, p)
+			l.start(t)
+			if tc.after != nil {
+				tc.after(t, l, fp, prom)
+			}
+			inc := l.outcome(t, fp)
+			if inc.Outcome != tc.outcome {
+				t.Errorf("outcome %q, want %q: %s", inc.Outcome, tc.outcome, timeline(inc))
+			}
+			if n := len(l.runs(t)); n != tc.runs {
+				t.Errorf("the tool ran %d times, want %d: %s", n, tc.runs, timeline(inc))
+			}
+			if !hasEvent(inc, tc.event) {
+				t.Errorf("no %s event: %s", tc.event, timeline(inc))
+			}
+			if msg := lastEvent(inc, "escalated"); !strings.Contains(msg, tc.escalation) {
+				t.Errorf("escalation %q lacks %q", msg, tc.escalation)
+			}
+		})
 	}
-
-	t.Run("deciding", func(t *testing.T) {
-		t.Parallel()
-		l, prom := crashLab(t)
-		p := l.start(t)
-		// With Prometheus stopped, the decision's query hangs.
-		prom.cmd.Process.Signal(syscall.SIGSTOP)
-		l.postAlert(t, "firing", "00000000000009a1", time.Now(), labels("Deciding"))
-		eventually(t, 20*time.Second, "the incident to open", func() bool { return l.phaseOf(t, "00000000000009a1") == state.PhaseDeciding })
-		time.Sleep(500 * time.Millisecond) // the decision is under way, blocked on the query
-		l.kill(t, p)
-		prom.cmd.Process.Signal(syscall.SIGCONT)
-		l.start(t)
-		check(t, l, l.outcome(t, "00000000000009a1"), state.OutcomeRemediated, 1, "recovered")
-	})
-	t.Run("held", func(t *testing.T) {
-		t.Parallel()
-		l, _ := crashLab(t)
-		p := l.start(t)
-		l.postAlert(t, "firing", "00000000000009b1", time.Now(), labels("Held"))
-		eventually(t, 20*time.Second, "the hold", func() bool { return l.phaseOf(t, "00000000000009b1") == state.PhaseHeld })
-		l.kill(t, p)
-		l.start(t)
-		inc := l.outcome(t, "00000000000009b1")
-		check(t, l, inc, state.OutcomeRemediated, 1, "held")
-	})
-	t.Run("awaiting_approval", func(t *testing.T) {
-		t.Parallel()
-		l, _ := crashLab(t)
-		p := l.start(t)
-		l.postAlert(t, "firing", "00000000000009c1", time.Now(), labels("Approval"))
-		eventually(t, 20*time.Second, "the approval", func() bool { return l.phaseOf(t, "00000000000009c1") == state.PhaseAwaitingApproval })
-		l.kill(t, p)
-		l.start(t)
-		id := l.latest(t, "00000000000009c1", "approval_pending").ID
-		if code, body := l.do(t, "POST", fmt.Sprintf("/api/v1/incidents/%d/approve", id), l.approver, nil); code != http.StatusOK {
-			t.Fatalf("approve after the restart: %d %s", code, body)
-		}
-		check(t, l, l.outcome(t, "00000000000009c1"), state.OutcomeRemediated, 1, "approval_approved")
-	})
-	t.Run("executing", func(t *testing.T) {
-		t.Parallel()
-		l, _ := crashLab(t)
-		p := l.start(t)
-		l.postAlert(t, "firing", "00000000000009d1", time.Now(), labels("Executing"))
-		eventually(t, 20*time.Second, "the step to start", func() bool { return len(l.runs(t)) == 1 })
-		if ph := l.phaseOf(t, "00000000000009d1"); ph != state.PhaseExecuting {
-			t.Fatalf("phase %s while the step runs", ph)
-		}
-		l.kill(t, p)
-		l.start(t)
-		inc := l.outcome(t, "00000000000009d1")
-		check(t, l, inc, state.OutcomeEscalated, 1, "escalated")
-		if msg := lastEvent(inc, "escalated"); !strings.Contains(msg, "interrupted by a restart and is not re-run") {
-			t.Errorf("escalation: %s", msg)
-		}
-	})
-	t.Run("verifying", func(t *testing.T) {
-		t.Parallel()
-		l, _ := crashLab(t)
-		p := l.start(t)
-		l.postAlert(t, "firing", "00000000000009e1", time.Now(), labels("Verifying"))
-		eventually(t, 20*time.Second, "the verification", func() bool { return l.phaseOf(t, "00000000000009e1") == state.PhaseVerifying })
-		l.kill(t, p)
-		l.start(t)
-		check(t, l, l.outcome(t, "00000000000009e1"), state.OutcomeRemediated, 1, "resumed")
-	})
-	t.Run("rolling_back", func(t *testing.T) {
-		t.Parallel()
-		l, _ := crashLab(t)
-		p := l.start(t)
-		l.postAlert(t, "firing", "00000000000009f1", time.Now(), labels("RollingBack"))
-		eventually(t, 30*time.Second, "the rollback to start", func() bool { return len(l.runs(t)) == 2 })
-		if ph := l.phaseOf(t, "00000000000009f1"); ph != state.PhaseRollingBack {
-			t.Fatalf("phase %s while the rollback runs", ph)
-		}
-		l.kill(t, p)
-		l.start(t)
-		inc := l.outcome(t, "00000000000009f1")
-		check(t, l, inc, state.OutcomeEscalated, 2, "verified")
-		if msg := lastEvent(inc, "escalated"); !strings.Contains(msg, "interrupted by a restart and is not re-run") {
-			t.Errorf("escalation: %s", msg)
-		}
-	})
-	t.Run("settled", func(t *testing.T) {
-		t.Parallel()
-		l, _ := crashLab(t)
-		p := l.start(t)
-		l.postAlert(t, "firing", "0000000000000a01", time.Now(), labels("Settled"))
-		before := l.outcome(t, "0000000000000a01")
-		l.kill(t, p)
-		l.start(t)
-		// A restart changes nothing: the timeline is as it was.
-		time.Sleep(2 * time.Second)
-		after := l.outcome(t, "0000000000000a01")
-		check(t, l, after, state.OutcomeRemediated, 1, "recovered")
-		if len(after.Timeline) != len(before.Timeline) {
-			t.Errorf("the restart changed the timeline: %s", timeline(after))
-		}
-	})
 }
 
 // TestOneStepRemediationCommits counts the fsynced write transactions of a

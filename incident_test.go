@@ -68,32 +68,10 @@ func TestOneFaultOneIncident(t *testing.T) {
 	if inc.Outcome != state.OutcomeRemediated || inc.Key != "target:lab/disk" || inc.Remediation.Phase != state.PhaseSettled {
 		t.Fatalf("outcome %q, key %q, phase %q: %s", inc.Outcome, inc.Key, inc.Remediation.Phase, timeline(inc))
 	}
-	if runs := l.runs(t, "disk"); len(runs) != 1 {
-		t.Fatalf("the fix ran %d times: %v", len(runs), runs)
-	}
-	if n := len(l.briefs); n != 0 {
-		t.Fatalf("%d briefs for a fault medic fixed", n)
-	}
+	l.ranOnceWithoutBrief(t, "disk")
 }
 
-const diskRunbook = `
-tool "set_errors" {
-  description = "Frees the lab disk."
-  risk        = "low"
-  param "service" { pattern = "[a-z]+" }
-  param "value" { pattern = "[0-9]+" }
-  exec { command = ["SETSH", "${param.service}", "${param.value}"] }
-}
-
-tool "brief_hook" {
-  description = "The on-call's webhook."
-  risk        = "low"
-  notify {
-    channel  = "webhook"
-    url_file = "hook-url"
-  }
-}
-
+const diskRunbook = labTools + `
 runbook "disk" {
   description = "A lab disk fills up: free it."
   match_re { alertname = "LabDisk.*" }
@@ -162,32 +140,10 @@ func TestPodsOfOneDeploymentOneIncident(t *testing.T) {
 	if incs := listIncidents(t, l.medicAddr, l.token, "all"); len(incs) != 1 {
 		t.Fatalf("%d incidents: %s", len(incs), describe(incs))
 	}
-	if runs := l.runs(t, "api"); len(runs) != 1 {
-		t.Fatalf("the fix ran %d times: %v", len(runs), runs)
-	}
-	if n := len(l.briefs); n != 0 {
-		t.Fatalf("%d briefs", n)
-	}
+	l.ranOnceWithoutBrief(t, "api")
 }
 
-const podsRunbook = `
-tool "set_errors" {
-  description = "Restarts the lab Deployment."
-  risk        = "low"
-  param "service" { pattern = "[a-z]+" }
-  param "value" { pattern = "[0-9]+" }
-  exec { command = ["SETSH", "${param.service}", "${param.value}"] }
-}
-
-tool "brief_hook" {
-  description = "The on-call's webhook."
-  risk        = "low"
-  notify {
-    channel  = "webhook"
-    url_file = "hook-url"
-  }
-}
-
+const podsRunbook = labTools + `
 runbook "crashloop" {
   description = "The pods of a Deployment crash-loop: restart it."
   match { alertname = "LabPodCrashLooping" }
@@ -202,6 +158,18 @@ runbook "crashloop" {
   }
 }
 `
+
+// ranOnceWithoutBrief fails unless the fix of service ran exactly once and
+// no brief went to the on-call.
+func (l *loopLab) ranOnceWithoutBrief(t *testing.T, service string) {
+	t.Helper()
+	if runs := l.runs(t, service); len(runs) != 1 {
+		t.Fatalf("the fix ran %d times: %v", len(runs), runs)
+	}
+	if n := len(l.briefs); n != 0 {
+		t.Fatalf("%d briefs for a fault medic fixed", n)
+	}
+}
 
 func describe(incs []state.Incident) string {
 	var b strings.Builder

@@ -47,7 +47,9 @@ func runLabTarget(addr, dir string) {
 	os.Exit(1)
 }
 
-const loopRunbooks = `
+// labTools are the lab's tools: the fix, which sets a service's value on the
+// lab target, and the on-call's webhook for briefs.
+const labTools = `
 tool "set_errors" {
   description = "Sets a lab service's error count, as a fix (or a bad fix) would."
   risk        = "low"
@@ -64,6 +66,9 @@ tool "brief_hook" {
     url_file = "hook-url"
   }
 }
+`
+
+const loopRunbooks = labTools + `
 
 runbook "fixes" {
   description = "The fix works."

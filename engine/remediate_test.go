@@ -22,7 +22,7 @@ func TestRemediatorInProcess(t *testing.T) {
 
 func testRemediatorInProcess(t *testing.T) {
 	env := newTestEnv(t, nil)
-	set, diags := rules.Parse("r.hcl", []byte(`
+	d := testDecider(t, env, `
 tool "noop" {
   description = "Does nothing, successfully."
   risk        = "low"
@@ -38,15 +38,7 @@ runbook "noop" {
     args = { name = "${labels.name}" }
   }
 }
-`))
-	if diags.HasErrors() {
-		t.Fatal(diags)
-	}
-	gate, err := actions.NewGate(context.Background(), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := &Decider{Config: env.eng.Config(), Rules: set, Gate: gate}
+`)
 	rem := &Remediator{Logger: env.eng.logger, Store: env.store, Decider: func() *Decider { return d },
 		Executors: Executors{Exec: &actions.Exec{}}, Now: func() time.Time { return env.now }}
 	if err := rem.Recover(); err != nil {
@@ -101,7 +93,7 @@ runbook "noop" {
 // steps) escalates instead of running the plan again.
 func TestNoReRunAfterRestartBetweenSteps(t *testing.T) {
 	env := newTestEnv(t, nil)
-	set, diags := rules.Parse("r.hcl", []byte(`
+	d := testDecider(t, env, `
 tool "noop" {
   description = "Does nothing, successfully."
   risk        = "low"
@@ -117,12 +109,7 @@ runbook "noop" {
     args = { name = "${labels.name}" }
   }
 }
-`))
-	if diags.HasErrors() {
-		t.Fatal(diags)
-	}
-	gate, _ := actions.NewGate(context.Background(), "")
-	d := &Decider{Config: env.eng.Config(), Rules: set, Gate: gate}
+`)
 	rem := &Remediator{Logger: env.eng.logger, Store: env.store, Decider: func() *Decider { return d },
 		Executors: Executors{Exec: &actions.Exec{}}, Now: func() time.Time { return env.now }}
 	env.eng.SetRemediator(rem)
@@ -389,14 +376,23 @@ func verifyLab(t *testing.T, runbooks string) (*testEnv, *Decider) {
 	prom, _ := startPrometheus(t)
 	env := newTestEnv(t, nil)
 	env.now = time.Now()
-	set, diags := rules.Parse("r.hcl", []byte(`
+	d := testDecider(t, env, `
 tool "noop" {
   description = "Does nothing, successfully."
   risk        = "low"
   param "name" { pattern = "[a-z]+" }
   exec { command = ["/bin/true", "${param.name}"] }
 }
-`+runbooks))
+`+runbooks)
+	d.Sources.Prom = prom
+	return env, d
+}
+
+// testDecider is the decision path of the runbooks in src, with the
+// default policy.
+func testDecider(t testing.TB, env *testEnv, src string) *Decider {
+	t.Helper()
+	set, diags := rules.Parse("r.hcl", []byte(src))
 	if diags.HasErrors() {
 		t.Fatal(diags)
 	}
@@ -404,7 +400,7 @@ tool "noop" {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return env, &Decider{Config: env.eng.Config(), Rules: set, Gate: gate, Sources: rules.Sources{Prom: prom}}
+	return &Decider{Config: env.eng.Config(), Rules: set, Gate: gate}
 }
 
 // newRemediator wires a remediator with d to env's engine.
@@ -431,7 +427,7 @@ func TestHeldDecisionIsTakenAtMinFiring(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		env := newTestEnv(t, nil)
 		env.now = time.Now()
-		set, diags := rules.Parse("r.hcl", []byte(`
+		d := testDecider(t, env, `
 tool "noop" {
   description = "Does nothing, successfully."
   risk        = "low"
@@ -444,15 +440,8 @@ runbook "patient" {
   min_firing = "10m"
   step "noop" { tool = "noop" }
 }
-`))
-		if diags.HasErrors() {
-			t.Fatal(diags)
-		}
-		gate, err := actions.NewGate(context.Background(), "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		rem := newRemediator(env, &Decider{Config: env.eng.Config(), Rules: set, Gate: gate})
+`)
+		rem := newRemediator(env, d)
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
 		go func() { rem.Run(ctx, 2); close(done) }()
