@@ -149,13 +149,16 @@ func runIncidents(cf clientFlags, f incidentsFlags, stdout, stderr io.Writer) in
 		return printJSON(stdout, b)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tSTATE\tOUTCOME\tOPENED\tUPDATED\tALERTS\tKEY")
+	fmt.Fprintln(tw, "ID\tSTATE\tPHASE\tOUTCOME\tOPENED\tUPDATED\tALERTS\tKEY")
 	for _, inc := range incs {
-		outcome := inc.Outcome
+		outcome, phase := inc.Outcome, string(inc.Phase)
 		if outcome == "" {
 			outcome = "-"
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", inc.ID, inc.State, outcome, inc.OpenedAt.UTC().Format(time.RFC3339),
+		if phase == "" {
+			phase = "-"
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", inc.ID, inc.State, phase, outcome, inc.OpenedAt.UTC().Format(time.RFC3339),
 			inc.UpdatedAt.UTC().Format(time.RFC3339), strings.Join(inc.Alertnames, ","), inc.Key)
 	}
 	tw.Flush()
@@ -177,6 +180,9 @@ func printIncident(w io.Writer, inc *state.Incident) {
 		inc.OpenedAt.UTC().Format(time.RFC3339), inc.UpdatedAt.UTC().Format(time.RFC3339))
 	if inc.ClosedAt != nil {
 		fmt.Fprintf(w, "  closed:  %s\n", inc.ClosedAt.UTC().Format(time.RFC3339))
+	}
+	if p := inc.Remediation; p.Phase != "" {
+		fmt.Fprintf(w, "  phase:   %s (since %s)\n", p.Phase, p.Since.UTC().Format(time.RFC3339))
 	}
 	if inc.Outcome != "" {
 		fmt.Fprintf(w, "  outcome: %s\n", inc.Outcome)

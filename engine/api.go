@@ -40,6 +40,7 @@ type IncidentSummary struct {
 	Key        string              `json:"key"`
 	State      state.IncidentState `json:"state"`
 	Outcome    string              `json:"outcome,omitempty"`
+	Phase      state.Phase         `json:"phase,omitempty"`
 	OpenedAt   time.Time           `json:"opened_at"`
 	UpdatedAt  time.Time           `json:"updated_at"`
 	ClosedAt   *time.Time          `json:"closed_at,omitempty"`
@@ -54,7 +55,7 @@ type IncidentSummary struct {
 const summaryText = 256
 
 func summarize(inc *state.Incident) IncidentSummary {
-	s := IncidentSummary{ID: inc.ID, Key: clip(inc.Key, summaryText), State: inc.State, Outcome: inc.Outcome, OpenedAt: inc.OpenedAt,
+	s := IncidentSummary{ID: inc.ID, Key: clip(inc.Key, summaryText), State: inc.State, Outcome: inc.Outcome, Phase: inc.Remediation.Phase, OpenedAt: inc.OpenedAt,
 		UpdatedAt: inc.UpdatedAt, ClosedAt: inc.ClosedAt, Alertnames: []string{}, Alerts: len(inc.Alerts), Events: len(inc.Timeline) + inc.TimelineDropped}
 	seen := map[string]bool{}
 	for _, a := range inc.Alerts {
