@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"medic/engine"
-	"medic/rules"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -17,6 +15,9 @@ import (
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
+
+	"medic/engine"
+	"medic/rules"
 )
 
 // diagRecord is one diagnostic of `medic check --output json`.

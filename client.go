@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"medic/engine"
-	"medic/state"
 	"net/http"
 	"net/url"
 	"os"
@@ -17,6 +15,9 @@ import (
 	"time"
 
 	"github.com/prometheus/common/version"
+
+	"medic/engine"
+	"medic/state"
 )
 
 // apiGet is a client command's request to the daemon. It returns the body

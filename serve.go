@@ -6,9 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"medic/engine"
-	"medic/rules"
-	"medic/state"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -16,6 +13,10 @@ import (
 	"syscall"
 
 	"github.com/prometheus/common/version"
+
+	"medic/engine"
+	"medic/rules"
+	"medic/state"
 )
 
 // loadConfig reads the file and lays the flags over it, so that flags

@@ -4,10 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"medic/state"
 	"os"
 	"os/exec"
 	"strings"
+
+	"medic/state"
 )
 
 // checkWorkerEnv makes the binary check one state file and exit: the child

@@ -5,16 +5,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"medic/actions"
-	"medic/rules"
-	"medic/state"
 	"net/http"
 	"strings"
 	"time"
 
+	"github.com/prometheus/alertmanager/template"
 	promconfig "github.com/prometheus/common/config"
 
-	"github.com/prometheus/alertmanager/template"
+	"medic/actions"
+	"medic/rules"
+	"medic/state"
 )
 
 // Execution: a call the gate allowed runs here, after its precheck and the

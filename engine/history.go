@@ -2,12 +2,13 @@ package engine
 
 import (
 	"maps"
-	"medic/actions"
-	"medic/llm"
-	"medic/state"
 	"slices"
 	"sort"
 	"strings"
+
+	"medic/actions"
+	"medic/llm"
+	"medic/state"
 )
 
 // History: what the decision and the policy read from the state: the

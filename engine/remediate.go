@@ -23,8 +23,9 @@ type Executors struct {
 
 // Remediator decides each new incident and runs what its runbook plans,
 // call by call, each one checked by the policy right before it runs, with
-// the intent journalled first. Only one remediation runs on a target at a
-// time: an incident whose target is busy is merged into the running one.
+// the intent journalled first, moving the incident through its phases
+// (state.Phase). Only one remediation runs on a target at a time: a new
+// incident whose target is still busy is held until it is free.
 type Remediator struct {
 	Logger    *slog.Logger
 	Store     *state.Store

@@ -3,11 +3,12 @@ package engine
 import (
 	"context"
 	"fmt"
+	"strings"
+	"time"
+
 	"medic/actions"
 	"medic/rules"
 	"medic/state"
-	"strings"
-	"time"
 )
 
 // Steps: a plan's calls run one by one, each checked by the policy right

@@ -3,11 +3,12 @@ package engine
 import (
 	"encoding/json"
 	"errors"
-	"medic/rules"
-	"medic/state"
 	"time"
 
 	"github.com/prometheus/alertmanager/template"
+
+	"medic/rules"
+	"medic/state"
 )
 
 // Transitions: a run buffers the records it makes (audit entries, timeline

@@ -39,8 +39,8 @@ type Action struct {
 	Argv           []string          `json:"argv,omitempty"`
 	IdempotencyKey string            `json:"idempotency_key,omitempty"`
 	Rollback       bool              `json:"rollback,omitempty"`
-	// Verify marks a step whose effect medic verifies: until the result
-	// is in, the incident is Verifying.
+	// Verify marks a step whose effect medic verifies: its verification,
+	// not the alerts' resolution, settles the incident.
 	Verify bool `json:"verify,omitempty"`
 	// Policy is the gate's verdict that let the action run.
 	Policy     string      `json:"policy,omitempty"`
