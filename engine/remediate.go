@@ -226,7 +226,7 @@ func (r *Remediator) handle(ctx context.Context, j state.DecisionJob) {
 			d := r.Decider()
 			p := inc.Remediation
 			run := &loopRun{d: d, incident: inc.ID, job: j.Seq, at: &AlertTrace{Runbook: p.Runbook, Target: p.Target}, rb: d.runbook(p.Runbook)}
-			r.escalate(ctx, run, escRestart, fmt.Sprintf("medic restarted during this incident's remediation, after step %s; its plan is not re-run", p.Step))
+			r.escalate(ctx, run, escRestart, "medic restarted during this incident's remediation; its plan is not re-run")
 			return
 		}
 		r.commitNow(&state.Change{Done: j.Seq})

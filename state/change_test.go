@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // openIncidents opens one incident per key, each with one alert and its
@@ -116,5 +118,38 @@ func TestCommitIsAllOrNothing(t *testing.T) {
 	}
 	if interrupted, _ := s.MarkInterrupted(now); len(interrupted) != 0 {
 		t.Fatalf("a finished action found running: %+v", interrupted)
+	}
+}
+
+// TestPhaseMigration: a file written before phases (schema 2) with an
+// incident medic acted on whose decision is still queued, and an action
+// still running, gets the running index and the phase executing at open:
+// a restart escalates it instead of running its plan again.
+func TestPhaseMigration(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "m.db")
+	s := open(t, p)
+	incs := openIncidents(t, s, "acted", "untouched")
+	if err := commitBegin(s, &Action{Incident: incs[0].ID, Tool: "x", StartedAt: t0}, 0); err != nil {
+		t.Fatal(err)
+	}
+	// Back to schema 2: no running index, no phases.
+	s.db.Update(func(tx *bolt.Tx) error {
+		tx.DeleteBucket(bucketRunning)
+		for _, inc := range incs {
+			got, _ := getIncident(tx, u64(inc.ID))
+			got.Remediation = Remediation{}
+			putJSON(tx, bucketIncidents, u64(inc.ID), got)
+		}
+		return tx.Bucket(bucketMeta).Put(keySchemaVersion, u64(2))
+	})
+	s.Close()
+	s = open(t, p)
+	acted, _ := s.Incident(incs[0].ID)
+	untouched, _ := s.Incident(incs[1].ID)
+	if acted.Remediation.Phase != PhaseExecuting || untouched.Remediation.Phase != "" {
+		t.Fatalf("phases after the migration: %q and %q", acted.Remediation.Phase, untouched.Remediation.Phase)
+	}
+	if running, err := s.MarkInterrupted(t0); err != nil || len(running) != 1 {
+		t.Fatalf("running after the migration: %+v %v", running, err)
 	}
 }

@@ -173,6 +173,9 @@ func (s *Store) migrate() error {
 				if err := indexRunning(tx); err != nil {
 					return fmt.Errorf("migrate to schema 3: %w", err)
 				}
+				if err := phaseQueued(tx); err != nil {
+					return fmt.Errorf("migrate to schema 3: %w", err)
+				}
 			}
 		}
 		return meta.Put(keySchemaVersion, u64(SchemaVersion))
@@ -223,6 +226,33 @@ func indexRunning(tx *bolt.Tx) error {
 			return nil
 		}
 		return running.Put(k, nil)
+	})
+}
+
+// phaseQueued gives a phase to the incidents of a file written before
+// phases (schema 3) whose decision is still queued although medic already
+// acted on them: executing, which a restart escalates, so that their plan
+// is not run again.
+func phaseQueued(tx *bolt.Tx) error {
+	journal := tx.Bucket(bucketJournalByIncident)
+	return tx.Bucket(bucketDecisions).ForEach(func(k, v []byte) error {
+		var j DecisionJob
+		if err := json.Unmarshal(v, &j); err != nil {
+			return fmt.Errorf("decode decision job %x: %w", k, err)
+		}
+		acted := false
+		if err := eachOfIncident(journal, j.Incident, func([]byte) error { acted = true; return nil }); err != nil {
+			return err
+		}
+		if !acted {
+			return nil
+		}
+		inc, err := getIncident(tx, u64(j.Incident))
+		if err != nil || inc.Remediation.Phase != "" {
+			return ignoreNotFound(err)
+		}
+		inc.Remediation = Remediation{Phase: PhaseExecuting}
+		return putJSON(tx, bucketIncidents, u64(inc.ID), inc)
 	})
 }
 
