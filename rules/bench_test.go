@@ -100,3 +100,41 @@ func BenchmarkCondition(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkCandidates is one alert's candidate runbooks among 500: 400
+// match an exact alertname, 100 a regular expression on it (sets of names,
+// literal prefixes, and patterns that need a literal somewhere inside).
+func BenchmarkCandidates(b *testing.B) {
+	var src strings.Builder
+	src.WriteString(`tool "noop" {
+  description = "Does nothing."
+  risk        = "low"
+  exec { command = ["/bin/true"] }
+}
+`)
+	for i := range 500 {
+		var match string
+		switch {
+		case i < 400:
+			match = fmt.Sprintf("match { alertname = \"Alert%d\" }", i)
+		case i < 440:
+			match = fmt.Sprintf("match_re { alertname = \"Set%dA|Set%dB|Set%dC\" }", i, i, i)
+		case i < 480:
+			match = fmt.Sprintf("match_re { alertname = \"Prefix%d.*\" }", i)
+		default:
+			match = fmt.Sprintf("match_re { alertname = \".*Storm%d.*\" }", i)
+		}
+		fmt.Fprintf(&src, "runbook \"rb_%d\" {\n  description = \"Generated.\"\n  %s\n  target = \"x\"\n  step \"noop\" { tool = \"noop\" }\n}\n", i, match)
+	}
+	set, diags := Parse("candidates.hcl", []byte(src.String()))
+	if diags.HasErrors() {
+		b.Fatal(diags)
+	}
+	labels := map[string]string{"alertname": "Alert250", "namespace": "prod-eu", "severity": "critical", "pod": "api-0"}
+	b.ReportAllocs()
+	for b.Loop() {
+		if c := set.Candidates(labels); len(c) != 1 {
+			b.Fatalf("%d candidates", len(c))
+		}
+	}
+}

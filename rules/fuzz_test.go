@@ -1,9 +1,12 @@
 package rules
 
 import (
+	"fmt"
 	"os"
+	"regexp"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 // FuzzLoad: no runbook source crashes the loader, and what loads has its
@@ -64,6 +67,29 @@ func FuzzRenderHostileLabels(f *testing.F) {
 			if !p.Pattern.MatchString(v) || strings.HasPrefix(v, "-") || strings.IndexFunc(v, IsControl) >= 0 {
 				t.Fatalf("%s = %q passed", name, v)
 			}
+		}
+	})
+}
+
+// FuzzCandidatesIndex: for any pattern and any alertname, the index finds a
+// runbook exactly when its matcher matches.
+func FuzzCandidatesIndex(f *testing.F) {
+	for _, s := range [][2]string{{"A|B", "A"}, {"Node.*", "NodeDown"}, {".*Storm.*", "BigStorm"}, {"(?i)x", "X"}, {"(A|B)(C|D)", "BD"}} {
+		f.Add(s[0], s[1])
+	}
+	f.Fuzz(func(t *testing.T, pattern, name string) {
+		if _, err := regexp.Compile(pattern); err != nil || !utf8.ValidString(name) {
+			return
+		}
+		src := fmt.Sprintf("tool \"noop\" {\n  description = \"x\"\n  risk = \"low\"\n  exec { command = [\"/bin/true\"] }\n}\n"+
+			"runbook \"r\" {\n  description = \"x\"\n  match_re { alertname = %q }\n  target = \"x\"\n  step \"s\" { tool = \"noop\" }\n}\n", pattern)
+		set, diags := Parse("f.hcl", []byte(src))
+		if diags.HasErrors() {
+			return
+		}
+		labels := map[string]string{"alertname": name}
+		if got, want := len(set.Candidates(labels)) == 1, matches(set.Runbooks[0], labels); got != want {
+			t.Fatalf("pattern %q, name %q: index says %v, matcher %v", pattern, name, got, want)
 		}
 	})
 }

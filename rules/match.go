@@ -3,17 +3,32 @@ package rules
 import (
 	"cmp"
 	"fmt"
+	"regexp"
+	"regexp/syntax"
 	"slices"
+	"strings"
 
 	"github.com/expr-lang/expr/vm"
 )
 
-// index finds candidate runbooks by exact alertname first, so the cost of a
-// match does not grow with the number of runbooks; runbooks without an exact
-// alertname are checked on every alert.
+// index finds the candidate runbooks of an alert by its alertname, so that
+// the cost of a match does not grow with the number of runbooks, as
+// Prometheus's FastRegexMatcher does for label matchers: an exact
+// alertname, or a regular expression that is a set of names, is looked up;
+// a regular expression with a literal prefix is checked only for names with
+// that prefix; one that needs literals anywhere is checked only for names
+// that contain them. The rest are checked on every alert.
 type index struct {
 	byName map[string][]*Runbook
-	rest   []*Runbook
+	prefix []guarded
+	rest   []guarded
+}
+
+// guarded is a runbook with literals that an alertname must contain (or,
+// in index.prefix, start with) before its matchers are worth running.
+type guarded struct {
+	rb    *Runbook
+	needs []string
 }
 
 func buildIndex(rbs []*Runbook) *index {
@@ -21,22 +36,139 @@ func buildIndex(rbs []*Runbook) *index {
 	for _, rb := range rbs {
 		if name, ok := rb.Match["alertname"]; ok {
 			ix.byName[name] = append(ix.byName[name], rb)
-		} else {
-			ix.rest = append(ix.rest, rb)
+			continue
+		}
+		re, ok := rb.MatchRE["alertname"]
+		if !ok {
+			ix.rest = append(ix.rest, guarded{rb: rb})
+			continue
+		}
+		set, prefix, needs := literals(re)
+		switch {
+		case set != nil:
+			for _, name := range set {
+				ix.byName[name] = append(ix.byName[name], rb)
+			}
+		case prefix != "":
+			ix.prefix = append(ix.prefix, guarded{rb: rb, needs: []string{prefix}})
+		default:
+			ix.rest = append(ix.rest, guarded{rb: rb, needs: needs})
 		}
 	}
 	return ix
 }
 
+// literals reads what an anchored pattern says about the names it can
+// match: the whole set when it is a list of literal names, else a literal
+// prefix every match starts with, else literals every match contains. A
+// pattern that ignores case says nothing.
+func literals(re *regexp.Regexp) (set []string, prefix string, needs []string) {
+	tree, err := syntax.Parse(re.String(), syntax.Perl)
+	if err != nil {
+		return nil, "", nil
+	}
+	tree = tree.Simplify()
+	// The pattern is ^(?:…)$: keep what is between the anchors, which the
+	// parser may have flattened into one concatenation with them.
+	n := len(tree.Sub)
+	if tree.Op != syntax.OpConcat || n < 3 || tree.Sub[0].Op != syntax.OpBeginText || tree.Sub[n-1].Op != syntax.OpEndText {
+		return nil, "", nil
+	}
+	if n == 3 {
+		tree = tree.Sub[1]
+	} else {
+		tree = &syntax.Regexp{Op: syntax.OpConcat, Sub: tree.Sub[1 : n-1]}
+	}
+	if names, ok := literalSet(tree); ok {
+		return names, "", nil
+	}
+	if tree.Op != syntax.OpConcat {
+		return nil, "", nil
+	}
+	for i, sub := range tree.Sub {
+		if sub.Op != syntax.OpLiteral || sub.Flags&syntax.FoldCase != 0 {
+			continue
+		}
+		if i == 0 {
+			return nil, string(sub.Rune), nil
+		}
+		needs = append(needs, string(sub.Rune))
+	}
+	return nil, "", needs
+}
+
+// literalSet reads a pattern that is one literal name or an alternation of
+// them; the parser factors common prefixes out of alternations, so literals
+// concatenated with alternations of literals count too, up to
+// maxLiteralSet names.
+func literalSet(re *syntax.Regexp) ([]string, bool) {
+	switch re.Op {
+	case syntax.OpLiteral:
+		if re.Flags&syntax.FoldCase != 0 {
+			return nil, false
+		}
+		return []string{string(re.Rune)}, true
+	case syntax.OpEmptyMatch:
+		return []string{""}, true
+	case syntax.OpCapture:
+		return literalSet(re.Sub[0])
+	case syntax.OpAlternate:
+		var out []string
+		for _, sub := range re.Sub {
+			names, ok := literalSet(sub)
+			if !ok || len(out)+len(names) > maxLiteralSet {
+				return nil, false
+			}
+			out = append(out, names...)
+		}
+		return out, true
+	case syntax.OpConcat:
+		out := []string{""}
+		for _, sub := range re.Sub {
+			names, ok := literalSet(sub)
+			if !ok || len(out)*len(names) > maxLiteralSet {
+				return nil, false
+			}
+			var next []string
+			for _, a := range out {
+				for _, b := range names {
+					next = append(next, a+b)
+				}
+			}
+			out = next
+		}
+		return out, true
+	}
+	return nil, false
+}
+
+// maxLiteralSet bounds the names a pattern is expanded into.
+const maxLiteralSet = 256
+
 // Candidates returns the runbooks whose label matchers all match, in name
 // order. Only these have their queries run.
 func (s *Set) Candidates(labels map[string]string) []*Runbook {
 	var out []*Runbook
-	for _, list := range [2][]*Runbook{s.index.byName[labels["alertname"]], s.index.rest} {
-		for _, rb := range list {
-			if matches(rb, labels) {
-				out = append(out, rb)
+	name := labels["alertname"]
+	for _, rb := range s.index.byName[name] {
+		if matches(rb, labels) {
+			out = append(out, rb)
+		}
+	}
+	for _, g := range s.index.prefix {
+		if strings.HasPrefix(name, g.needs[0]) && matches(g.rb, labels) {
+			out = append(out, g.rb)
+		}
+	}
+rest:
+	for _, g := range s.index.rest {
+		for _, lit := range g.needs {
+			if !strings.Contains(name, lit) {
+				continue rest
 			}
+		}
+		if matches(g.rb, labels) {
+			out = append(out, g.rb)
 		}
 	}
 	if len(out) > 1 {

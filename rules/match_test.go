@@ -3,6 +3,7 @@ package rules
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net/url"
 	"strings"
 	"testing"
@@ -429,6 +430,38 @@ runbook "unit" {
 	for _, v := range []string{"nginx; reboot", "nginx.service x", "../../etc", "-nginx", "$(id)"} {
 		if calls, err := set.Plan(set.Runbooks[0], Vars{Labels: map[string]string{"service": v}}); err == nil {
 			t.Errorf("%q planned %+v", v, calls)
+		}
+	}
+}
+
+// TestCandidatesIndexAgreesWithMatchers: whatever the index makes of a
+// pattern (a set of names, a prefix, literals inside, nothing), the
+// candidates are exactly the runbooks whose matchers match.
+func TestCandidatesIndexAgreesWithMatchers(t *testing.T) {
+	patterns := []string{"A|B|C", "KubePodCrashLooping|KubePodNotReady", "Node.*", ".*Storm.*", ".*Disk(Full|Low)", "(?i)casefree",
+		"", "X?", "Kube[A-Z]+Down", "Target(Up|Down)Alert", ".*", "Pre.*Mid.*Post", "(A|B)(C|D)"}
+	var src strings.Builder
+	src.WriteString("tool \"noop\" {\n  description = \"x\"\n  risk = \"low\"\n  exec { command = [\"/bin/true\"] }\n}\n")
+	for i, p := range patterns {
+		fmt.Fprintf(&src, "runbook \"rb_%02d\" {\n  description = \"x\"\n  match_re { alertname = %q }\n  target = \"x\"\n  step \"s\" { tool = \"noop\" }\n}\n", i, p)
+	}
+	set, diags := Parse("i.hcl", []byte(src.String()))
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	alertnames := []string{"A", "B", "C", "D", "AC", "BD", "KubePodCrashLooping", "KubePodNotReady", "KubePod", "NodeDown", "Node", "XStormY",
+		"Storm", "DiskFull", "MyDiskLow", "DiskFul", "CASEFREE", "casefree", "", "X", "KubeAPIDown", "Kubedown", "TargetUpAlert",
+		"TargetSideAlert", "PreXMidYPost", "PreMidPost", "PrePost"}
+	for _, name := range alertnames {
+		labels := map[string]string{"alertname": name}
+		var want []string
+		for _, rb := range set.Runbooks {
+			if matches(rb, labels) {
+				want = append(want, rb.Name)
+			}
+		}
+		if got := names(set.Candidates(labels)); got != strings.Join(want, ",") {
+			t.Errorf("%q: candidates %s, want %s", name, got, strings.Join(want, ","))
 		}
 	}
 }

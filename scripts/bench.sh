@@ -10,6 +10,8 @@
 #   3. BenchmarkEnqueue: the store alone.
 #   4. fdatasync calls per commit, counted with strace.
 #   5. The built binary under wrk: 64 connections, 2 threads, 15 s.
+#   6. The decision path: candidate runbooks among 500, matching and
+#      rendering, the policy gate and its floor, one whole decision.
 # Results land in ${OUT_DIR:-bench-results}/. COUNT sets -count (default 6).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,6 +36,14 @@ go test -c -o "$out/state.test" ./state
 "$out/state.test" -test.run '^$' -test.bench 'BenchmarkEnqueue' -test.benchtime 20000x -test.count "$count" | tee "$out/enqueue.txt"
 echo "== medians =="
 $benchstat "$out/intake.txt" "$out/groupcommit.txt" "$out/enqueue.txt" | tee "$out/medians.txt"
+
+echo "== decision path =="
+go test -c -o "$out/rules.test" ./rules
+go test -c -o "$out/actions.test" ./actions
+"$out/rules.test" -test.run '^$' -test.bench 'BenchmarkCandidates|BenchmarkMatchRender' -test.count "$count" | tee "$out/decision.txt"
+"$out/actions.test" -test.run '^$' -test.bench 'BenchmarkPolicy' -test.count "$count" | tee -a "$out/decision.txt"
+"$out/engine.test" -test.run '^$' -test.bench 'BenchmarkDecide$' -test.count "$count" | tee -a "$out/decision.txt"
+$benchstat "$out/decision.txt" | tee "$out/decision-medians.txt"
 
 echo "== fdatasync per commit =="
 strace -f -qq -c -e trace=fdatasync,fsync -o "$out/strace.txt" \
