@@ -310,30 +310,33 @@ func TestOneStepRemediationCommits(t *testing.T) {
 	t.Parallel()
 	l, _ := crashLab(t)
 	l.start(t)
-	counter := func(name string) int {
-		t.Helper()
-		for _, line := range strings.Split(get(t, "http://"+l.addr+"/metrics"), "\n") {
-			if v, ok := strings.CutPrefix(line, name+" "); ok {
-				n, err := strconv.ParseFloat(v, 64)
-				if err != nil {
-					t.Fatal(err)
-				}
-				return int(n)
-			}
-		}
-		t.Fatalf("no %s in /metrics", name)
-		return 0
-	}
-	writes, intake := counter("medic_state_write_transactions_total"), counter("medic_inbox_commits_total")
+	writes, intake := l.metric(t, "medic_state_write_transactions_total"), l.metric(t, "medic_inbox_commits_total")
 	l.postAlert(t, "firing", "0000000000000b01", time.Now(), map[string]string{"alertname": "Settled", "name": "shop"})
 	inc := l.outcome(t, "0000000000000b01")
 	if inc.Outcome != state.OutcomeRemediated {
 		t.Fatalf("outcome %q: %s", inc.Outcome, timeline(inc))
 	}
-	writes, intake = counter("medic_state_write_transactions_total")-writes, counter("medic_inbox_commits_total")-intake
+	writes, intake = l.metric(t, "medic_state_write_transactions_total")-writes, l.metric(t, "medic_inbox_commits_total")-intake
 	decided := writes - intake - 1 // the worker's transaction opens the incident
 	t.Logf("write transactions: %d in all, %d intake, 1 worker, %d from decision to outcome", writes, intake, decided)
 	if decided > 3 {
 		t.Fatalf("%d write transactions from decision to outcome, want 3", decided)
 	}
+}
+
+// metric reads one sample of the lab medic's /metrics, by its name with
+// its labels as the exposition prints them.
+func (l *remediationLab) metric(t *testing.T, series string) int {
+	t.Helper()
+	for _, line := range strings.Split(get(t, "http://"+l.addr+"/metrics"), "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			n, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return int(n)
+		}
+	}
+	t.Fatalf("no %s in /metrics", series)
+	return 0
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -185,4 +186,32 @@ func timeline(inc state.Incident) string {
 		parts = append(parts, e.Kind+": "+e.Message)
 	}
 	return strings.Join(parts, "; ")
+}
+
+// TestUrgentDecisionJumpsTheStorm: 2,000 alerts no runbook matches, then
+// one that a runbook acts on. The worker queues the last one's decision as
+// urgent, and it is acted on while most of the storm still waits to be
+// escalated, instead of after all of it.
+func TestUrgentDecisionJumpsTheStorm(t *testing.T) {
+	t.Parallel()
+	l := newLab(t, strings.Replace(slowRunbook, "SLEEP", "0", 1), "1h")
+	l.start(t)
+	const storm = 2000
+	now := time.Now().UTC().Format(time.RFC3339)
+	for n := 0; n < storm; n += 100 {
+		var alerts []string
+		for i := n; i < n+100; i++ {
+			alerts = append(alerts, fmt.Sprintf(`{"status":"firing","labels":{"alertname":"Storm","instance":"i%d"},"startsAt":%q,"fingerprint":"%016x"}`, i, now, 0x70000+i))
+		}
+		if code, body := l.do(t, "POST", "/api/v1/alerts", l.token, json.RawMessage(`{"version":"4","status":"firing","receiver":"medic","alerts":[`+strings.Join(alerts, ",")+`]}`)); code != 200 {
+			t.Fatalf("storm: %d %s", code, body)
+		}
+	}
+	l.post(t, "shop", "00000000000000e1")
+	eventually(t, 60*time.Second, "the urgent step to run", func() bool { return len(l.runs(t)) == 1 })
+	escalated := l.metric(t, `medic_incidents_total{outcome="escalated"}`)
+	t.Logf("when the urgent step ran, %d of the %d storm incidents were escalated", escalated, storm)
+	if escalated > storm/2 {
+		t.Fatalf("the urgent decision waited behind %d escalations", escalated)
+	}
 }

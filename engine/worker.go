@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/alertmanager/template"
 	"github.com/prometheus/common/model"
 
+	"medic/rules"
 	"medic/state"
 )
 
@@ -203,22 +204,25 @@ const (
 
 var resultNames = [...]string{resultOpened, resultUpdated, resultRepeated, resultResolved, resultStale, resultIgnored}
 
-// incidentKey is the key that folds alerts into one incident: the target
+// incidentKey is the key that folds alerts into one incident, and whether
+// a runbook that acts matched the alert (its decision is urgent): the target
 // of the runbook that matches the alert, when its target reads only the
 // alert's labels. A runbook whose target needs a query keys the incident by
 // the alert until its decision renders the target and folds it into the
 // target's incident (Store.Rekey). An alert no runbook matches is keyed by
 // its values of group_by, as Alertmanager keys its groups.
-func (e *Engine) incidentKey(cfg *Config, a *template.Alert) string {
+func (e *Engine) incidentKey(cfg *Config, a *template.Alert) (key string, urgent bool) {
 	if e.remediator != nil {
-		switch t, matched := e.remediator.Decider().Rules.LabelTarget(a.Labels, a.Annotations); {
+		t, cands := e.remediator.Decider().Rules.LabelTarget(a.Labels, a.Annotations)
+		urgent = slices.ContainsFunc(cands, (*rules.Runbook).Acts)
+		switch {
 		case t != "":
-			return TargetKey(t)
-		case matched:
-			return "alert:" + a.Fingerprint
+			return TargetKey(t), urgent
+		case len(cands) > 0:
+			return "alert:" + a.Fingerprint, urgent
 		}
 	}
-	return GroupKey(cfg.Intake.GroupBy, a.Labels)
+	return GroupKey(cfg.Intake.GroupBy, a.Labels), false
 }
 
 // GroupKey is the incident key of labels under group_by: the label set of
@@ -260,7 +264,7 @@ func (e *Engine) applyAlert(tx *state.Tx, cfg *Config, a *template.Alert, now ti
 	if err != nil && !errors.Is(err, state.ErrNotFound) {
 		return 0, 0, 0, "", err
 	}
-	inc, key, err := e.incidentFor(tx, cfg, a, seen, known)
+	inc, key, urgent, err := e.incidentFor(tx, cfg, a, seen, known)
 	if err != nil {
 		return 0, 0, 0, "", err
 	}
@@ -361,7 +365,7 @@ func (e *Engine) applyAlert(tx *state.Tx, cfg *Config, a *template.Alert, now ti
 		if e.remediator != nil {
 			// Queued in the transaction that opens the incident, so a crash
 			// cannot lose the decision.
-			if err := tx.QueueDecision(state.DecisionJob{Incident: inc.ID, Fingerprint: fp, QueuedAt: now}); err != nil {
+			if err := tx.QueueDecision(state.DecisionJob{Incident: inc.ID, Fingerprint: fp, QueuedAt: now, Urgent: urgent}); err != nil {
 				return 0, 0, 0, "", err
 			}
 
@@ -375,38 +379,38 @@ func (e *Engine) applyAlert(tx *state.Tx, cfg *Config, a *template.Alert, now ti
 }
 
 // incidentFor finds the open incident an alert belongs to, or nil with the
-// key a new one would take. An alert stays with the incident it joined
+// key a new one would take and whether its decision is urgent. An alert stays with the incident it joined
 // while that is open, even when its key would differ now (a reload, a fold
 // by target). A resolved alert has no incident to find by key.
-func (e *Engine) incidentFor(tx *state.Tx, cfg *Config, a *template.Alert, seen state.Fingerprint, known bool) (*state.Incident, string, error) {
+func (e *Engine) incidentFor(tx *state.Tx, cfg *Config, a *template.Alert, seen state.Fingerprint, known bool) (inc *state.Incident, key string, urgent bool, err error) {
 	if known {
 		inc, err := tx.Incident(seen.IncidentID)
 		switch {
 		case err == nil && inc.State == state.StateOpen:
-			return inc, inc.Key, nil
+			return inc, inc.Key, false, nil
 		case err != nil && !errors.Is(err, state.ErrNotFound):
-			return nil, "", err
+			return nil, "", false, err
 		}
 	}
 	if a.Status == "resolved" {
-		return nil, "", nil
+		return nil, "", false, nil
 	}
 	// An incident holds at most state.MaxAlerts alerts; past that its key's
 	// next incident takes them, so that no record grows without bound.
-	base := e.incidentKey(cfg, a)
+	base, urgent := e.incidentKey(cfg, a)
 	for n := 1; ; n++ {
-		key := base
+		key = base
 		if n > 1 {
 			key = fmt.Sprintf("%s#%d", base, n)
 		}
 		inc, err := tx.OpenIncident(key)
 		switch {
 		case errors.Is(err, state.ErrNotFound):
-			return nil, key, nil
+			return nil, key, urgent, nil
 		case err != nil:
-			return nil, "", err
+			return nil, "", false, err
 		case len(inc.Alerts) < state.MaxAlerts:
-			return inc, key, nil
+			return inc, key, urgent, nil
 		}
 	}
 }

@@ -180,9 +180,9 @@ rest:
 // LabelTarget renders the target of the candidate runbook that would win
 // on priority, then name, among those whose target reads only the alert's
 // labels and annotations: the key of the alert's incident, known before any
-// query runs. It returns "" when no candidate has such a target, and
-// whether any runbook matches the labels at all.
-func (s *Set) LabelTarget(labels, annotations map[string]string) (target string, matched bool) {
+// query runs. It returns "" when no candidate has such a target, with the
+// candidates.
+func (s *Set) LabelTarget(labels, annotations map[string]string) (string, []*Runbook) {
 	var best *Runbook
 	cands := s.Candidates(labels)
 	for _, rb := range cands {
@@ -191,14 +191,18 @@ func (s *Set) LabelTarget(labels, annotations map[string]string) (target string,
 		}
 	}
 	if best == nil {
-		return "", len(cands) > 0
+		return "", cands
 	}
 	t, err := best.Target.render(&Vars{Labels: labels, Annotations: annotations})
 	if err != nil {
-		return "", true
+		return "", cands
 	}
-	return t, true
+	return t, cands
 }
+
+// Acts reports whether a runbook plans steps that run: it neither only
+// escalates nor runs in shadow mode.
+func (rb *Runbook) Acts() bool { return !rb.Escalate && rb.Mode != ModeShadow }
 
 func matches(rb *Runbook, labels map[string]string) bool {
 	for k, v := range rb.Match {

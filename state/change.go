@@ -180,7 +180,7 @@ func (s *Store) apply(tx *bolt.Tx, c *Change) error {
 		}
 	}
 	if c.Done != 0 {
-		if err := tx.Bucket(bucketDecisions).Delete(u64(c.Done)); err != nil {
+		if err := doneDecision(tx, c.Done); err != nil {
 			return err
 		}
 	}

@@ -521,7 +521,7 @@ func fold(tx *bolt.Tx, auditKey []byte, inc, dst *Incident, job uint64, now time
 	if err := tx.Bucket(bucketIncidents).Delete(u64(inc.ID)); err != nil {
 		return err
 	}
-	if err := tx.Bucket(bucketDecisions).Delete(u64(job)); err != nil {
+	if err := doneDecision(tx, job); err != nil {
 		return err
 	}
 	details, _ := json.Marshal(map[string]any{"event": "folded", "into": into, "key": dst.Key})
