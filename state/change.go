@@ -122,14 +122,22 @@ type Verified struct {
 }
 
 // Commit applies the changes in one transaction, in order. Nothing is
-// written when one of them fails.
+// written when one of them fails. With the group committer (GroupQueue),
+// the transaction is shared with the other writers waiting at the time:
+// the intake's notifications and the other remediations' changes.
 func (s *Store) Commit(cs ...*Change) error {
+	if len(cs) == 0 {
+		return nil
+	}
 	for _, c := range cs {
 		for i := range c.Audit {
 			if err := compactDetails(&c.Audit[i]); err != nil {
 				return err
 			}
 		}
+	}
+	if s.queue != nil {
+		return s.submit(&commitReq{changes: cs})
 	}
 	return s.update(func(tx *bolt.Tx) error {
 		for _, c := range cs {

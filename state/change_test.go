@@ -2,7 +2,9 @@ package state
 
 import (
 	"errors"
+	"fmt"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -151,5 +153,48 @@ func TestPhaseMigration(t *testing.T) {
 	}
 	if running, err := s.MarkInterrupted(t0); err != nil || len(running) != 1 {
 		t.Fatalf("running after the migration: %+v %v", running, err)
+	}
+}
+
+// TestCommitsShareTransactions: changes committed at once by many
+// goroutines share the group committer's transactions, and one that fails
+// (an idempotent repeat) fails alone.
+func TestCommitsShareTransactions(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "m.db"))
+	keys := make([]string, 64)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("k%d", i)
+	}
+	incs := openIncidents(t, s, keys...)
+	if err := s.Commit(&Change{Incident: incs[0].ID, Begin: &Action{Incident: incs[0].ID, Tool: "x", IdempotencyKey: "once", StartedAt: t0}, Window: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	writes := s.WriteTransactions()
+	errs := make([]error, len(incs))
+	var wg sync.WaitGroup
+	for i, inc := range incs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := &Change{Incident: inc.ID, Events: []Event{{Time: t0, Kind: "shared"}}, Audit: []AuditEntry{{Time: t0, Incident: inc.ID, Kind: "x"}}}
+			if i == 7 {
+				c.Begin, c.Window = &Action{Incident: inc.ID, Tool: "x", IdempotencyKey: "once", StartedAt: t0}, time.Hour
+			}
+			errs[i] = s.Commit(c)
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if (i == 7) != errors.Is(err, ErrIdempotentRepeat) {
+			t.Errorf("change %d: %v", i, err)
+		}
+		inc, _ := s.Incident(incs[i].ID)
+		if shared := len(inc.Timeline) > 0 && inc.Timeline[len(inc.Timeline)-1].Kind == "shared"; shared != (i != 7) {
+			t.Errorf("incident %d: timeline %+v", i, inc.Timeline)
+		}
+	}
+	t.Logf("%d changes in %d write transactions", len(incs), s.WriteTransactions()-writes)
+	if n, err := s.VerifyAudit(nil, nil); err != nil || n == 0 {
+		t.Fatalf("audit %d %v", n, err)
 	}
 }

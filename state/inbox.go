@@ -60,24 +60,33 @@ func (s *Store) enqueueBoltBatch(val []byte) (uint64, error) {
 	return seq, err
 }
 
-type enqueueReq struct {
-	val  []byte
-	seq  uint64
-	done chan error
+// commitReq is one writer waiting for the group committer: a notification
+// for the inbox, or the changes of a remediation's transition.
+type commitReq struct {
+	val     []byte
+	seq     uint64
+	changes []*Change
+	done    chan error
 }
 
 // enqueueGroup hands the value to the committer and waits for its commit.
 func (s *Store) enqueueGroup(val []byte) (uint64, error) {
-	r := &enqueueReq{val: val, done: make(chan error, 1)}
+	r := &commitReq{val: val}
+	err := s.submit(r)
+	return r.seq, err
+}
+
+// submit hands a request to the committer and waits for its commit.
+func (s *Store) submit(r *commitReq) error {
+	r.done = make(chan error, 1)
 	s.closeMu.RLock()
 	if s.closed {
 		s.closeMu.RUnlock()
-		return 0, ErrClosed
+		return ErrClosed
 	}
 	s.queue <- r
 	s.closeMu.RUnlock()
-	err := <-r.done
-	return r.seq, err
+	return <-r.done
 }
 
 // commitLoop is the group committer. It takes the first waiting writer, then
@@ -85,10 +94,12 @@ func (s *Store) enqueueGroup(val []byte) (uint64, error) {
 // that commit syncs, the next group queues up, so the group grows with the
 // load and no writer waits on a timer: under no load a write costs one
 // commit; under load one commit carries everything that arrived during the
-// previous one.
+// previous one. The intake's notifications and the remediations'
+// transitions share the commits. A change that fails (an idempotent
+// repeat) fails only itself: the group is committed again without it.
 func (s *Store) commitLoop() {
 	defer close(s.loopDone)
-	batch := make([]*enqueueReq, 0, s.maxBatch)
+	batch := make([]*commitReq, 0, s.maxBatch)
 	for r := range s.queue {
 		batch = append(batch[:0], r)
 	gather:
@@ -103,27 +114,55 @@ func (s *Store) commitLoop() {
 				break gather
 			}
 		}
-		err := s.update(func(tx *bolt.Tx) error {
-			b := tx.Bucket(bucketInbox)
-			for _, r := range batch {
-				n, err := b.NextSequence()
-				if err != nil {
-					return err
+		for len(batch) > 0 {
+			bad, err := s.commitGroup(batch)
+			if err == nil || bad < 0 {
+				for _, r := range batch {
+					r.done <- err
 				}
-				r.seq = n
-				if err := b.Put(u64(n), r.val); err != nil {
+				break
+			}
+			// Nothing of the group was written: the writer whose change
+			// failed gets its error, and the others are committed again.
+			batch[bad].done <- err
+			batch = append(batch[:bad], batch[bad+1:]...)
+		}
+	}
+}
+
+// commitGroup writes a group of requests in one transaction. When a change
+// fails, it returns the index of its request; -1 means the commit itself
+// failed.
+func (s *Store) commitGroup(batch []*commitReq) (int, error) {
+	inbox, bad := false, -1
+	err := s.update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketInbox)
+		for i, r := range batch {
+			for _, c := range r.changes {
+				if err := s.apply(tx, c); err != nil {
+					bad = i
 					return err
 				}
 			}
-			return nil
-		})
-		if err == nil {
-			s.commits.Add(1)
+			if r.changes != nil {
+				continue
+			}
+			inbox = true
+			n, err := b.NextSequence()
+			if err != nil {
+				return err
+			}
+			r.seq = n
+			if err := b.Put(u64(n), r.val); err != nil {
+				return err
+			}
 		}
-		for _, r := range batch {
-			r.done <- err
-		}
+		return nil
+	})
+	if err == nil && inbox {
+		s.commits.Add(1)
 	}
+	return bad, err
 }
 
 // ProcessResult summarises one ProcessInbox call.

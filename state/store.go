@@ -101,7 +101,7 @@ type Store struct {
 
 	boltBatch bool
 	maxBatch  int
-	queue     chan *enqueueReq
+	queue     chan *commitReq
 	loopDone  chan struct{}
 	closeMu   sync.RWMutex
 	closed    bool
@@ -141,7 +141,7 @@ func Open(path string, o Options) (*Store, error) {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	if !s.boltBatch {
-		s.queue = make(chan *enqueueReq, s.maxBatch)
+		s.queue = make(chan *commitReq, s.maxBatch)
 		s.loopDone = make(chan struct{})
 		go s.commitLoop()
 	}
