@@ -13,11 +13,55 @@
 #   6. The decision path: candidate runbooks among 500, matching and
 #      rendering, the policy gate and its floor, one whole decision.
 # Results land in ${OUT_DIR:-bench-results}/. COUNT sets -count (default 6).
+#
+# `scripts/bench.sh storm` instead sends ALERTS (default 10000) unique alerts
+# that no runbook matches, as 100-alert notifications, to the built binary
+# with remediation.parallel = PARALLEL (default 4), and prints how long after
+# the last POST every one was decided (escalated), the decisions per second,
+# and the peak RSS. RUNS (default 3) runs, each on a fresh state file.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 count=${COUNT:-6}
 out=${OUT_DIR:-bench-results}
 mkdir -p "$out"
+
+if [ "${1:-}" = storm ]; then
+  alerts=${ALERTS:-10000}
+  scripts/build.sh "$out/medic"
+  for run in $(seq "${RUNS:-3}"); do
+    dir=$(mktemp -d)
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    printf 'web { listen_address = "127.0.0.1:%s" }\nstorage { path = "%s/medic.db" }\nremediation { parallel = %s }\n' \
+      "$port" "$dir" "${PARALLEL:-4}" > "$dir/medic.hcl"
+    "$out/medic" serve --config.file "$dir/medic.hcl" --log.level error > "$dir/serve.log" 2>&1 &
+    pid=$!
+    for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/-/ready" >/dev/null && break; sleep 0.1; done
+    python3 - "$alerts" "$run" > "$dir/bodies" <<'PY'
+import json, sys
+n, run = int(sys.argv[1]), int(sys.argv[2])
+for b in range(0, n, 100):
+    alerts = [{"status": "firing", "labels": {"alertname": "Storm", "instance": "i%d" % i},
+               "startsAt": "2026-01-01T00:00:00Z", "fingerprint": "%016x" % (run << 32 | i)} for i in range(b, min(b + 100, n))]
+    print(json.dumps({"version": "4", "status": "firing", "receiver": "medic", "alerts": alerts}))
+PY
+    t0=$(date +%s.%N)
+    while read -r body; do
+      curl -sf -XPOST -H 'Content-Type: application/json' "http://127.0.0.1:$port/api/v1/alerts" --data-binary "$body" >/dev/null
+    done < "$dir/bodies"
+    t1=$(date +%s.%N)
+    until [ "$(curl -sf "http://127.0.0.1:$port/metrics" | awk '/^medic_incidents_total\{outcome="escalated"\}/{printf "%d", $2}')" -ge "$alerts" ] 2>/dev/null; do
+      sleep 0.1
+    done
+    t2=$(date +%s.%N)
+    rss=$(awk '/VmHWM/{print int($2/1024)}' "/proc/$pid/status")
+    kill "$pid"; wait "$pid" 2>/dev/null || true
+    rm -rf "$dir"
+    awk -v a="$alerts" -v t0="$t0" -v t1="$t1" -v t2="$t2" -v rss="$rss" -v run="$run" \
+      'BEGIN{printf "run %d: posted in %.1f s; all decided %.2f s after the last POST; %.0f decisions/s; peak RSS %d MiB\n", run, t1-t0, t2-t1, a/(t2-t0), rss}' \
+      | tee -a "$out/storm.txt"
+  done
+  exit 0
+fi
 
 need=()
 command -v wrk >/dev/null || need+=(wrk)
