@@ -32,20 +32,20 @@ type Failure struct {
 func (Failure) Succeeded() bool   { return false }
 func (f Failure) Summary() string { return f.Err }
 
+// ExecutorFunc is an Executor that is a function: each runner's Call
+// returns one, its spec bound in.
+type ExecutorFunc func(ctx context.Context, a *Allowed) Report
+
+// Execute calls f.
+func (f ExecutorFunc) Execute(ctx context.Context, a *Allowed) Report { return f(ctx, a) }
+
 // Call binds spec to the exec runner.
-func (x *Exec) Call(spec ExecSpec) Executor { return execCall{x, spec} }
-
-type execCall struct {
-	x    *Exec
-	spec ExecSpec
-}
-
-func (c execCall) Execute(ctx context.Context, a *Allowed) Report {
-	res, err := c.x.Run(ctx, a, c.spec)
-	if err != nil {
-		res.Err = err.Error()
-	}
-	return &res
+func (x *Exec) Call(spec ExecSpec) Executor {
+	return ExecutorFunc(func(ctx context.Context, a *Allowed) Report {
+		res, err := x.Run(ctx, a, spec)
+		res.Err = errText(res.Err, err)
+		return &res
+	})
 }
 
 // Summary is the error, then stdout and stderr.
@@ -54,19 +54,12 @@ func (r *ExecResult) Summary() string {
 }
 
 // Call binds spec to the HTTP runner.
-func (h *HTTPExec) Call(spec HTTPSpec) Executor { return httpCall{h, spec} }
-
-type httpCall struct {
-	h    *HTTPExec
-	spec HTTPSpec
-}
-
-func (c httpCall) Execute(ctx context.Context, a *Allowed) Report {
-	res, err := c.h.Do(ctx, a, c.spec)
-	if err != nil {
-		res.Err = err.Error()
-	}
-	return &res
+func (h *HTTPExec) Call(spec HTTPSpec) Executor {
+	return ExecutorFunc(func(ctx context.Context, a *Allowed) Report {
+		res, err := h.Do(ctx, a, spec)
+		res.Err = errText(res.Err, err)
+		return &res
+	})
 }
 
 func (r *HTTPResult) Succeeded() bool { return r.OK }
@@ -81,19 +74,12 @@ func (r *HTTPResult) Summary() string {
 }
 
 // Call binds spec to the systemd runner.
-func (s *Systemd) Call(spec SystemdSpec) Executor { return systemdCall{s, spec} }
-
-type systemdCall struct {
-	s    *Systemd
-	spec SystemdSpec
-}
-
-func (c systemdCall) Execute(ctx context.Context, a *Allowed) Report {
-	res, err := c.s.Run(ctx, a, c.spec)
-	if err != nil {
-		res.Err = err.Error()
-	}
-	return &res
+func (s *Systemd) Call(spec SystemdSpec) Executor {
+	return ExecutorFunc(func(ctx context.Context, a *Allowed) Report {
+		res, err := s.Run(ctx, a, spec)
+		res.Err = errText(res.Err, err)
+		return &res
+	})
 }
 
 // Summary is the error, then systemd's job result.
@@ -107,40 +93,27 @@ func (r *SystemdResult) Summary() string {
 
 // Call binds spec to the silencer; the silence starts when it runs.
 func (s *Silencer) Call(spec SilenceSpec, now func() time.Time) Executor {
-	return silenceCall{s, spec, now}
-}
-
-type silenceCall struct {
-	s    *Silencer
-	spec SilenceSpec
-	now  func() time.Time
-}
-
-func (c silenceCall) Execute(ctx context.Context, a *Allowed) Report {
-	res, err := c.s.Silence(ctx, a, c.spec, c.now())
-	if err != nil {
-		return Failure{Err: err.Error()}
-	}
-	return res
+	return ExecutorFunc(func(ctx context.Context, a *Allowed) Report {
+		res, err := s.Silence(ctx, a, spec, now())
+		if err != nil {
+			return Failure{Err: err.Error()}
+		}
+		return res
+	})
 }
 
 func (SilenceResult) Succeeded() bool   { return true }
 func (r SilenceResult) Summary() string { return "silence " + r.ID }
 
 // Call binds spec to the notifier.
-func (n *Notifier) Call(spec NotifySpec) Executor { return notifyCall{n, spec} }
-
-type notifyCall struct {
-	n    *Notifier
-	spec NotifySpec
-}
-
-func (c notifyCall) Execute(ctx context.Context, a *Allowed) Report {
-	res, err := c.n.Notify(ctx, a, c.spec)
-	if err != nil {
-		return Failure{Err: err.Error()}
-	}
-	return res
+func (n *Notifier) Call(spec NotifySpec) Executor {
+	return ExecutorFunc(func(ctx context.Context, a *Allowed) Report {
+		res, err := n.Notify(ctx, a, spec)
+		if err != nil {
+			return Failure{Err: err.Error()}
+		}
+		return res
+	})
 }
 
 func (NotifyResult) Succeeded() bool { return true }
@@ -151,6 +124,14 @@ func (r NotifyResult) Summary() string {
 		return fmt.Sprintf("%s: HTTP %d", r.Channel, r.Status)
 	}
 	return r.Channel
+}
+
+// errText is the text of err when there is one, else the runner's own.
+func errText(own string, err error) string {
+	if err != nil {
+		return err.Error()
+	}
+	return own
 }
 
 func joinNonEmpty(parts ...string) string {

@@ -155,8 +155,7 @@ func (r *Remediator) prepare(id uint64, now time.Time) (state.Approval, approved
 		return a, approvedRun{}, fmt.Errorf("approval of incident %d: %w", id, err)
 	}
 	saved.Attempt = max(saved.Attempt, 1)
-	d := *r.Decider()
-	d.Counts, d.RunbookState = r.counts, r.runbookState
+	d := r.decider()
 	rb := d.runbook(saved.Trace.Runbook)
 	if rb == nil {
 		return a, approvedRun{}, r.cancel(a, now, fmt.Sprintf("runbook %s is gone since the approval was asked", saved.Trace.Runbook))
@@ -170,7 +169,7 @@ func (r *Remediator) prepare(id uint64, now time.Time) (state.Approval, approved
 		return a, approvedRun{}, r.cancel(a, now, fmt.Sprintf("the tools changed since the approval was asked: %v", err))
 	}
 	at.Calls = calls
-	run := &loopRun{d: &d, incident: id, alert: &saved.Alert, at: &at, rb: rb, deadline: now.Add(d.Config.Remediation.Deadline)}
+	run := &loopRun{d: d, incident: id, alert: &saved.Alert, at: &at, rb: rb, deadline: now.Add(d.Config.Remediation.Deadline)}
 	return a, approvedRun{loopRun: run, saved: saved}, nil
 }
 
@@ -228,8 +227,7 @@ func (r *Remediator) escalateApproval(a state.Approval, reason string, ended sta
 		r.commitNow(&state.Change{Incident: a.Incident, Events: []state.Event{ended}})
 		return
 	}
-	d := r.Decider()
-	run := &loopRun{d: d, incident: a.Incident, at: &AlertTrace{Runbook: a.Runbook, Target: a.Target}, rb: d.runbook(a.Runbook)}
+	run := r.resumedRun(a.Incident, 0, a.Runbook, a.Target)
 	var saved savedCall
 	if json.Unmarshal(a.Call, &saved) == nil {
 		run.at, run.alert = &saved.Trace, &saved.Alert

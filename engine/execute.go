@@ -102,7 +102,10 @@ func (r *Remediator) execute(ctx context.Context, run *loopRun, c rules.PlannedC
 // runners and secrets in force now. A call that cannot be bound gets an
 // executor that reports why.
 func (r *Remediator) executor(run *loopRun, tool *rules.Tool, c rules.PlannedCall, incident uint64, alert *template.Alert, at *AlertTrace) actions.Executor {
-	fail := func(format string, args ...any) actions.Executor { return failed{fmt.Sprintf(format, args...)} }
+	fail := func(format string, args ...any) actions.Executor {
+		why := fmt.Sprintf(format, args...)
+		return actions.ExecutorFunc(func(context.Context, *actions.Allowed) actions.Report { return actions.Failure{Err: why} })
+	}
 	d := run.d
 	switch tool.Executor.Kind {
 	case rules.ExecKind:
@@ -142,13 +145,6 @@ func (r *Remediator) executor(run *loopRun, tool *rules.Tool, c rules.PlannedCal
 		return sx.Call(actions.SystemdSpec{Tool: c.Tool, Unit: c.Unit, Action: c.UnitAction, Timeout: tool.Timeout})
 	}
 	return fail("no executor for %s tools", tool.Executor.Kind)
-}
-
-// failed is the executor of a call that cannot run.
-type failed struct{ why string }
-
-func (f failed) Execute(context.Context, *actions.Allowed) actions.Report {
-	return actions.Failure{Err: f.why}
 }
 
 // claimAction checks the limits and takes them in one step: under claimMu

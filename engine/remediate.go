@@ -101,8 +101,7 @@ func (r *Remediator) Recover() error {
 		if _, err := r.Store.Incident(a.Incident); err != nil {
 			continue
 		}
-		d := r.Decider()
-		run := &loopRun{d: d, incident: a.Incident, at: &AlertTrace{Runbook: a.Runbook, Target: a.Target}, rb: d.runbook(a.Runbook)}
+		run := r.resumedRun(a.Incident, 0, a.Runbook, a.Target)
 		for _, j := range jobs {
 			if j.Incident == a.Incident {
 				run.job = j.Seq
@@ -223,9 +222,7 @@ func (r *Remediator) handle(ctx context.Context, j state.DecisionJob) {
 		// tool ran was escalated by Recover): re-running the plan would
 		// repeat the steps that finished.
 		if inc.Outcome == "" {
-			d := r.Decider()
-			p := inc.Remediation
-			run := &loopRun{d: d, incident: inc.ID, job: j.Seq, at: &AlertTrace{Runbook: p.Runbook, Target: p.Target}, rb: d.runbook(p.Runbook)}
+			run := r.resumedRun(inc.ID, j.Seq, inc.Remediation.Runbook, inc.Remediation.Target)
 			r.escalate(ctx, run, escRestart, "medic restarted during this incident's remediation; its plan is not re-run")
 			return
 		}
@@ -247,10 +244,7 @@ func (r *Remediator) handle(ctx context.Context, j state.DecisionJob) {
 	}
 	alert := template.Alert{Status: rec.Status, Labels: rec.Labels, Annotations: rec.Annotations, StartsAt: rec.StartsAt, Fingerprint: rec.Fingerprint,
 		GeneratorURL: rec.GeneratorURL}
-	d := *r.Decider()
-	d.Counts, d.RunbookState, d.Similar = r.counts, r.runbookState, r.similar
-	d.Sources.Tools = toolQueries{d: &d, exec: r.Executors.Exec}
-	d.OnProposal = r.metrics.proposal
+	d := r.decider()
 	at := d.DecideAlert(ctx, &alert, now)
 	if at.Target != "" && at.Source == "" && inc.Key != TargetKey(at.Target) {
 		// The incident is keyed by what is broken, as its runbook renders
@@ -268,7 +262,7 @@ func (r *Remediator) handle(ctx context.Context, j state.DecisionJob) {
 	if at.Runbook != "" {
 		actor = "runbook:" + at.Runbook
 	}
-	run := &loopRun{d: &d, incident: j.Incident, job: j.Seq, alert: &alert, at: &at, rb: d.runbook(at.Runbook),
+	run := &loopRun{d: d, incident: j.Incident, job: j.Seq, alert: &alert, at: &at, rb: d.runbook(at.Runbook),
 		deadline: inc.OpenedAt.Add(d.Config.Remediation.Deadline)}
 	run.record(now, "decision", actor, at)
 	switch at.Decision {
@@ -334,6 +328,25 @@ func (r *Remediator) handle(ctx context.Context, j state.DecisionJob) {
 	}
 	defer r.release(at.Target)
 	r.runCalls(ctx, run, 0, 1, false)
+}
+
+// decider is the decision path in force, wired to this remediator's state:
+// the journal's counts, the runbooks' outcomes, past incidents, tool
+// queries and the LLM's proposal metrics.
+func (r *Remediator) decider() *Decider {
+	d := *r.Decider()
+	d.Counts, d.RunbookState, d.Similar = r.counts, r.runbookState, r.similar
+	d.Sources.Tools = toolQueries{d: &d, exec: r.Executors.Exec}
+	d.OnProposal = r.metrics.proposal
+	return &d
+}
+
+// resumedRun is a run taken up from what was stored of it (the incident's
+// phase, an action, an approval): its runbook and target, under the
+// decision path in force.
+func (r *Remediator) resumedRun(incident, job uint64, runbook, target string) *loopRun {
+	d := r.decider()
+	return &loopRun{d: d, incident: incident, job: job, at: &AlertTrace{Runbook: runbook, Target: target}, rb: d.runbook(runbook)}
 }
 
 // busyRetry is how soon a decision held for a busy target is taken again.

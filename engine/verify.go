@@ -146,10 +146,8 @@ func (r *Remediator) verifyStep(ctx context.Context, run *loopRun, c rules.Plann
 // an unchanged result escalates.
 func (r *Remediator) resumeVerification(ctx context.Context, inc *state.Incident, j state.DecisionJob) {
 	p := inc.Remediation
-	d := *r.Decider()
-	d.Counts, d.RunbookState = r.counts, r.runbookState
-	run := &loopRun{d: &d, incident: inc.ID, job: j.Seq, at: &AlertTrace{Runbook: p.Runbook, Target: p.Target}, rb: d.runbook(p.Runbook),
-		deadline: inc.OpenedAt.Add(d.Config.Remediation.Deadline)}
+	run := r.resumedRun(inc.ID, j.Seq, p.Runbook, p.Target)
+	run.deadline = inc.OpenedAt.Add(run.d.Config.Remediation.Deadline)
 	if rec := decisionAlert(inc, j.Fingerprint); rec != nil || len(inc.Alerts) > 0 {
 		if rec == nil {
 			rec = &inc.Alerts[0]
