@@ -17,7 +17,21 @@ import (
 // happened. Each phase has its runbook below, matched by the alert name;
 // each test has its own Prometheus and its own medic, killed with SIGKILL.
 
-const crashRunbooks = `
+// crashRunbooks are the phases' runbooks: each matches its alertname,
+// runs its step (a "record" by default) and verifies that vector(0) is 0
+// after a second, unless it says otherwise.
+var crashRunbooks = crashTools +
+	crashRunbook("Deciding", "Its query hangs while Prometheus is stopped.", "query \"up\" { promql = \"vector(1)\" }\n  when = \"len(query.up) == 1\"", "", "") +
+	crashRunbook("Held", "Held by min_firing.", `min_firing = "8s"`, "", "") +
+	crashRunbook("Approval", "Waits for a human.", "", `step "risky" { tool = "risky" }`, "") +
+	crashRunbook("Executing", "Its step takes half a minute.", "", recordStep("30", ""), "") +
+	crashRunbook("Verifying", "Its verification waits.", "", "", `wait = "8s"`) +
+	crashRunbook("RollingBack", "Its step makes it worse; the rollback takes half a minute.", "",
+		recordStep("0", "rollback {\n      tool = \"record\"\n      args = { sleep = \"30\" }\n    }"),
+		"promql = \"vector(1)\"\n    expect = \"after == 0\"\n    worse  = \"after >= before\"\n    wait   = \"1s\"") +
+	crashRunbook("Settled", "Recovers at once.", "", "", "")
+
+const crashTools = `
 tool "record" {
   description = "Records that it ran, then takes its time."
   risk        = "low"
@@ -34,110 +48,30 @@ tool "risky" {
   risk        = "high"
   exec { command = ["SCRIPT", "COUNT", "0"] }
 }
-runbook "deciding" {
-  description = "Its query hangs while Prometheus is stopped."
-  match { alertname = "Deciding" }
-  target = "${labels.name}"
-  query "up" { promql = "vector(1)" }
-  when = "len(query.up) == 1"
-  step "record" {
-    tool = "record"
-    args = { sleep = "0" }
-  }
-  verify {
-    promql = "vector(0)"
-    expect = "after == 0"
-    wait   = "1s"
-  }
-}
-runbook "held" {
-  description = "Held by min_firing."
-  match { alertname = "Held" }
-  target     = "${labels.name}"
-  min_firing = "8s"
-  step "record" {
-    tool = "record"
-    args = { sleep = "0" }
-  }
-  verify {
-    promql = "vector(0)"
-    expect = "after == 0"
-    wait   = "1s"
-  }
-}
-runbook "approval" {
-  description = "Waits for a human."
-  match { alertname = "Approval" }
-  target = "${labels.name}"
-  step "risky" { tool = "risky" }
-  verify {
-    promql = "vector(0)"
-    expect = "after == 0"
-    wait   = "1s"
-  }
-}
-runbook "executing" {
-  description = "Its step takes half a minute."
-  match { alertname = "Executing" }
-  target = "${labels.name}"
-  step "record" {
-    tool = "record"
-    args = { sleep = "30" }
-  }
-  verify {
-    promql = "vector(0)"
-    expect = "after == 0"
-    wait   = "1s"
-  }
-}
-runbook "verifying" {
-  description = "Its verification waits."
-  match { alertname = "Verifying" }
-  target = "${labels.name}"
-  step "record" {
-    tool = "record"
-    args = { sleep = "0" }
-  }
-  verify {
-    promql = "vector(0)"
-    expect = "after == 0"
-    wait   = "8s"
-  }
-}
-runbook "rolling_back" {
-  description = "Its step makes it worse; the rollback takes half a minute."
-  match { alertname = "RollingBack" }
-  target = "${labels.name}"
-  step "record" {
-    tool = "record"
-    args = { sleep = "0" }
-    rollback {
-      tool = "record"
-      args = { sleep = "30" }
-    }
-  }
-  verify {
-    promql = "vector(1)"
-    expect = "after == 0"
-    worse  = "after >= before"
-    wait   = "1s"
-  }
-}
-runbook "settled" {
-  description = "Recovers at once."
-  match { alertname = "Settled" }
-  target = "${labels.name}"
-  step "record" {
-    tool = "record"
-    args = { sleep = "0" }
-  }
-  verify {
-    promql = "vector(0)"
-    expect = "after == 0"
-    wait   = "1s"
-  }
-}
 `
+
+// crashRunbook is a runbook for alertname: extra lines, a step (empty:
+// record without sleeping) and a verify body (empty: vector(0) is 0 after a
+// second; one line: that line replaces the wait).
+func crashRunbook(alertname, description, extra, step, verify string) string {
+	if step == "" {
+		step = recordStep("0", "")
+	}
+	switch {
+	case verify == "":
+		verify = `wait = "1s"`
+		fallthrough
+	case !strings.Contains(verify, "\n"):
+		verify = "promql = \"vector(0)\"\n    expect = \"after == 0\"\n    " + verify
+	}
+	return fmt.Sprintf("runbook %q {\n  description = %q\n  match { alertname = %q }\n  target = \"${labels.name}\"\n  %s\n  %s\n  verify {\n    %s\n  }\n}\n",
+		strings.ToLower(alertname), description, alertname, extra, step, verify)
+}
+
+// recordStep runs the record tool, sleeping sleep seconds, with extra lines.
+func recordStep(sleep, extra string) string {
+	return fmt.Sprintf("step \"record\" {\n    tool = \"record\"\n    args = { sleep = %q }\n    %s\n  }", sleep, extra)
+}
 
 // crashLab is a remediation lab wired to its own Prometheus.
 func crashLab(t *testing.T) (*remediationLab, *proc) {
