@@ -391,47 +391,45 @@ func (s *Store) IgnoredAlerts() ([]Ignored, error) {
 // fingerprint records of resolved alerts last updated before it. It returns
 // the number of incidents deleted.
 func (s *Store) Prune(cutoff time.Time) (int, error) {
-	var n int
-	err := s.update(func(tx *bolt.Tx) error {
-		n = 0
-		b := tx.Bucket(bucketIncidents)
-		var del [][]byte
-		c := b.Cursor()
-		for k, v := c.First(); k != nil; k, v = c.Next() {
-			var inc Incident
-			if err := json.Unmarshal(v, &inc); err != nil {
-				return fmt.Errorf("decode incident %x: %w", k, err)
-			}
-			if inc.State == StateClosed && inc.ClosedAt != nil && inc.ClosedAt.Before(cutoff) {
-				del = append(del, k)
-			}
+	// Read first: most runs find nothing to prune, and an empty write
+	// transaction would still cost an fsync.
+	var incs, fps [][]byte
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		if incs, err = prunable(tx.Bucket(bucketIncidents), cutoff, prunableIncident); err != nil {
+			return err
 		}
-		// An incident's approval goes with it: the remediator looks through
-		// every approval on each turn of its loop, so they must not pile up.
-		approvals := tx.Bucket(bucketApprovals)
-		for _, k := range del {
+		fps, err = prunable(tx.Bucket(bucketFingerprints), cutoff, prunableFingerprint)
+		return err
+	})
+	if err != nil || len(incs)+len(fps) == 0 {
+		return 0, err
+	}
+	n := 0
+	err = s.update(func(tx *bolt.Tx) error {
+		n = 0
+		b, approvals, fb := tx.Bucket(bucketIncidents), tx.Bucket(bucketApprovals), tx.Bucket(bucketFingerprints)
+		for _, k := range incs {
+			// Checked again: the record may have changed since the read.
+			if ok, err := prunableIncident(b.Get(k), cutoff); err != nil || !ok {
+				continue
+			}
+			// An incident's approval goes with it: the remediator looks
+			// through every approval on each turn of its loop, so they
+			// must not pile up.
 			if err := b.Delete(k); err != nil {
 				return err
 			}
 			if err := approvals.Delete(k); err != nil {
 				return err
 			}
+			n++
 		}
-		n = len(del)
-		fps := tx.Bucket(bucketFingerprints)
-		del = del[:0]
-		c = fps.Cursor()
-		for k, v := c.First(); k != nil; k, v = c.Next() {
-			var f Fingerprint
-			if err := json.Unmarshal(v, &f); err != nil {
-				return fmt.Errorf("decode fingerprint %s: %w", k, err)
+		for _, k := range fps {
+			if ok, err := prunableFingerprint(fb.Get(k), cutoff); err != nil || !ok {
+				continue
 			}
-			if f.Resolved && f.UpdatedAt.Before(cutoff) {
-				del = append(del, k)
-			}
-		}
-		for _, k := range del {
-			if err := fps.Delete(k); err != nil {
+			if err := fb.Delete(k); err != nil {
 				return err
 			}
 		}
@@ -441,6 +439,47 @@ func (s *Store) Prune(cutoff time.Time) (int, error) {
 		return 0, fmt.Errorf("prune: %w", err)
 	}
 	return n, nil
+}
+
+// prunable lists, as copies, the keys of a bucket whose records ok says
+// are older than cutoff.
+func prunable(b *bolt.Bucket, cutoff time.Time, ok func([]byte, time.Time) (bool, error)) ([][]byte, error) {
+	var out [][]byte
+	err := b.ForEach(func(k, v []byte) error {
+		del, err := ok(v, cutoff)
+		if err != nil {
+			return fmt.Errorf("prune %x: %w", k, err)
+		}
+		if del {
+			out = append(out, append([]byte(nil), k...))
+		}
+		return nil
+	})
+	return out, err
+}
+
+// prunableIncident reports an incident closed before cutoff.
+func prunableIncident(v []byte, cutoff time.Time) (bool, error) {
+	if v == nil {
+		return false, nil
+	}
+	var inc Incident
+	if err := json.Unmarshal(v, &inc); err != nil {
+		return false, err
+	}
+	return inc.State == StateClosed && inc.ClosedAt != nil && inc.ClosedAt.Before(cutoff), nil
+}
+
+// prunableFingerprint reports a resolved alert last seen before cutoff.
+func prunableFingerprint(v []byte, cutoff time.Time) (bool, error) {
+	if v == nil {
+		return false, nil
+	}
+	var f Fingerprint
+	if err := json.Unmarshal(v, &f); err != nil {
+		return false, err
+	}
+	return f.Resolved && f.UpdatedAt.Before(cutoff), nil
 }
 
 // Rekey gives an open incident the key of what is broken, once its
