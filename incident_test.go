@@ -3,6 +3,8 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -189,13 +191,17 @@ func timeline(inc state.Incident) string {
 }
 
 // TestUrgentDecisionJumpsTheStorm: 2,000 alerts no runbook matches, then
-// one that a runbook acts on. The worker queues the last one's decision as
-// urgent, and it is acted on while most of the storm still waits to be
-// escalated, instead of after all of it.
+// one that a runbook acts on, all waiting in the inbox while the worker
+// stands still (the medicfault build), as they would behind a slow disk.
+// The worker queues the last one's decision as urgent, and it is acted on
+// while most of the storm still waits to be escalated, instead of after
+// all of it.
 func TestUrgentDecisionJumpsTheStorm(t *testing.T) {
 	t.Parallel()
 	l := newLab(t, strings.Replace(slowRunbook, "SLEEP", "0", 1), "1h")
-	l.start(t)
+	wedge := writeFile(t, filepath.Join(l.dir, "wedge"), "")
+	p := startEnv(t, l.dir, []string{"MEDIC_FAULT_WEDGE_FILE=" + wedge}, faultBinary(t), "serve", "--config.file", filepath.Join(l.dir, "medic.hcl"))
+	waitReady(t, p, "http://"+l.addr+"/-/ready")
 	const storm = 2000
 	now := time.Now().UTC().Format(time.RFC3339)
 	for n := 0; n < storm; n += 100 {
@@ -208,6 +214,10 @@ func TestUrgentDecisionJumpsTheStorm(t *testing.T) {
 		}
 	}
 	l.post(t, "shop", "00000000000000e1")
+	if n := l.metric(t, "medic_inbox_depth"); n != storm/100+1 {
+		t.Fatalf("the wedged worker let the inbox go to %d entries", n)
+	}
+	os.Remove(wedge)
 	eventually(t, 60*time.Second, "the urgent step to run", func() bool { return len(l.runs(t)) == 1 })
 	escalated := l.metric(t, `medic_incidents_total{outcome="escalated"}`)
 	t.Logf("when the urgent step ran, %d of the %d storm incidents were escalated", escalated, storm)

@@ -306,7 +306,10 @@ web {
 storage { path = "medic.db" }
 prometheus { url = "http://%s" }
 remediation { deadline = "2m" }
-escalation { notify = "brief_hook" }
+escalation {
+  notify   = "brief_hook"
+  group_by = ["alertname", "service"] # the lab's services fail independently
+}
 `, l.medicAddr, promAddr))
 	l.medic = start(t, dir, medicBin, "serve", "--config.file", filepath.Join(dir, "medic.hcl"))
 	waitReady(t, l.medic, "http://"+l.medicAddr+"/-/ready")

@@ -37,6 +37,33 @@ import (
 
 var medicBin string
 
+// faultBin is the binary built with the medicfault tag, whose worker
+// stands still while the file named by MEDIC_FAULT_WEDGE_FILE exists; it
+// is built once, by faultBinary.
+var faultBin struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+func faultBinary(t *testing.T) string {
+	t.Helper()
+	faultBin.once.Do(func() {
+		faultBin.path = filepath.Join(filepath.Dir(medicBin), "medic-fault")
+		args := []string{"build", "-tags", "medicfault", "-o", faultBin.path}
+		if raceBuild {
+			args = append(args, "-race")
+		}
+		if out, err := exec.Command("go", append(args, ".")...).CombinedOutput(); err != nil {
+			faultBin.err = fmt.Errorf("%v\n%s", err, out)
+		}
+	})
+	if faultBin.err != nil {
+		t.Fatal(faultBin.err)
+	}
+	return faultBin.path
+}
+
 func TestMain(m *testing.M) {
 	if addr := os.Getenv(labTargetEnv); addr != "" {
 		runLabTarget(addr, os.Getenv("MEDIC_LAB_VALUES"))
@@ -1016,10 +1043,7 @@ func TestSystemdNotify(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	bin := filepath.Join(dir, "medic-fault")
-	if out, err := exec.Command("go", "build", "-tags", "medicfault", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("%v\n%s", err, out)
-	}
+	bin := faultBinary(t)
 	sock := filepath.Join(dir, "notify.sock")
 	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
 	if err != nil {

@@ -830,6 +830,7 @@ runbook "special" {
 escalation {
   notify       = "hook_a"
   max_escalations_per_hour = 3
+  group_by     = ["..."] # a brief per incident, not one per alert name
   route {
     matchers = "{team=\"db\"}"
     notify   = "hook_b"

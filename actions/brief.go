@@ -27,6 +27,23 @@ type Brief struct {
 	Links        BriefLinks       `json:"links"`
 	// Commands are exact shell lines for a pending approval.
 	Commands []string `json:"commands,omitempty"`
+	// Also lists the other incidents of the brief's group that escalated
+	// before it was sent, briefed in the same message: at most
+	// BriefAlsoMax of them, and More counts the rest.
+	Also []BriefIncident `json:"also,omitempty"`
+	More int             `json:"more,omitempty"`
+}
+
+// BriefAlsoMax bounds the incidents a grouped brief lists besides its own.
+const BriefAlsoMax = 50
+
+// BriefIncident is another incident of a grouped brief, in one line.
+type BriefIncident struct {
+	Incident   uint64 `json:"incident"`
+	Title      string `json:"title"`
+	ReasonCode string `json:"reason_code"`
+	Reason     string `json:"reason"`
+	Link       string `json:"link"`
 }
 
 // BriefAlert is one alert with its key labels.
@@ -78,7 +95,23 @@ const (
 )
 
 func (b *Brief) Summary() string {
+	if n := len(b.Also) + b.More; n > 0 {
+		return fmt.Sprintf("medic escalates incident %d and %d more like it: %s — %s", b.Incident, n, b.Title, b.Reason)
+	}
 	return fmt.Sprintf("medic escalates incident %d: %s — %s", b.Incident, b.Title, b.Reason)
+}
+
+// alsoLines renders the group's other incidents, one a line, and the
+// count of those not listed.
+func (b *Brief) alsoLines() []string {
+	out := make([]string, 0, len(b.Also)+1)
+	for _, o := range b.Also {
+		out = append(out, fmt.Sprintf("incident %d: %s — %s (%s)", o.Incident, truncate(o.Title, briefValueMax), truncate(o.Reason, briefValueMax), o.Link))
+	}
+	if b.More > 0 {
+		out = append(out, fmt.Sprintf("… and %d more", b.More))
+	}
+	return out
 }
 
 // Text renders the brief as plain text, one fact a line, for the log and
@@ -113,6 +146,9 @@ func (b *Brief) Text() string {
 	}
 	for _, c := range b.Commands {
 		fmt.Fprintf(&w, "run: %s\n", c)
+	}
+	for _, l := range b.alsoLines() {
+		fmt.Fprintf(&w, "also: %s\n", l)
 	}
 	return w.String()
 }
@@ -199,6 +235,9 @@ func slackBrief(b *Brief) map[string]any {
 	}
 	if len(b.Commands) > 0 {
 		blocks = append(blocks, section("*To decide the pending step:*\n```"+slackEscape(strings.Join(b.Commands, "\n"))+"```"))
+	}
+	if also := b.alsoLines(); len(also) > 0 {
+		blocks = append(blocks, section(fmt.Sprintf("*Also escalated (%d)*\n", len(b.Also)+b.More)+slackEscape(strings.Join(also, "\n"))))
 	}
 	links := []string{"incident: " + b.Links.Incident}
 	for _, l := range b.Links.Generators {

@@ -95,9 +95,24 @@ type EscalationConfig struct {
 	MaxPerHour int
 	// ExternalURL is how humans reach medic's API, for the brief's links.
 	ExternalURL string
+	// GroupBy, GroupWait and GroupInterval group the briefs of a route as
+	// Alertmanager groups notifications: the escalations whose alerts
+	// share the GroupBy labels go out as one brief, GroupWait after the
+	// first of them, and later ones at most once per GroupInterval.
+	GroupBy       []string
+	GroupWait     time.Duration
+	GroupInterval time.Duration
 
 	NotifyRange hcl.Range
 }
+
+// Default brief grouping: the first escalation of an alert name is sent
+// at once, and the ones of that name that follow go out together, at most
+// one brief each 10 s: a storm of one alert name is two briefs, and a
+// single escalation waits for nothing.
+var DefaultBriefGroupBy = []string{"alertname"}
+
+const DefaultBriefGroupInterval = 10 * time.Second
 
 // EscalationRoute sends the briefs of matching alerts to a notify tool.
 type EscalationRoute struct {
@@ -234,7 +249,7 @@ func DefaultConfig() *Config {
 		Intake:   IntakeConfig{Limits: DefaultLimits, GroupBy: DefaultGroupBy},
 		Remediation: RemediationConfig{ApprovalTTL: DefaultApprovalTTL, Parallel: 4, Deadline: 30 * time.Minute,
 			RefireWindow: time.Hour, FlapCount: 4, FlapWindow: 30 * time.Minute},
-		Escalation: EscalationConfig{MaxPerHour: DefaultMaxEscalationsPerHour},
+		Escalation: EscalationConfig{MaxPerHour: DefaultMaxEscalationsPerHour, GroupBy: DefaultBriefGroupBy, GroupInterval: DefaultBriefGroupInterval},
 		LLM: LLMConfig{Timeout: 30 * time.Second, Retries: 2, PromptBudget: DefaultLLMPromptBudget, MaxOutputTokens: DefaultLLMMaxOutput,
 			DailyTokenCap: 2_000_000, MinConfidence: DefaultLLMMinConfidence},
 	}
@@ -292,8 +307,14 @@ type escalationBlock struct {
 	Notify           *string      `hcl:"notify,optional"`
 	MaxPerHour       *int         `hcl:"max_escalations_per_hour,optional"`
 	ExternalURL      *string      `hcl:"external_url,optional"`
+	GroupBy          *[]string    `hcl:"group_by,optional"`
+	GroupWait        *string      `hcl:"group_wait,optional"`
+	GroupInterval    *string      `hcl:"group_interval,optional"`
 	Routes           []routeBlock `hcl:"route,block"`
 	NotifyRange      hcl.Range    `hcl:"notify,attr_value_range"`
+	GroupByRange     hcl.Range    `hcl:"group_by,attr_value_range"`
+	GroupWaitRange   hcl.Range    `hcl:"group_wait,attr_value_range"`
+	GroupIntRange    hcl.Range    `hcl:"group_interval,attr_value_range"`
 	MaxPerHourRange  hcl.Range    `hcl:"max_escalations_per_hour,attr_value_range"`
 	ExternalURLRange hcl.Range    `hcl:"external_url,attr_value_range"`
 }
@@ -768,6 +789,29 @@ func decodeEscalation(e *escalationBlock, c *EscalationConfig) hcl.Diagnostics {
 		} else {
 			c.ExternalURL = strings.TrimRight(*e.ExternalURL, "/")
 		}
+	}
+	if e.GroupBy != nil {
+		diags = append(diags, checkGroupBy(*e.GroupBy, e.GroupByRange)...)
+		c.GroupBy = *e.GroupBy
+	}
+	for _, d := range []struct {
+		v        *string
+		r        hcl.Range
+		key      string
+		dst      *time.Duration
+		zeroOK   bool
+		zeroWhat string
+	}{{e.GroupWait, e.GroupWaitRange, "group_wait", &c.GroupWait, true, "a duration of 0s or more"},
+		{e.GroupInterval, e.GroupIntRange, "group_interval", &c.GroupInterval, false, "a positive duration"}} {
+		if d.v == nil {
+			continue
+		}
+		v, err := model.ParseDuration(*d.v)
+		if err != nil || v < 0 || (v == 0 && !d.zeroOK) {
+			diags = append(diags, attrError(d.r, "Invalid duration", fmt.Sprintf("%s = %q is not %s.", d.key, *d.v, d.zeroWhat)))
+			continue
+		}
+		*d.dst = time.Duration(v)
 	}
 	for _, rt := range e.Routes {
 		ms, err := labels.ParseMatchers(rt.Matchers)

@@ -21,8 +21,8 @@ import (
 // Escalation: whatever medic cannot fix is settled as escalated and handed
 // to a human with a brief, through the notify tool the routing picks.
 
-// escalate settles the incident as escalated, with the reason, in one
-// commit with the records before it, and hands it to a human with a brief.
+// escalate settles the incident as escalated, with the reason, and queues
+// its brief for a human, in one commit with the records before it.
 func (r *Remediator) escalate(ctx context.Context, run *loopRun, code, reason string) {
 	now := r.now()
 	if run.at != nil {
@@ -32,6 +32,7 @@ func (r *Remediator) escalate(ctx context.Context, run *loopRun, code, reason st
 	run.event(now, "escalated", "escalated: "+reason)
 	run.record(now, "escalation", "medic", map[string]string{"reason_code": code, "reason": reason})
 	run.settle(state.PhaseSettled, now)
+	r.queueBrief(run, code, reason)
 	c, err := r.commit(run)
 	if err != nil {
 		return
@@ -42,63 +43,29 @@ func (r *Remediator) escalate(ctx context.Context, run *loopRun, code, reason st
 			r.metrics.incidents.WithLabelValues(state.OutcomeEscalated).Inc()
 		}
 	}
-	r.tellHuman(ctx, run, c.Written, code, reason, nil)
+	r.wakeBriefs()
 }
 
-// tellHuman builds the brief, logs it, and sends it through the notify
-// tool the routing picks, under the policy and the hourly budget. What
-// happened to the brief is one commit.
-func (r *Remediator) tellHuman(ctx context.Context, run *loopRun, inc *state.Incident, code, reason string, commands []string) {
-	now := r.now()
-	if run.alert == nil && len(inc.Alerts) > 0 {
-		a := inc.Alerts[0]
-		run.alert = &template.Alert{Status: a.Status, Labels: a.Labels, Annotations: a.Annotations, StartsAt: a.StartsAt, Fingerprint: a.Fingerprint}
-	}
-	b := r.brief(run, inc, code, reason, commands)
-	r.Logger.Warn("escalation brief", "component", "remediator", "incident", run.incident, "reason", code, "brief", b.Text())
-	defer r.commit(run)
-	d := run.d
-	name := d.route(run.rb, run.alert)
-	if name == "" {
-		run.record(now, "brief", "medic", map[string]any{"channel": "log", "brief": b})
-		return
-	}
-	ok, err := r.Store.TakeEscalation(now, d.Config.Escalation.MaxPerHour)
-	if err != nil || !ok {
-		why := fmt.Sprintf("max_escalations_per_hour (%d) reached", d.Config.Escalation.MaxPerHour)
-		if err != nil {
-			why = err.Error()
-		}
-		run.event(now, "brief_suppressed", "the brief went only to the log: "+why)
-		run.record(now, "brief", "medic", map[string]any{"channel": "log", "suppressed": why, "brief": b})
-		return
-	}
-	tool := d.Rules.Tool(name)
-	target := ""
-	if run.at != nil {
-		target = run.at.Target
-	}
-	in := actions.Input{Call: actions.Call{Tool: name, Type: string(rules.NotifyKind), Risk: string(tool.Risk), Target: target, Args: map[string]string{}},
-		Source: "medic", Mode: string(rules.ModeAuto), Escalation: true, Confidence: 1}
-	if run.at != nil {
-		in.Runbook = run.at.Runbook
-	}
-	r.counts(&in, state.CountQuery{Tool: name, Target: target})
-	dec, allowed := r.evaluate(ctx, d, in, now)
-	if dec.Result != actions.Allow {
-		run.event(now, "brief_suppressed", fmt.Sprintf("the brief went only to the log: policy %s: %s", dec.Result, strings.Join(dec.Reasons, "; ")))
-		run.record(now, "brief", "medic", map[string]any{"channel": "log", "policy": dec, "brief": b})
-		return
-	}
-	res, err := r.sendNotify(ctx, run, tool, rules.PlannedCall{Tool: name}, b, allowed)
-	details := map[string]any{"tool": name, "channel": tool.Executor.Channel, "result": res, "brief": b}
+// briefSteps lists every step medic ran on the incident, with its output
+// and verification.
+func (r *Remediator) briefSteps(incident uint64) []actions.BriefStep {
+	acts, err := r.Store.Actions(incident)
 	if err != nil {
-		details["error"] = err.Error()
-		run.event(now, "brief_failed", fmt.Sprintf("sending the brief through %s failed: %v", name, err))
-	} else {
-		run.event(now, "brief_sent", fmt.Sprintf("brief sent through %s (%s)", name, tool.Executor.Channel))
+		r.Logger.Error("reading the incident's steps for its brief failed", "component", "remediator", "incident", incident, "err", err)
+		return nil
 	}
-	run.record(now, "brief", "medic", details)
+	var steps []actions.BriefStep
+	for _, a := range acts {
+		s := actions.BriefStep{Step: a.Step, Tool: a.Tool, Policy: a.Policy, Result: string(a.State), Output: a.Output}
+		if a.Rollback {
+			s.Result = "rollback " + s.Result
+		}
+		if v := a.Verification; v != nil {
+			s.Verify, s.Before, s.After = v.Result, v.Before, v.After
+		}
+		steps = append(steps, s)
+	}
+	return steps
 }
 
 // route picks the notify tool for a brief: the runbook's escalate_to, the
@@ -121,9 +88,10 @@ func (d *Decider) route(rb *rules.Runbook, alert *template.Alert) string {
 	return d.Config.Escalation.Notify
 }
 
-// brief assembles what a human needs: the alerts, the enrichment, every
-// step with its output and verification, the hypothesis and the runner-up
-// runbooks, links, and the commands for a pending approval.
+// brief assembles what a human needs: the alerts, the enrichment, the
+// hypothesis and the runner-up runbooks, links, and the commands for a
+// pending approval. The steps are read from the journal when the brief is
+// sent (briefSteps), so that they include the escalation's own commit.
 func (r *Remediator) brief(run *loopRun, inc *state.Incident, code, reason string, commands []string) *actions.Brief {
 	at := run.at
 	if at == nil {
@@ -171,18 +139,6 @@ func (r *Remediator) brief(run *loopRun, inc *state.Incident, code, reason strin
 	}
 	for _, k := range sortedKeys(at.Enrichment) {
 		b.Enrichment = append(b.Enrichment, actions.BriefQuery{Name: k, Value: at.Enrichment[k]})
-	}
-	if acts, err := r.Store.Actions(inc.ID); err == nil {
-		for _, a := range acts {
-			s := actions.BriefStep{Step: a.Step, Tool: a.Tool, Policy: a.Policy, Result: string(a.State), Output: a.Output}
-			if a.Rollback {
-				s.Result = "rollback " + s.Result
-			}
-			if v := a.Verification; v != nil {
-				s.Verify, s.Before, s.After = v.Result, v.Before, v.After
-			}
-			b.Steps = append(b.Steps, s)
-		}
 	}
 	switch {
 	case at.LLM != nil && at.LLM.Diagnosis != nil:
@@ -288,17 +244,13 @@ func summarise(res *rules.Results) map[string]string {
 	return out
 }
 
-// sendNotify sends through a notify tool what the gate allowed: c's
-// message, or the brief b. It is the path of briefs and shadow notices,
-// which are audited but not journalled, since they change nothing medic
-// remediates.
-func (r *Remediator) sendNotify(ctx context.Context, run *loopRun, tool *rules.Tool, c rules.PlannedCall, b *actions.Brief, allowed *actions.Allowed) (actions.NotifyResult, error) {
+// sendNotify sends a shadow notice through a notify tool the gate
+// allowed. Like briefs, it is audited but not journalled, since it changes
+// nothing medic remediates.
+func (r *Remediator) sendNotify(ctx context.Context, run *loopRun, tool *rules.Tool, c rules.PlannedCall, allowed *actions.Allowed) (actions.NotifyResult, error) {
 	spec, err := notifySpec(tool, c, run.incident, run.at)
 	if err != nil {
 		return actions.NotifyResult{}, err
-	}
-	if b != nil {
-		spec.Brief, spec.Severity = b, b.Severity
 	}
 	return r.Executors.Notifier.Notify(ctx, allowed, spec)
 }

@@ -46,11 +46,12 @@ type Remediator struct {
 	// counts a call is allowed on include every call allowed before it.
 	claimMu sync.Mutex
 
-	mu   sync.Mutex
-	held map[uint64]time.Time
-	busy map[string]bool
-	wake chan struct{}
-	wg   sync.WaitGroup
+	mu        sync.Mutex
+	held      map[uint64]time.Time
+	busy      map[string]bool
+	wake      chan struct{}
+	briefWake chan struct{}
+	wg        sync.WaitGroup
 	// ctx is Run's context, which approved calls also run under, so that
 	// shutdown cancels them too.
 	ctx context.Context
@@ -71,9 +72,20 @@ func (r *Remediator) Wake() {
 	r.mu.Lock()
 	wake := r.wake
 	r.mu.Unlock()
-	if wake == nil {
-		return // Run has not started; it reads the queue when it does
-	}
+	poke(wake)
+}
+
+// wakeBriefs tells the brief sender that a brief is queued.
+func (r *Remediator) wakeBriefs() {
+	r.mu.Lock()
+	wake := r.briefWake
+	r.mu.Unlock()
+	poke(wake)
+}
+
+// poke wakes a loop without waiting; a nil channel is a loop that has not
+// started, and reads its queue when it does.
+func poke(wake chan struct{}) {
 	select {
 	case wake <- struct{}{}:
 	default:
@@ -113,16 +125,29 @@ func (r *Remediator) Recover() error {
 	return nil
 }
 
-// Run decides queued incidents until ctx ends, at most parallel at a time,
-// and waits for the ones in flight.
+// decisionsAtOnce bounds the decisions in flight. A decision (matching,
+// enrichment queries, the policy, and the commit of an escalation, a hold
+// or a shadow run) changes nothing outside medic, and waits mostly on
+// queries and on the shared commit; many at once keep a storm's commits
+// full. Acting takes one of the config's parallel places besides.
+const decisionsAtOnce = 64
+
+// Run decides queued incidents until ctx ends, up to decisionsAtOnce at a
+// time, of which at most parallel act at once, sends the queued briefs,
+// and waits for the runs in flight.
 func (r *Remediator) Run(ctx context.Context, parallel int) {
-	wake := make(chan struct{}, 1)
+	wake, briefWake := make(chan struct{}, 1), make(chan struct{}, 1)
 	r.mu.Lock()
 	r.ctx = ctx
 	r.busy = map[string]bool{}
-	r.wake = wake
+	r.wake, r.briefWake = wake, briefWake
 	r.mu.Unlock()
-	sem := make(chan struct{}, parallel)
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		r.sendBriefs(ctx)
+	}()
+	deciding, acting := make(chan struct{}, decisionsAtOnce), make(chan struct{}, parallel)
 	inFlight := map[uint64]bool{}
 	var mu sync.Mutex
 	poll := time.NewTicker(pollInterval)
@@ -146,7 +171,7 @@ func (r *Remediator) Run(ctx context.Context, parallel int) {
 			inFlight[j.Seq] = true
 			mu.Unlock()
 			select {
-			case sem <- struct{}{}:
+			case deciding <- struct{}{}:
 			case <-ctx.Done():
 				r.wg.Wait()
 				return
@@ -154,7 +179,7 @@ func (r *Remediator) Run(ctx context.Context, parallel int) {
 			r.wg.Add(1)
 			go func() {
 				defer r.wg.Done()
-				sl := &slot{sem: sem, held: true}
+				sl := &slot{deciding: deciding, acting: acting, held: deciding}
 				defer sl.release()
 				r.handle(context.WithValue(ctx, slotKey{}, sl), j)
 				mu.Lock()
@@ -172,28 +197,43 @@ func (r *Remediator) Run(ctx context.Context, parallel int) {
 	}
 }
 
-// slot is a job's place among the parallel decisions. A job gives it up
-// while it only waits for a verification, so that a long verify.wait does
-// not hold back the decisions of other incidents.
+// slot is a job's place: among the decisions in flight while it decides,
+// then among the parallel remediations once it acts. A job gives its place
+// up while it only waits for a verification, so that a long verify.wait
+// does not hold back the decisions of other incidents.
 type slot struct {
-	sem  chan struct{}
-	held bool
+	deciding, acting chan struct{}
+	// held is the place the job holds: deciding, acting, or nil.
+	held chan struct{}
 }
 
 type slotKey struct{}
 
+// jobSlot is the job's place, nil for a run outside the loop (an approved
+// call's).
+func jobSlot(ctx context.Context) *slot {
+	sl, _ := ctx.Value(slotKey{}).(*slot)
+	return sl
+}
+
 func (s *slot) release() {
-	if s.held {
-		s.held = false
-		<-s.sem
+	if s != nil && s.held != nil {
+		<-s.held
+		s.held = nil
 	}
 }
 
-// acquire takes a place again; it reports false when ctx ended first.
-func (s *slot) acquire(ctx context.Context) bool {
+// act trades the job's place for a place among those that act; it
+// reports false when ctx ended first. A job waiting to act keeps its
+// decision place, so the waiting jobs stay bounded.
+func (s *slot) act(ctx context.Context) bool {
+	if s == nil || s.held == s.acting {
+		return true
+	}
 	select {
-	case s.sem <- struct{}{}:
-		s.held = true
+	case s.acting <- struct{}{}:
+		s.release()
+		s.held = s.acting
 		return true
 	case <-ctx.Done():
 		return false

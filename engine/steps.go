@@ -32,6 +32,9 @@ func (r *Remediator) runCalls(ctx context.Context, run *loopRun, from, attempt i
 		run.verify = nil
 	} else {
 		attempts = max(rb.MaxAttempts, 1)
+		if !jobSlot(ctx).act(ctx) {
+			return // shutdown: the next start decides again
+		}
 	}
 	var shadowed []string
 attempts:
@@ -194,7 +197,7 @@ func (r *Remediator) notifyShadow(ctx context.Context, run *loopRun, lines []str
 		run.event(now, "shadow", fmt.Sprintf("shadow notification not sent: policy %s: %s", dec.Result, reasonOr(strings.Join(dec.Reasons, "; "), "no reason")))
 		return
 	}
-	res, err := r.sendNotify(ctx, run, tool, c, nil, allowed)
+	res, err := r.sendNotify(ctx, run, tool, c, allowed)
 	details := map[string]any{"tool": name, "result": res}
 	if err != nil {
 		details["error"] = err.Error()

@@ -82,11 +82,9 @@ func (r *Remediator) verifyStep(ctx context.Context, run *loopRun, c rules.Plann
 		r.escalate(ctx, run, escUnverifiable, fmt.Sprintf("step %s could not be verified: recording its phase failed: %v", c.Step, err))
 		return stepStopped
 	}
-	// The wait gives up the job's parallel slot; the check takes it again.
-	sl, _ := ctx.Value(slotKey{}).(*slot)
-	if sl != nil {
-		sl.release()
-	}
+	// The wait gives up the job's place; the check takes one again.
+	sl := jobSlot(ctx)
+	sl.release()
 	t := time.NewTimer(max(until.Sub(r.now()), 0))
 	select {
 	case <-t.C:
@@ -94,7 +92,7 @@ func (r *Remediator) verifyStep(ctx context.Context, run *loopRun, c rules.Plann
 		t.Stop()
 		return stepShutdown
 	}
-	if sl != nil && !sl.acquire(ctx) {
+	if !sl.act(ctx) {
 		return stepShutdown
 	}
 	if late {

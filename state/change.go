@@ -98,6 +98,10 @@ type Change struct {
 	Queue *DecisionJob
 	// Done removes a decision job, by its sequence number.
 	Done uint64
+	// Brief queues an escalation brief; Commit sets its Seq. Briefed
+	// removes a sent one, by its sequence number.
+	Brief   *BriefJob
+	Briefed uint64
 
 	// Set by Commit: the outcome before the change, and the incident as
 	// written.
@@ -189,6 +193,16 @@ func (s *Store) apply(tx *bolt.Tx, c *Change) error {
 	}
 	if c.Done != 0 {
 		if err := doneDecision(tx, c.Done); err != nil {
+			return err
+		}
+	}
+	if c.Brief != nil {
+		if err := queueBrief(tx, c.Brief); err != nil {
+			return err
+		}
+	}
+	if c.Briefed != 0 {
+		if err := tx.Bucket(bucketBriefs).Delete(u64(c.Briefed)); err != nil {
 			return err
 		}
 	}

@@ -32,7 +32,7 @@ var (
 
 	allBuckets = [][]byte{bucketMeta, bucketInbox, bucketDead, bucketIncidents, bucketIncidentKeys, bucketFingerprints, bucketIgnored,
 		bucketJournal, bucketIdempotency, bucketToolStats, bucketAudit, bucketDecisions, bucketApprovals,
-		bucketFixes, bucketRunbookStats, bucketEscalations, bucketJournalByIncident, bucketAuditByIncident, bucketRunning, bucketUrgent}
+		bucketFixes, bucketRunbookStats, bucketEscalations, bucketJournalByIncident, bucketAuditByIncident, bucketRunning, bucketUrgent, bucketBriefs}
 )
 
 // ErrNotFound is returned when a record does not exist.
