@@ -1,9 +1,11 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -23,9 +25,6 @@ import (
 // per group_interval. A storm of a thousand escalations is a few messages,
 // not a thousand, and a crash before the send loses no brief. A pending
 // approval's brief is not grouped: it asks for a decision now.
-
-// briefsPerRound bounds the queued briefs one round of the sender reads.
-const briefsPerRound = 4096
 
 // queueBrief builds the incident's brief as it stands and adds it to the
 // run's next commit, with its route and group.
@@ -133,13 +132,60 @@ func (r *Remediator) deliver(ctx context.Context, d *Decider, name string, b *ac
 	return "brief_sent", fmt.Sprintf("brief sent through %s (%s)", name, tool.Executor.Channel), details
 }
 
+// briefQueued tells the sender of a brief the commit queued; the sender
+// keeps what it needs to group it, and reads the brief itself when it
+// sends it.
+func (r *Remediator) briefQueued(j state.BriefJob) {
+	r.mu.Lock()
+	r.addBrief(j)
+	wake := r.briefWake
+	r.mu.Unlock()
+	poke(wake)
+}
+
+// addBrief adds a queued brief to its group; r.mu is held.
+func (r *Remediator) addBrief(j state.BriefJob) {
+	j.Brief = nil
+	if r.briefs == nil {
+		r.briefs = map[string][]state.BriefJob{}
+	}
+	key := j.Route + "\x00" + j.Group
+	r.briefs[key] = append(r.briefs[key], j)
+}
+
+// briefRest is the least time between two rounds of the sender: a storm's
+// escalations wake it thousands of times a second, and each round looks
+// at every group.
+const briefRest = 50 * time.Millisecond
+
 // sendBriefs sends the queued briefs, grouped, until ctx ends; what is
 // queued then is sent at the next start.
 func (r *Remediator) sendBriefs(ctx context.Context) {
+	// The queue on disk replaces what escalations before Run added, under
+	// the lock, so that a brief queued meanwhile is neither lost nor added
+	// twice: its commit is in the read, or it waits for the lock.
+	r.mu.Lock()
+	jobs, err := r.Store.PendingBriefs()
+	if err != nil {
+		r.Logger.Error("reading the queued briefs failed; they are sent after the next start", "component", "remediator", "err", err)
+	} else {
+		r.briefs = nil
+		for _, j := range jobs {
+			r.addBrief(j)
+		}
+	}
+	r.mu.Unlock()
 	flushed := map[string]time.Time{}
 	for {
-		wait := r.flushBriefs(ctx, flushed)
-		t := time.NewTimer(wait)
+		wait := max(r.flushBriefs(ctx, flushed), briefRest)
+		rest := time.NewTimer(briefRest)
+		select {
+		case <-ctx.Done():
+			rest.Stop()
+			return
+		case <-rest.C:
+		}
+		t := time.NewTimer(wait - briefRest)
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -151,16 +197,11 @@ func (r *Remediator) sendBriefs(ctx context.Context) {
 	}
 }
 
-// flushBriefs sends every group of queued briefs that is due, and returns
-// how long until the next one is. flushed holds when each group was last
-// sent; a group not sent for a group_interval is forgotten.
+// flushBriefs sends every group of queued briefs that is due, oldest
+// group first, and returns how long until the next one is. flushed holds
+// when each group was last sent; a group not sent for a group_interval is
+// forgotten.
 func (r *Remediator) flushBriefs(ctx context.Context, flushed map[string]time.Time) time.Duration {
-	wait := pollInterval
-	jobs, err := r.Store.PendingBriefs(briefsPerRound)
-	if err != nil {
-		r.Logger.Error("reading the queued briefs failed", "component", "remediator", "err", err)
-		return wait
-	}
 	d := r.decider()
 	cfg := d.Config.Escalation
 	now := r.now()
@@ -169,40 +210,49 @@ func (r *Remediator) flushBriefs(ctx context.Context, flushed map[string]time.Ti
 			delete(flushed, key)
 		}
 	}
-	var order []string
-	groups := map[string][]state.BriefJob{}
-	for _, j := range jobs {
-		key := j.Route + "\x00" + j.Group
-		if groups[key] == nil {
-			order = append(order, key)
+	wait := time.Hour
+	var due [][]state.BriefJob
+	r.mu.Lock()
+	for key, g := range r.briefs {
+		at := g[0].At.Add(cfg.GroupWait)
+		if last, ok := flushed[key]; ok && last.Add(cfg.GroupInterval).After(at) {
+			at = last.Add(cfg.GroupInterval)
 		}
-		groups[key] = append(groups[key], j)
-	}
-	for _, key := range order {
-		g := groups[key]
-		due := g[0].At.Add(cfg.GroupWait)
-		if last, ok := flushed[key]; ok && last.Add(cfg.GroupInterval).After(due) {
-			due = last.Add(cfg.GroupInterval)
-		}
-		if now.Before(due) {
-			wait = min(wait, due.Sub(now))
+		if now.Before(at) {
+			wait = min(wait, at.Sub(now))
 			continue
 		}
+		due = append(due, g)
+		delete(r.briefs, key)
+		flushed[key] = now
+	}
+	r.mu.Unlock()
+	slices.SortFunc(due, func(a, b []state.BriefJob) int { return cmp.Compare(a[0].Seq, b[0].Seq) })
+	for _, g := range due {
 		if ctx.Err() != nil {
+			// Left for the next start, which reads the queue again.
 			return wait
 		}
 		r.sendGroup(ctx, d, g)
-		flushed[key] = r.now()
-	}
-	if len(jobs) == briefsPerRound {
-		wait = 0 // more are queued
 	}
 	return wait
 }
 
 // sendGroup sends one group's briefs as one message: the first brief in
 // full, the others listed in it; each incident records the message.
-func (r *Remediator) sendGroup(ctx context.Context, d *Decider, g []state.BriefJob) {
+func (r *Remediator) sendGroup(ctx context.Context, d *Decider, queued []state.BriefJob) {
+	seqs := make([]uint64, len(queued))
+	for i, j := range queued {
+		seqs[i] = j.Seq
+	}
+	g, err := r.Store.BriefJobs(seqs)
+	if err != nil {
+		r.Logger.Error("reading queued briefs failed; they are sent after the next start", "component", "remediator", "err", err)
+		return
+	}
+	if len(g) == 0 {
+		return
+	}
 	briefs := make([]*actions.Brief, len(g))
 	for i, j := range g {
 		briefs[i] = &actions.Brief{Incident: j.Incident}

@@ -43,7 +43,9 @@ func (r *Remediator) escalate(ctx context.Context, run *loopRun, code, reason st
 			r.metrics.incidents.WithLabelValues(state.OutcomeEscalated).Inc()
 		}
 	}
-	r.wakeBriefs()
+	if c.Brief != nil {
+		r.briefQueued(*c.Brief)
+	}
 }
 
 // briefSteps lists every step medic ran on the incident, with its output

@@ -2,6 +2,7 @@
 
 package engine
 
-// workerFault is a test hook that only builds with -tags medicfault; in
-// every other build it does nothing and compiles away.
-func workerFault() {}
+// workerFault and decisionFault are test hooks that only build with -tags
+// medicfault; in every other build they do nothing and compile away.
+func workerFault()   {}
+func decisionFault() {}

@@ -27,6 +27,7 @@ type metrics struct {
 	rollbacks           prometheus.Counter
 	escalations         *prometheus.CounterVec
 	policyDecisions     *prometheus.CounterVec
+	shadowRuns          prometheus.Counter
 
 	llmRequests  *prometheus.CounterVec
 	llmTokens    *prometheus.CounterVec
@@ -130,6 +131,9 @@ func newMetrics(reg prometheus.Registerer, e *Engine) *metrics {
 	m.policyDecisions = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "medic_policy_decisions_total", Help: "Policy gate decisions, by result: allow, deny, needs_approval.",
 	}, []string{"result"})
+	m.shadowRuns = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "medic_shadow_runs_total", Help: "Remediations run in shadow mode: decided and recorded, nothing run.",
+	})
 	m.llmRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "medic_llm_requests_total", Help: "LLM requests, by provider and result: ok, retry, error, truncated, invalid_json, budget.",
 	}, []string{"provider", "result"})
@@ -150,7 +154,7 @@ func newMetrics(reg prometheus.Registerer, e *Engine) *metrics {
 	for _, r := range []string{proposalAccepted, proposalInvalidTool, proposalInvalidArgs, proposalUnknownTarget, proposalLowConfidence, proposalDenied} {
 		m.llmProposals.WithLabelValues(r)
 	}
-	reg.MustRegister(m.incidents, m.remediationDuration, m.actions, m.verifications, m.rollbacks, m.escalations, m.policyDecisions)
+	reg.MustRegister(m.incidents, m.remediationDuration, m.actions, m.verifications, m.rollbacks, m.escalations, m.policyDecisions, m.shadowRuns)
 	for _, o := range []string{state.OutcomeRemediated, state.OutcomeEscalated, state.OutcomeSelfResolved, "ignored"} {
 		m.incidents.WithLabelValues(o)
 	}

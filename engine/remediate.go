@@ -51,7 +51,10 @@ type Remediator struct {
 	busy      map[string]bool
 	wake      chan struct{}
 	briefWake chan struct{}
-	wg        sync.WaitGroup
+	// briefs are the queued briefs the sender has yet to send, by group,
+	// in queue order, without the briefs themselves.
+	briefs map[string][]state.BriefJob
+	wg     sync.WaitGroup
 	// ctx is Run's context, which approved calls also run under, so that
 	// shutdown cancels them too.
 	ctx context.Context
@@ -71,14 +74,6 @@ func (r *Remediator) now() time.Time {
 func (r *Remediator) Wake() {
 	r.mu.Lock()
 	wake := r.wake
-	r.mu.Unlock()
-	poke(wake)
-}
-
-// wakeBriefs tells the brief sender that a brief is queued.
-func (r *Remediator) wakeBriefs() {
-	r.mu.Lock()
-	wake := r.briefWake
 	r.mu.Unlock()
 	poke(wake)
 }
@@ -132,6 +127,9 @@ func (r *Remediator) Recover() error {
 // full. Acting takes one of the config's parallel places besides.
 const decisionsAtOnce = 64
 
+// jobsPerRead bounds the decision jobs one read of the queue returns.
+const jobsPerRead = 256
+
 // Run decides queued incidents until ctx ends, up to decisionsAtOnce at a
 // time, of which at most parallel act at once, sends the queued briefs,
 // and waits for the runs in flight.
@@ -153,12 +151,14 @@ func (r *Remediator) Run(ctx context.Context, parallel int) {
 	poll := time.NewTicker(pollInterval)
 	defer poll.Stop()
 	for {
+		decisionFault()
 		r.expireApprovals()
-		jobs, err := r.Store.DecisionJobs(256)
+		jobs, err := r.Store.DecisionJobs(jobsPerRead)
 		if err != nil {
 			r.Logger.Error("reading the decision queue failed", "component", "remediator", "err", err)
 		}
 		now := r.now()
+		started := 0
 		for _, j := range jobs {
 			if r.heldNow(j.Seq, now) {
 				continue
@@ -170,6 +170,7 @@ func (r *Remediator) Run(ctx context.Context, parallel int) {
 			}
 			inFlight[j.Seq] = true
 			mu.Unlock()
+			started++
 			select {
 			case deciding <- struct{}{}:
 			case <-ctx.Done():
@@ -186,6 +187,11 @@ func (r *Remediator) Run(ctx context.Context, parallel int) {
 				delete(inFlight, j.Seq)
 				mu.Unlock()
 			}()
+		}
+		if started > 0 && len(jobs) == jobsPerRead {
+			// More are queued, and the loop waited for places while it
+			// started these: read on at once.
+			continue
 		}
 		select {
 		case <-ctx.Done():

@@ -127,7 +127,9 @@ attempts:
 	switch {
 	case shadowMode:
 		run.settle(state.PhaseSettled, r.now())
-		r.commit(run)
+		if _, err := r.commit(run); err == nil && r.metrics != nil {
+			r.metrics.shadowRuns.Inc()
+		}
 		if len(shadowed) > 0 {
 			r.notifyShadow(ctx, run, shadowed)
 		}

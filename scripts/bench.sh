@@ -15,10 +15,16 @@
 # Results land in ${OUT_DIR:-bench-results}/. COUNT sets -count (default 6).
 #
 # `scripts/bench.sh storm` instead sends ALERTS (default 10000) unique alerts
-# that no runbook matches, as 100-alert notifications, to the built binary
-# with remediation.parallel = PARALLEL (default 4), and prints how long after
-# the last POST every one was decided (escalated), the decisions per second,
-# and the peak RSS. RUNS (default 3) runs, each on a fresh state file.
+# to the built binary as notifications of BATCH (default 100) alerts, over
+# CONNS (default 16) keep-alive connections, as Alertmanager sends groups
+# concurrently, then
+# one alert that a runbook acts on, and prints how long after the last POST
+# every storm alert was decided, the decisions per second, how long the
+# acting alert took from its POST to its tool's process running, and the
+# peak RSS. KIND=escalate (default): no runbook matches the storm, every
+# alert escalates; KIND=shadow: a shadow-mode runbook matches each one.
+# PARALLEL sets remediation.parallel (default: the config's default). RUNS
+# (default 3) runs, each on a fresh state file.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 count=${COUNT:-6}
@@ -26,38 +32,84 @@ out=${OUT_DIR:-bench-results}
 mkdir -p "$out"
 
 if [ "${1:-}" = storm ]; then
-  alerts=${ALERTS:-10000}
+  alerts=${ALERTS:-10000} batch=${BATCH:-100} kind=${KIND:-escalate}
   scripts/build.sh "$out/medic"
+  bin=$(realpath "$out/medic")
   for run in $(seq "${RUNS:-3}"); do
     dir=$(mktemp -d)
     port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-    printf 'web { listen_address = "127.0.0.1:%s" }\nstorage { path = "%s/medic.db" }\nremediation { parallel = %s }\n' \
-      "$port" "$dir" "${PARALLEL:-4}" > "$dir/medic.hcl"
-    "$out/medic" serve --config.file "$dir/medic.hcl" --log.level error > "$dir/serve.log" 2>&1 &
+    {
+      printf 'runbooks = ["runbooks.hcl"]\nweb { listen_address = "127.0.0.1:%s" }\nstorage { path = "%s/medic.db" }\n' "$port" "$dir"
+      [ -z "${PARALLEL:-}" ] || printf 'remediation { parallel = %s }\n' "$PARALLEL"
+    } > "$dir/medic.hcl"
+    cat > "$dir/runbooks.hcl" <<HCL
+tool "mark" {
+  description = "Writes when it started."
+  risk        = "low"
+  exec { command = ["/bin/sh", "-c", "date +%s.%N > $dir/acted"] }
+}
+runbook "urgent" {
+  description = "Acts at once."
+  match { alertname = "Urgent" }
+  target = "\${labels.instance}"
+  step "mark" { tool = "mark" }
+}
+HCL
+    metric='medic_incidents_total{outcome="escalated"}'
+    if [ "$kind" = shadow ]; then
+      metric=medic_shadow_runs_total
+      cat >> "$dir/runbooks.hcl" <<'HCL'
+runbook "storm" {
+  description = "Matches the storm, in shadow mode."
+  mode        = "shadow"
+  match { alertname = "Storm" }
+  target = "${labels.instance}"
+  step "mark" { tool = "mark" }
+}
+HCL
+    fi
+    (cd "$dir" && exec "$bin" serve --config.file medic.hcl --log.level error > serve.log 2>&1) &
     pid=$!
     for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/-/ready" >/dev/null && break; sleep 0.1; done
-    python3 - "$alerts" "$run" > "$dir/bodies" <<'PY'
+    python3 - "$alerts" "$run" "$batch" > "$dir/bodies" <<'PY'
 import json, sys
-n, run = int(sys.argv[1]), int(sys.argv[2])
-for b in range(0, n, 100):
+n, run, batch = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+for b in range(0, n, batch):
     alerts = [{"status": "firing", "labels": {"alertname": "Storm", "instance": "i%d" % i},
-               "startsAt": "2026-01-01T00:00:00Z", "fingerprint": "%016x" % (run << 32 | i)} for i in range(b, min(b + 100, n))]
+               "startsAt": "2026-01-01T00:00:00Z", "fingerprint": "%016x" % (run << 32 | i)} for i in range(b, min(b + batch, n))]
     print(json.dumps({"version": "4", "status": "firing", "receiver": "medic", "alerts": alerts}))
 PY
+    urgent='{"version":"4","status":"firing","receiver":"medic","alerts":[{"status":"firing","labels":{"alertname":"Urgent","instance":"u"},"startsAt":"2026-01-01T00:00:00Z","fingerprint":"00000000000000ff"}]}'
     t0=$(date +%s.%N)
-    while read -r body; do
-      curl -sf -XPOST -H 'Content-Type: application/json' "http://127.0.0.1:$port/api/v1/alerts" --data-binary "$body" >/dev/null
-    done < "$dir/bodies"
+    python3 - "$port" "$dir/bodies" "${CONNS:-16}" <<'PY'
+import http.client, sys, threading
+port, bodies, conns = int(sys.argv[1]), open(sys.argv[2]).read().splitlines(), int(sys.argv[3])
+failed = []
+def post(part):
+    c = http.client.HTTPConnection("127.0.0.1", port)
+    for body in part:
+        c.request("POST", "/api/v1/alerts", body, {"Content-Type": "application/json"})
+        r = c.getresponse(); r.read()
+        if r.status != 200: failed.append(r.status)
+ts = [threading.Thread(target=post, args=(bodies[i::conns],)) for i in range(conns)]
+for t in ts: t.start()
+for t in ts: t.join()
+if failed: sys.exit("POST failed: %s" % failed[:5])
+PY
     t1=$(date +%s.%N)
-    until [ "$(curl -sf "http://127.0.0.1:$port/metrics" | awk '/^medic_incidents_total\{outcome="escalated"\}/{printf "%d", $2}')" -ge "$alerts" ] 2>/dev/null; do
-      sleep 0.1
+    tu=$(date +%s.%N)
+    curl -sf -XPOST -H 'Content-Type: application/json' "http://127.0.0.1:$port/api/v1/alerts" --data-binary "$urgent" >/dev/null
+    until [ "$(curl -sf "http://127.0.0.1:$port/metrics" | awk -v m="$metric" '$1==m{printf "%d", $2}')" -ge "$alerts" ] 2>/dev/null; do
+      sleep 0.05
     done
     t2=$(date +%s.%N)
+    until [ -s "$dir/acted" ]; do sleep 0.05; done
+    acted=$(cat "$dir/acted")
     rss=$(awk '/VmHWM/{print int($2/1024)}' "/proc/$pid/status")
     kill "$pid"; wait "$pid" 2>/dev/null || true
     rm -rf "$dir"
-    awk -v a="$alerts" -v t0="$t0" -v t1="$t1" -v t2="$t2" -v rss="$rss" -v run="$run" \
-      'BEGIN{printf "run %d: posted in %.1f s; all decided %.2f s after the last POST; %.0f decisions/s; peak RSS %d MiB\n", run, t1-t0, t2-t1, a/(t2-t0), rss}' \
+    awk -v a="$alerts" -v t0="$t0" -v t1="$t1" -v t2="$t2" -v ta="$acted" -v tu="$tu" -v rss="$rss" -v run="$run" -v k="$kind" -v b="$batch" \
+      'BEGIN{printf "%s, %d-alert notifications, run %d: posted in %.1f s; all decided %.2f s after the last POST; %.0f decisions/s; urgent alert acted on %.3f s after its POST; peak RSS %d MiB\n", k, b, run, t1-t0, t2-t1, a/(t2-t0), ta-tu, rss}' \
       | tee -a "$out/storm.txt"
   done
   exit 0

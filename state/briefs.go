@@ -40,15 +40,38 @@ func queueBrief(tx *bolt.Tx, j *BriefJob) error {
 	return putJSON(tx, bucketBriefs, u64(seq), j)
 }
 
-// PendingBriefs returns up to max briefs not yet sent, oldest first.
-func (s *Store) PendingBriefs(max int) ([]BriefJob, error) {
+// PendingBriefs returns every brief not yet sent, oldest first: the
+// sender reads them once, at start, and learns of later ones from the
+// commits that queue them.
+func (s *Store) PendingBriefs() ([]BriefJob, error) {
 	var out []BriefJob
 	err := s.db.View(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketBriefs).Cursor()
-		for k, v := c.First(); k != nil && len(out) < max; k, v = c.Next() {
+		return tx.Bucket(bucketBriefs).ForEach(func(k, v []byte) error {
 			var j BriefJob
 			if err := json.Unmarshal(v, &j); err != nil {
 				return fmt.Errorf("decode brief %x: %w", k, err)
+			}
+			out = append(out, j)
+			return nil
+		})
+	})
+	return out, err
+}
+
+// BriefJobs returns the queued briefs with the sequence numbers, in that
+// order; one no longer queued is left out.
+func (s *Store) BriefJobs(seqs []uint64) ([]BriefJob, error) {
+	out := make([]BriefJob, 0, len(seqs))
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketBriefs)
+		for _, seq := range seqs {
+			v := b.Get(u64(seq))
+			if v == nil {
+				continue
+			}
+			var j BriefJob
+			if err := json.Unmarshal(v, &j); err != nil {
+				return fmt.Errorf("decode brief %d: %w", seq, err)
 			}
 			out = append(out, j)
 		}
