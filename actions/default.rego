@@ -25,29 +25,36 @@ storm_limit := object.get(input.config, "storm_limit", 10)
 # left unlimited.
 max_targets_per_hour := object.get(input.config, "max_targets_per_hour", 5)
 
+# Rate limits, the blast radius and the storm brake hold back what medic
+# starts, not an undo or the brief that tells a human. As a rule of its own
+# it is evaluated once per decision, and each rule below tests its cheap,
+# selective comparison first: a negation costs a sub-query, and in the
+# common case the comparison fails before it is reached.
+limited if {
+	not input.rollback
+	not input.escalation
+}
+
 # --- deny ---------------------------------------------------------------
 
 deny contains msg if {
-	not input.rollback
-	not input.escalation
 	input.state.executions_target_hour >= max_per_target_hour
+	limited
 	msg := sprintf("rate limit: %d executions of %s on %s in the last hour (at most %d)", [input.state.executions_target_hour, input.call.tool, input.call.target, max_per_target_hour])
 }
 
 deny contains msg if {
-	not input.rollback
-	not input.escalation
 	input.state.fleet_size > 0
 	share := input.state.targets_affected / input.state.fleet_size
 	share > 0.2
+	limited
 	msg := sprintf("blast radius: %d of %d targets (share %v) is over %v of the fleet", [input.state.targets_affected, input.state.fleet_size, share, 0.2])
 }
 
 deny contains msg if {
-	not input.rollback
-	not input.escalation
-	input.state.fleet_size <= 0
 	input.state.targets_affected > max_targets_per_hour
+	input.state.fleet_size <= 0
+	limited
 	msg := sprintf("spread: %d distinct targets in an hour with no known fleet size (at most %d)", [input.state.targets_affected, max_targets_per_hour])
 }
 
@@ -73,9 +80,8 @@ approval contains msg if {
 }
 
 approval contains msg if {
-	not input.rollback
-	not input.escalation
 	input.state.actions_fleet_10m >= storm_limit
+	limited
 	msg := sprintf("storm brake: %d actions across the fleet in 10 minutes (limit %d)", [input.state.actions_fleet_10m, storm_limit])
 }
 

@@ -33,15 +33,16 @@ const DefaultMaxOutput = 64 << 10
 
 // ExecResult is what one run did, for the journal and the audit log.
 type ExecResult struct {
-	Argv          []string  `json:"argv"`
-	ExitCode      int       `json:"exit_code"`
-	Stdout        string    `json:"stdout"`
-	Stderr        string    `json:"stderr"`
-	StdoutDropped int64     `json:"stdout_dropped,omitempty"`
-	StderrDropped int64     `json:"stderr_dropped,omitempty"`
-	Started       time.Time `json:"started"`
-	Finished      time.Time `json:"finished"`
-	TimedOut      bool      `json:"timed_out,omitempty"`
+	Argv          []string `json:"argv"`
+	ExitCode      int      `json:"exit_code"`
+	Stdout        string   `json:"stdout"`
+	Stderr        string   `json:"stderr"`
+	StdoutDropped int64    `json:"stdout_dropped,omitempty"`
+	StderrDropped int64    `json:"stderr_dropped,omitempty"`
+	// Started is when the program was running: its execve had returned.
+	Started  time.Time `json:"started"`
+	Finished time.Time `json:"finished"`
+	TimedOut bool      `json:"timed_out,omitempty"`
 	// Err says why the run failed to start or to finish; empty when the
 	// program ran to an exit code.
 	Err string `json:"error,omitempty"`
@@ -96,13 +97,15 @@ func (x *Exec) Run(ctx context.Context, a *Allowed, spec ExecSpec) (ExecResult, 
 	// not hang the run.
 	cmd.WaitDelay = grace
 
-	res.Started = time.Now()
 	if err := cmd.Start(); err != nil {
-		res.Finished = time.Now()
+		res.Started = time.Now()
+		res.Finished = res.Started
 		res.ExitCode = -1
 		res.Err = err.Error()
 		return res, nil
 	}
+	// Start returns once the child has exec'd the program.
+	res.Started = time.Now()
 	pgid := cmd.Process.Pid
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()

@@ -19,7 +19,7 @@ import (
 // Inbox is where the intake puts accepted notifications. It must return only
 // once the notification is durable.
 type Inbox interface {
-	Enqueue(receivedAt time.Time, body []byte) (uint64, error)
+	Accept(receivedAt time.Time, body []byte, weight int, apply func(*state.Tx) error) (applied bool, err error)
 }
 
 // Options wire an Engine. Logger, Registerer and Store are passed in, never

@@ -70,7 +70,7 @@ func (r *Remediator) execute(ctx context.Context, run *loopRun, c rules.PlannedC
 	run.phase(phase, now, func(p *state.Remediation) {
 		p.Step, p.Attempt, p.Verify, p.Before = c.Step, attempt, act.Verify, before
 	})
-	allowed, dec, err := r.claimAction(ctx, run, act, in, tool.IdempotencyWindow)
+	allowed, dec, err := r.claimAction(ctx, run, act, in, tool.IdempotencyWindow, attempt)
 	switch {
 	case errors.Is(err, state.ErrIdempotentRepeat):
 		run.event(now, "skipped", err.Error())
@@ -78,8 +78,7 @@ func (r *Remediator) execute(ctx context.Context, run *loopRun, c rules.PlannedC
 	case err != nil:
 		return 0, false, "journalling the action failed: " + err.Error(), nil
 	case allowed == nil:
-		run.record(now, "policy", "runbook:"+at.Runbook, map[string]any{"step": c.Step, "tool": c.Tool, "args": c.Args, "rollback": rollback, "claim": true, "policy": dec})
-		return 0, false, fmt.Sprintf("policy %s %s when it was about to run: %s", dec.Result, c.Tool, strings.Join(dec.Reasons, "; ")), &dec
+		return 0, false, fmt.Sprintf("policy %s %s: %s", dec.Result, c.Tool, strings.Join(dec.Reasons, "; ")), &dec
 	}
 	rep := r.executor(run, tool, c, incident, alert, at).Execute(ctx, allowed)
 	raw, _ := json.Marshal(rep)
@@ -152,20 +151,17 @@ func (r *Remediator) executor(run *loopRun, tool *rules.Tool, c rules.PlannedCal
 // the run's pending transition with the intent journalled. Parallel
 // decisions therefore never pass a brake together. It returns the allow,
 // or the refusing decision.
-func (r *Remediator) claimAction(ctx context.Context, run *loopRun, act *state.Action, in actions.Input, window time.Duration) (*actions.Allowed, actions.Decision, error) {
+func (r *Remediator) claimAction(ctx context.Context, run *loopRun, act *state.Action, in actions.Input, window time.Duration, attempt int) (*actions.Allowed, actions.Decision, error) {
 	d := run.d
 	r.claimMu.Lock()
 	defer r.claimMu.Unlock()
 	if d.Counts != nil {
 		d.Counts(&in, state.CountQuery{Tool: act.Tool, Target: act.Target, Group: act.Group, IdempotencyKey: act.IdempotencyKey, IdempotencyWindow: window})
 	}
-	// The verdict that counts in the metrics is the first one, unless
-	// this one overturns it.
-	dec, allowed := d.Gate.Evaluate(ctx, in, r.now())
+	dec, allowed := r.evaluate(ctx, d, in, r.now())
+	run.record(act.StartedAt, "policy", "runbook:"+run.at.Runbook, map[string]any{"step": act.Step, "tool": act.Tool, "args": act.Args, "attempt": attempt,
+		"rollback": act.Rollback, "policy": dec})
 	if allowed == nil {
-		if r.metrics != nil {
-			r.metrics.policyDecisions.WithLabelValues(string(dec.Result)).Inc()
-		}
 		run.pending.Phase = nil
 		return nil, dec, nil
 	}

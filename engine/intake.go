@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"medic/rules"
+	"medic/state"
 )
 
 // errorBody is the JSON answered with every refusal, in the shape of the
@@ -115,8 +116,19 @@ func (e *Engine) intake(s *settings, r *http.Request) *IntakeError {
 		}
 		return badField(ReasonInvalidPayload, "", "%v", err)
 	}
-	if _, err := e.inbox.Enqueue(now, body); err != nil {
+	// With nothing waiting in the inbox, the notification is applied in
+	// the commit that stores it; otherwise the worker applies it in turn.
+	cfg := e.Config()
+	var t tally
+	applied, err := e.inbox.Accept(now, body, len(m.Alerts), func(tx *state.Tx) error {
+		t = tally{} // the commit may run again
+		return e.applyMessage(tx, cfg, m, now.UTC(), &t)
+	})
+	if err != nil {
 		return &IntakeError{Status: http.StatusServiceUnavailable, Reason: ReasonStoreFailed, Msg: "storing the notification failed; retry: " + err.Error()}
+	}
+	if applied {
+		e.report(&t)
 	}
 	for i := range m.Alerts {
 		e.metrics.alertsReceived.WithLabelValues(m.Alerts[i].Status).Inc()
@@ -125,9 +137,11 @@ func (e *Engine) intake(s *settings, r *http.Request) *IntakeError {
 		e.logger.Warn("Alertmanager truncated a notification; raise max_alerts on the receiver", "component", "intake",
 			"truncated_alerts", m.TruncatedAlerts, "group_key", m.GroupKey)
 	}
-	select {
-	case e.wake <- struct{}{}:
-	default:
+	if !applied {
+		select {
+		case e.wake <- struct{}{}:
+		default:
+		}
 	}
 	return nil
 }

@@ -24,7 +24,9 @@ import (
 // discardInbox is the decode-only ceiling: the same handler, no store.
 type discardInbox struct{}
 
-func (discardInbox) Enqueue(time.Time, []byte) (uint64, error) { return 0, nil }
+func (discardInbox) Accept(time.Time, []byte, int, func(*state.Tx) error) (bool, error) {
+	return false, nil
+}
 
 var benchClients = envInt("MEDIC_BENCH_CLIENTS", 64)
 

@@ -45,24 +45,17 @@ attempts:
 			in := d.PolicyInput(c, at, rb)
 			in.Approved = approved && i == from
 			if shadowMode {
-				in.Mode = string(rules.ModeShadow)
-			}
-			dec, allowed := r.evaluate(ctx, d, in, now)
-			run.record(now, "policy", "runbook:"+at.Runbook, map[string]any{"step": c.Step, "tool": c.Tool, "args": c.Args, "attempt": attempt, "policy": dec})
-			if shadowMode {
 				// Shadow decides and records, never asks and never acts; an
 				// exec tool's dry_run argv runs when the policy allows the call.
+				in.Mode = string(rules.ModeShadow)
+				dec, allowed := r.evaluate(ctx, d, in, now)
+				run.record(now, "policy", "runbook:"+at.Runbook, map[string]any{"step": c.Step, "tool": c.Tool, "args": c.Args, "attempt": attempt, "policy": dec})
 				shadowed = append(shadowed, r.shadow(ctx, run, c, dec, allowed, now))
 				continue
 			}
-			switch {
-			case dec.Result == actions.Deny:
-				r.escalate(ctx, run, escDenied, fmt.Sprintf("policy denied %s: %s", c.Tool, dec.Reasons[0]))
-				return
-			case dec.Result == actions.NeedsApproval:
-				r.askApproval(ctx, run, i, attempt, c, dec, now)
-				return
-			}
+			// The policy's verdict on a call that acts is the one taken as
+			// its intent is journalled (claimAction), with the counts of
+			// every call allowed before it.
 			var before *float64
 			if run.verify != nil {
 				v, err := r.measure(ctx, d, run.verify, run.alert)
@@ -83,7 +76,7 @@ attempts:
 				r.askApproval(ctx, run, i, attempt, c, *refused, now)
 				return
 			case refused != nil:
-				r.escalate(ctx, run, escDenied, why)
+				r.escalate(ctx, run, escDenied, fmt.Sprintf("policy denied %s: %s", c.Tool, strings.Join(refused.Reasons, "; ")))
 				return
 			}
 			if !ok && id != 0 && attempt < attempts && ctx.Err() == nil {

@@ -7,12 +7,10 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/prometheus/alertmanager/template"
 
-	"medic/actions"
 	"medic/rules"
 	"medic/state"
 )
@@ -242,15 +240,14 @@ func (r *Remediator) rollback(ctx context.Context, run *loopRun, c rules.Planned
 	now := r.now()
 	in := run.d.PolicyInput(rc, run.at, run.rb)
 	in.Rollback = true
-	dec, _ := r.evaluate(ctx, run.d, in, now)
-	run.record(now, "policy", "runbook:"+run.at.Runbook, map[string]any{"step": rc.Step, "tool": rc.Tool, "args": rc.Args, "rollback": true, "policy": dec})
-	if dec.Result != actions.Allow {
-		return fmt.Sprintf("its rollback %s was not run: policy %s: %s", rc.Tool, dec.Result, strings.Join(dec.Reasons, "; "))
+	id, ok, why, refused := r.execute(ctx, run, rc, in, state.PhaseRollingBack, 0, nil, now)
+	if refused != nil || id == 0 {
+		return fmt.Sprintf("its rollback %s was not run: %s", rc.Tool, why)
 	}
 	if r.metrics != nil {
 		r.metrics.rollbacks.Inc()
 	}
-	if _, ok, why, _ := r.execute(ctx, run, rc, in, state.PhaseRollingBack, 0, nil, now); !ok {
+	if !ok {
 		return fmt.Sprintf("its rollback %s failed: %s", rc.Tool, why)
 	}
 	return fmt.Sprintf("its rollback %s ran", rc.Tool)

@@ -25,7 +25,7 @@ import (
 // intake's commits wait while the worker holds it.
 const (
 	workerBatch       = 256
-	workerAlertBudget = 256
+	workerAlertBudget = state.ApplyBudget
 )
 
 // repeatRefresh is how often a repeated, unchanged firing alert refreshes
@@ -130,54 +130,70 @@ func (e *Engine) ProcessInbox() (state.ProcessResult, error) {
 	}
 
 	cfg := e.Config()
-	var counts [6]int
-	var opened, closed, remediated, selfResolved int
 	now := e.now().UTC()
+	var t tally
 	res, err := e.store.ProcessInbox(entries, func(tx *state.Tx, i int) error {
 		if errs[i] != nil {
 			return errs[i]
 		}
-		for j := range msgs[i].Alerts {
-			r, o, c, outcome, err := e.applyAlert(tx, cfg, &msgs[i].Alerts[j], now)
-			if err != nil {
-				return err
-			}
-			counts[r]++
-			switch outcome {
-			case state.OutcomeRemediated:
-				remediated++
-			case state.OutcomeSelfResolved:
-				selfResolved++
-			}
-			opened += o
-			closed += c
-		}
-		return nil
+		return e.applyMessage(tx, cfg, msgs[i], now, &t)
 	})
 	if err != nil {
 		return res, err
 	}
-	for i, n := range counts {
-		if n > 0 {
-			e.metrics.alertsProcessed.WithLabelValues(resultNames[i]).Add(float64(n))
-		}
-	}
-	e.metrics.incidentsOpened.Add(float64(opened))
-	e.metrics.incidentsClosed.Add(float64(closed))
-	// Counted once the transaction committed, like the counts above.
-	for outcome, n := range map[string]int{state.OutcomeRemediated: remediated, state.OutcomeSelfResolved: selfResolved, "ignored": counts[rIgnored]} {
-		if n > 0 {
-			e.metrics.incidents.WithLabelValues(outcome).Add(float64(n))
-		}
-	}
-	if opened > 0 && e.remediator != nil {
-		e.remediator.Wake()
-	}
+	e.report(&t)
 	for _, d := range res.Dead {
 		e.metrics.deadLetters.Inc()
 		e.logger.Error("inbox entry set aside", "component", "worker", "seq", d.Seq, "err", d.Err)
 	}
 	return res, nil
+}
+
+// tally counts what applying alerts did, for the metrics, which are
+// counted once the transaction committed.
+type tally struct {
+	results                                  [6]int
+	opened, closed, remediated, selfResolved int
+}
+
+// applyMessage folds a notification's alerts into the incidents.
+func (e *Engine) applyMessage(tx *state.Tx, cfg *Config, m *webhook.Message, now time.Time, t *tally) error {
+	for j := range m.Alerts {
+		r, o, c, outcome, err := e.applyAlert(tx, cfg, &m.Alerts[j], now)
+		if err != nil {
+			return err
+		}
+		t.results[r]++
+		switch outcome {
+		case state.OutcomeRemediated:
+			t.remediated++
+		case state.OutcomeSelfResolved:
+			t.selfResolved++
+		}
+		t.opened += o
+		t.closed += c
+	}
+	return nil
+}
+
+// report counts a committed tally in the metrics, and wakes the
+// remediator for the incidents it opened.
+func (e *Engine) report(t *tally) {
+	for i, n := range t.results {
+		if n > 0 {
+			e.metrics.alertsProcessed.WithLabelValues(resultNames[i]).Add(float64(n))
+		}
+	}
+	e.metrics.incidentsOpened.Add(float64(t.opened))
+	e.metrics.incidentsClosed.Add(float64(t.closed))
+	for outcome, n := range map[string]int{state.OutcomeRemediated: t.remediated, state.OutcomeSelfResolved: t.selfResolved, "ignored": t.results[rIgnored]} {
+		if n > 0 {
+			e.metrics.incidents.WithLabelValues(outcome).Add(float64(n))
+		}
+	}
+	if t.opened > 0 && e.remediator != nil {
+		e.remediator.Wake()
+	}
 }
 
 // decodeStored decodes an inbox entry. The intake validated it before

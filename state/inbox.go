@@ -20,23 +20,64 @@ type InboxEntry struct {
 // fsynced. Concurrent callers share one commit, so the disk sees one sync
 // per group, never one per notification. body is copied.
 func (s *Store) Enqueue(receivedAt time.Time, body []byte) (uint64, error) {
-	// Build the value before the transaction: a db.Batch function may run
-	// twice, and must have no side effects.
+	r := &commitReq{val: inboxValue(receivedAt, body)}
+	if err := s.enqueue(r); err != nil {
+		return 0, err
+	}
+	return r.seq, nil
+}
+
+// Accept stores a notification as Enqueue does, or, when nothing waits in
+// the inbox before it, applies it at once with apply, in the same commit.
+// That saves the worker's commit: an alert a runbook acts on is decided
+// one commit after its POST, not two. weight is the notification's alerts;
+// a commit applies at most ApplyBudget of them, and queues the rest, so
+// that the writer lock is held briefly. apply runs inside the commit, may
+// run more than once (when the group is committed again without a failing
+// change), and must start from scratch each time. When it fails, the
+// notification is queued instead, and the worker processes it as any
+// other. It reports whether the notification was applied.
+func (s *Store) Accept(receivedAt time.Time, body []byte, weight int, apply func(*Tx) error) (bool, error) {
+	r := &commitReq{val: inboxValue(receivedAt, body), weight: weight, apply: apply}
+	if s.boltBatch {
+		r.apply = nil
+	}
+	if err := s.enqueue(r); err != nil {
+		return false, err
+	}
+	return r.applied, nil
+}
+
+// ApplyBudget bounds the alerts one commit applies on accepting them; it
+// matches the worker's budget per transaction.
+const ApplyBudget = 256
+
+// inboxValue is the stored form of a notification, built before the
+// transaction: a db.Batch function may run twice, and must have no side
+// effects.
+func inboxValue(receivedAt time.Time, body []byte) []byte {
 	val := make([]byte, 8+len(body))
 	binary.BigEndian.PutUint64(val, uint64(receivedAt.UnixNano()))
 	copy(val[8:], body)
-	var seq uint64
+	return val
+}
+
+func (s *Store) enqueue(r *commitReq) error {
 	var err error
 	if s.boltBatch {
-		seq, err = s.enqueueBoltBatch(val)
+		r.seq, err = s.enqueueBoltBatch(r.val)
 	} else {
-		seq, err = s.enqueueGroup(val)
+		err = s.submit(r)
 	}
 	if err != nil {
-		return 0, fmt.Errorf("enqueue notification: %w", err)
+		return fmt.Errorf("enqueue notification: %w", err)
 	}
-	s.inboxDepth.Add(1)
-	return seq, nil
+	if r.applied {
+		s.openCount.Add(r.openDelta)
+	} else {
+		s.inboxDepth.Add(1)
+	}
+	return nil
 }
 
 // enqueueBoltBatch is bbolt's own group commit: writers that arrive within
@@ -61,19 +102,20 @@ func (s *Store) enqueueBoltBatch(val []byte) (uint64, error) {
 }
 
 // commitReq is one writer waiting for the group committer: a notification
-// for the inbox, or the changes of a remediation's transition.
+// for the inbox (or to apply at once), or the changes of a remediation's
+// transition.
 type commitReq struct {
 	val     []byte
 	seq     uint64
 	changes []*Change
 	done    chan error
-}
 
-// enqueueGroup hands the value to the committer and waits for its commit.
-func (s *Store) enqueueGroup(val []byte) (uint64, error) {
-	r := &commitReq{val: val}
-	err := s.submit(r)
-	return r.seq, err
+	weight int
+	apply  func(*Tx) error
+	// Set by the commit: whether apply ran, and the open incidents it
+	// added.
+	applied   bool
+	openDelta int64
 }
 
 // submit hands a request to the committer and waits for its commit.
@@ -122,6 +164,12 @@ func (s *Store) commitLoop() {
 				}
 				break
 			}
+			if batch[bad].apply != nil {
+				// A notification that failed to apply is queued instead;
+				// the worker reports what fails.
+				batch[bad].apply = nil
+				continue
+			}
 			// Nothing of the group was written: the writer whose change
 			// failed gets its error, and the others are committed again.
 			batch[bad].done <- err
@@ -131,15 +179,18 @@ func (s *Store) commitLoop() {
 }
 
 // commitGroup writes a group of requests in one transaction. When a change
-// fails, it returns the index of its request; -1 means the commit itself
-// failed.
+// or an apply fails, it returns the index of its request; -1 means the
+// commit itself failed. A notification is applied only while the inbox is
+// empty, so that none overtakes one queued before it.
 func (s *Store) commitGroup(batch []*commitReq) (int, error) {
 	inbox, bad := false, -1
-	err := s.update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketInbox)
+	err := s.update(func(btx *bolt.Tx) error {
+		b := btx.Bucket(bucketInbox)
+		empty, _ := b.Cursor().First()
+		canApply, budget := empty == nil, ApplyBudget
 		for i, r := range batch {
 			for _, c := range r.changes {
-				if err := s.apply(tx, c); err != nil {
+				if err := s.apply(btx, c); err != nil {
 					bad = i
 					return err
 				}
@@ -148,6 +199,21 @@ func (s *Store) commitGroup(batch []*commitReq) (int, error) {
 				continue
 			}
 			inbox = true
+			r.applied = r.apply != nil && canApply && r.weight <= budget
+			if r.applied {
+				tx := &Tx{tx: btx, auditKey: s.auditKey}
+				err := r.apply(tx)
+				if err == nil {
+					err = tx.err
+				}
+				if err != nil {
+					bad = i
+					return err
+				}
+				r.openDelta, budget = tx.openDelta, budget-r.weight
+				continue
+			}
+			canApply = false
 			n, err := b.NextSequence()
 			if err != nil {
 				return err

@@ -72,10 +72,54 @@ var (
 	bucketJournalByIncident = []byte("journal_by_incident")
 	// bucketRunning lists the actions whose tool is running: what a
 	// restart finds interrupted, without reading the journal.
-	bucketRunning     = []byte("running")
+	bucketRunning = []byte("running")
+	// bucketRecent indexes the journal's recent actions for the policy's
+	// counts: each one's start, tool, target and group in a few bytes, so
+	// that counting reads no whole entry, with its output.
+	bucketRecent      = []byte("journal_recent")
 	bucketIdempotency = []byte("idempotency")
 	bucketToolStats   = []byte("tool_stats")
 )
+
+// recentSpan is how long an action stays in bucketRecent: the counts look
+// an hour back, and the margin covers a clock that steps back.
+const recentSpan = 2 * time.Hour
+
+// recentAction is an action as the counts see it.
+type recentAction struct {
+	At       int64  `json:"t"`
+	Tool     string `json:"tool"`
+	Target   string `json:"target"`
+	Group    string `json:"group,omitempty"`
+	Rollback bool   `json:"rollback,omitempty"`
+}
+
+// indexRecent adds an action to bucketRecent and drops the ones older
+// than recentSpan before it.
+func indexRecent(tx *bolt.Tx, a *Action) error {
+	b := tx.Bucket(bucketRecent)
+	v, err := json.Marshal(recentAction{At: a.StartedAt.UnixNano(), Tool: a.Tool, Target: a.Target, Group: a.Group, Rollback: a.Rollback})
+	if err != nil {
+		return err
+	}
+	if err := b.Put(u64(a.ID), v); err != nil {
+		return err
+	}
+	c := b.Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		var r recentAction
+		if err := json.Unmarshal(v, &r); err != nil {
+			return fmt.Errorf("decode recent action %x: %w", k, err)
+		}
+		if a.StartedAt.Sub(time.Unix(0, r.At)) < recentSpan {
+			return nil
+		}
+		if err := c.Delete(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 // ErrIdempotentRepeat is returned by BeginAction when the action's
 // idempotency key ran within its window.
@@ -117,6 +161,9 @@ func beginAction(tx *bolt.Tx, a *Action, window time.Duration) error {
 		return err
 	}
 	if err := tx.Bucket(bucketRunning).Put(u64(id), nil); err != nil {
+		return err
+	}
+	if err := indexRecent(tx, a); err != nil {
 		return err
 	}
 	if a.IdempotencyKey != "" && window > 0 {
@@ -262,21 +309,21 @@ func (s *Store) CountActions(q CountQuery) (Counts, error) {
 
 func countActions(tx *bolt.Tx, q CountQuery) (Counts, error) {
 	var c Counts
-	cur := tx.Bucket(bucketJournal).Cursor()
-	hour, tenMin := q.Now.Add(-time.Hour), q.Now.Add(-10*time.Minute)
+	cur := tx.Bucket(bucketRecent).Cursor()
+	hour, tenMin := q.Now.Add(-time.Hour).UnixNano(), q.Now.Add(-10*time.Minute).UnixNano()
 	targets := map[string]bool{q.Target: true}
 	for k, v := cur.Last(); k != nil; k, v = cur.Prev() {
-		var a Action
+		var a recentAction
 		if err := json.Unmarshal(v, &a); err != nil {
-			return c, fmt.Errorf("decode action %x: %w", k, err)
+			return c, fmt.Errorf("decode recent action %x: %w", k, err)
 		}
-		if a.StartedAt.Before(hour) {
+		if a.At < hour {
 			break
 		}
 		if a.Rollback {
 			continue
 		}
-		if !a.StartedAt.Before(tenMin) {
+		if a.At >= tenMin {
 			c.Fleet10m++
 		}
 		if a.Tool == q.Tool && a.Target == q.Target {

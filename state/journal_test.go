@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"path/filepath"
+	"reflect"
 	"testing"
 	"time"
 
@@ -198,3 +199,39 @@ func commitFinish(s *Store, id uint64, st ActionState, result json.RawMessage, a
 }
 
 func commitApproval(s *Store, a Approval) error { return s.Commit(&Change{Ask: &a}) }
+
+// TestRecentIndex: the counts read the index of recent actions, which
+// drops what is past its span as actions are added, and which a file
+// written before it (schema 3) gets at open.
+func TestRecentIndex(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "m.db")
+	s := open(t, p)
+	now := time.Now()
+	for _, at := range []time.Time{now.Add(-3 * time.Hour), now.Add(-30 * time.Minute), now.Add(-time.Minute)} {
+		if err := commitBegin(s, &Action{Incident: 1, Tool: "x", Target: "t", StartedAt: at}, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	indexed := func() int {
+		n := 0
+		s.db.View(func(tx *bolt.Tx) error { n = tx.Bucket(bucketRecent).Stats().KeyN; return nil })
+		return n
+	}
+	if n := indexed(); n != 2 {
+		t.Fatalf("%d actions indexed, want the 2 within %s", n, recentSpan)
+	}
+	want, err := s.CountActions(CountQuery{Tool: "x", Target: "t", Now: now})
+	if err != nil || want.TargetHour != 2 || want.Fleet10m != 1 {
+		t.Fatalf("counts %+v %v", want, err)
+	}
+	// Back to schema 3: no index.
+	s.db.Update(func(tx *bolt.Tx) error {
+		tx.DeleteBucket(bucketRecent)
+		return tx.Bucket(bucketMeta).Put(keySchemaVersion, u64(3))
+	})
+	s.Close()
+	s = open(t, p)
+	if got, err := s.CountActions(CountQuery{Tool: "x", Target: "t", Now: now}); err != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("counts after the migration %+v %v, want %+v", got, err, want)
+	}
+}

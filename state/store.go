@@ -17,7 +17,7 @@ import (
 
 // SchemaVersion is the layout this code reads and writes. Open refuses a file
 // written by a newer medic rather than guessing at its layout.
-const SchemaVersion = 3
+const SchemaVersion = 4
 
 var (
 	bucketMeta         = []byte("meta")
@@ -32,7 +32,7 @@ var (
 
 	allBuckets = [][]byte{bucketMeta, bucketInbox, bucketDead, bucketIncidents, bucketIncidentKeys, bucketFingerprints, bucketIgnored,
 		bucketJournal, bucketIdempotency, bucketToolStats, bucketAudit, bucketDecisions, bucketApprovals,
-		bucketFixes, bucketRunbookStats, bucketEscalations, bucketJournalByIncident, bucketAuditByIncident, bucketRunning, bucketUrgent, bucketBriefs}
+		bucketFixes, bucketRunbookStats, bucketEscalations, bucketJournalByIncident, bucketAuditByIncident, bucketRunning, bucketUrgent, bucketBriefs, bucketRecent}
 )
 
 // ErrNotFound is returned when a record does not exist.
@@ -177,6 +177,11 @@ func (s *Store) migrate() error {
 					return fmt.Errorf("migrate to schema 3: %w", err)
 				}
 			}
+			if got < 4 {
+				if err := indexRecentActions(tx, time.Now()); err != nil {
+					return fmt.Errorf("migrate to schema 4: %w", err)
+				}
+			}
 		}
 		return meta.Put(keySchemaVersion, u64(SchemaVersion))
 	})
@@ -227,6 +232,25 @@ func indexRunning(tx *bolt.Tx) error {
 		}
 		return running.Put(k, nil)
 	})
+}
+
+// indexRecentActions builds the index of recent actions (schema 4) for a
+// file written before it.
+func indexRecentActions(tx *bolt.Tx, now time.Time) error {
+	c := tx.Bucket(bucketJournal).Cursor()
+	for k, v := c.Last(); k != nil; k, v = c.Prev() {
+		var a Action
+		if err := json.Unmarshal(v, &a); err != nil {
+			return fmt.Errorf("decode action %x: %w", k, err)
+		}
+		if now.Sub(a.StartedAt) >= recentSpan {
+			return nil
+		}
+		if err := indexRecent(tx, &a); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // phaseQueued gives a phase to the incidents of a file written before
