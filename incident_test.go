@@ -191,58 +191,81 @@ func timeline(inc state.Incident) string {
 }
 
 // TestUrgentDecisionJumpsTheStorm: 2,000 alerts no runbook matches, then
-// one that a runbook acts on, all queued for a decision while the decision
-// loop stands still (the medicfault build), as they would be behind a
-// slow enrichment query. The last one's decision is queued as urgent, and
-// it is acted on while most of the storm still waits to be escalated,
-// instead of after all of it.
+// one that a runbook acts on, held back by a fault of the medicfault build
+// and then let go. The last one is acted on while most of the storm still
+// waits to be escalated, instead of after all of it:
+//   - queued: all are queued for a decision while the decision loop stands
+//     still, as behind a slow enrichment query; the last one's decision is
+//     queued as urgent, and urgent decisions are taken first.
+//   - in the inbox: all wait in the inbox while the worker stands still, as
+//     behind a slow disk; while the worker drains the inbox only urgent
+//     decisions start.
 func TestUrgentDecisionJumpsTheStorm(t *testing.T) {
 	t.Parallel()
-	l := newLab(t, strings.Replace(slowRunbook, "SLEEP", "0", 1), "1h")
-	wedge := writeFile(t, filepath.Join(l.dir, "wedge"), "")
-	p := startEnv(t, l.dir, []string{"MEDIC_FAULT_HOLD_DECISIONS_FILE=" + wedge}, faultBinary(t), "serve", "--config.file", filepath.Join(l.dir, "medic.hcl"))
-	waitReady(t, p, "http://"+l.addr+"/-/ready")
-	const storm = 2000
-	now := time.Now().UTC().Format(time.RFC3339)
-	for n := 0; n < storm; n += 100 {
-		var alerts []string
-		for i := n; i < n+100; i++ {
-			alerts = append(alerts, fmt.Sprintf(`{"status":"firing","labels":{"alertname":"Storm","instance":"i%d"},"startsAt":%q,"fingerprint":"%016x"}`, i, now, 0x70000+i))
-		}
-		if code, body := l.do(t, "POST", "/api/v1/alerts", l.token, json.RawMessage(`{"version":"4","status":"firing","receiver":"medic","alerts":[`+strings.Join(alerts, ",")+`]}`)); code != 200 {
-			t.Fatalf("storm: %d %s", code, body)
-		}
-	}
-	l.post(t, "shop", "00000000000000e1")
-	eventually(t, 60*time.Second, "the worker to open every incident", func() bool { return l.metric(t, "medic_incidents_open") == storm+1 })
-	if n := l.metric(t, `medic_incidents_total{outcome="escalated"}`); n != 0 {
-		t.Fatalf("%d incidents were decided while the decision loop stood still", n)
-	}
-	os.Remove(wedge)
-	eventually(t, 60*time.Second, "the storm to be decided", func() bool {
-		return len(l.runs(t)) == 1 && l.metric(t, `medic_incidents_total{outcome="escalated"}`) == storm
-	})
-	// The timelines say what was decided before the urgent step ran.
-	var ran time.Time
-	var escalated []time.Time
-	for _, inc := range l.incidents(t) {
-		for _, e := range inc.Timeline {
-			switch e.Kind {
-			case "action_succeeded":
-				ran = e.Time
-			case "escalated":
-				escalated = append(escalated, e.Time)
+	for _, tc := range []struct{ name, fault, released string }{
+		{"queued", "MEDIC_FAULT_HOLD_DECISIONS_FILE", "medic_incidents_open"},
+		{"in the inbox", "MEDIC_FAULT_WEDGE_FILE", "medic_inbox_depth"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			l := newLab(t, strings.Replace(slowRunbook, "SLEEP", "0", 1), "1h")
+			wedge := writeFile(t, filepath.Join(l.dir, "wedge"), "")
+			p := startEnv(t, l.dir, []string{tc.fault + "=" + wedge}, faultBinary(t), "serve", "--config.file", filepath.Join(l.dir, "medic.hcl"))
+			waitReady(t, p, "http://"+l.addr+"/-/ready")
+			const storm = 2000
+			now := time.Now().UTC().Format(time.RFC3339)
+			// Notifications of more alerts than a commit applies at once
+			// are queued for the worker, even into an empty inbox.
+			const batch = 500
+			for n := 0; n < storm; n += batch {
+				var alerts []string
+				for i := n; i < n+batch; i++ {
+					alerts = append(alerts, fmt.Sprintf(`{"status":"firing","labels":{"alertname":"Storm","instance":"i%d"},"startsAt":%q,"fingerprint":"%016x"}`, i, now, 0x70000+i))
+				}
+				if code, body := l.do(t, "POST", "/api/v1/alerts", l.token, json.RawMessage(`{"version":"4","status":"firing","receiver":"medic","alerts":[`+strings.Join(alerts, ",")+`]}`)); code != 200 {
+					t.Fatalf("storm: %d %s", code, body)
+				}
 			}
-		}
-	}
-	before := 0
-	for _, at := range escalated {
-		if at.Before(ran) {
-			before++
-		}
-	}
-	t.Logf("when the urgent step had run, %d of the %d storm incidents were escalated", before, storm)
-	if ran.IsZero() || before > storm/2 {
-		t.Fatalf("the urgent decision waited behind %d escalations (step ran at %v)", before, ran)
+			l.post(t, "shop", "00000000000000e1")
+			// Everything is where the fault holds it: opened and queued, or
+			// in the inbox.
+			want := storm + 1
+			if tc.released == "medic_inbox_depth" {
+				want = storm/batch + 1
+			}
+			eventually(t, 60*time.Second, "the storm to be held", func() bool { return l.metric(t, tc.released) == want })
+			if n := l.metric(t, `medic_incidents_total{outcome="escalated"}`); n != 0 {
+				t.Fatalf("%d incidents were decided while the fault held them", n)
+			}
+			os.Remove(wedge)
+			eventually(t, 60*time.Second, "the storm to be decided", func() bool {
+				return len(l.runs(t)) == 1 && l.metric(t, `medic_incidents_total{outcome="escalated"}`) == storm
+			})
+			// The journal says when the urgent step started, the timelines
+			// what was decided before.
+			acts := apiData[[]state.Action](t, l, "/api/v1/actions")
+			if len(acts) != 1 {
+				t.Fatalf("%d actions, want the urgent one", len(acts))
+			}
+			ran := acts[0].StartedAt
+			var escalated []time.Time
+			for _, inc := range l.incidents(t) {
+				for _, e := range inc.Timeline {
+					if e.Kind == "escalated" {
+						escalated = append(escalated, e.Time)
+					}
+				}
+			}
+			before := 0
+			for _, at := range escalated {
+				if at.Before(ran) {
+					before++
+				}
+			}
+			t.Logf("%s: when the urgent step started, %d of the %d storm incidents were escalated", tc.name, before, storm)
+			if ran.IsZero() || before > storm/2 {
+				t.Fatalf("the urgent decision waited behind %d escalations (step ran at %v)", before, ran)
+			}
+		})
 	}
 }

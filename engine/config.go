@@ -679,23 +679,10 @@ func decodeRemediation(r *remediationBlock, c *RemediationConfig) hcl.Diagnostic
 			c.SystemdBus = *r.SystemdBus
 		}
 	}
-	for _, d := range []struct {
-		v   *string
-		r   hcl.Range
-		key string
-		dst *time.Duration
-	}{{r.Deadline, r.DeadlineRange, "deadline", &c.Deadline}, {r.RefireWindow, r.RefireRange, "refire_window", &c.RefireWindow},
-		{r.FlapWindow, r.FlapWindowRange, "flap_window", &c.FlapWindow}} {
-		if d.v == nil {
-			continue
-		}
-		v, err := model.ParseDuration(*d.v)
-		if err != nil || v <= 0 {
-			diags = append(diags, attrError(d.r, "Invalid duration", fmt.Sprintf("%s = %q is not a positive duration.", d.key, *d.v)))
-			continue
-		}
-		*d.dst = time.Duration(v)
-	}
+	diags = append(diags, decodeDurations(
+		durationAttr{r.Deadline, r.DeadlineRange, "deadline", &c.Deadline, false},
+		durationAttr{r.RefireWindow, r.RefireRange, "refire_window", &c.RefireWindow, false},
+		durationAttr{r.FlapWindow, r.FlapWindowRange, "flap_window", &c.FlapWindow, false})...)
 	if r.FlapCount != nil {
 		if *r.FlapCount < 2 {
 			diags = append(diags, attrError(r.FlapCountRange, "Invalid flap_count", "flap_count must be at least 2."))
@@ -770,6 +757,37 @@ func decodeLLM(l *llmBlock, c *LLMConfig, rel func(string) string) hcl.Diagnosti
 	return diags
 }
 
+// durationAttr is an optional duration attribute and where it goes; zero
+// allows 0s.
+type durationAttr struct {
+	v    *string
+	r    hcl.Range
+	key  string
+	dst  *time.Duration
+	zero bool
+}
+
+// decodeDurations parses the attributes that are set into their places.
+func decodeDurations(attrs ...durationAttr) hcl.Diagnostics {
+	var diags hcl.Diagnostics
+	for _, d := range attrs {
+		if d.v == nil {
+			continue
+		}
+		v, err := model.ParseDuration(*d.v)
+		if err != nil || v < 0 || (v == 0 && !d.zero) {
+			what := "a positive duration"
+			if d.zero {
+				what = "a duration of 0s or more"
+			}
+			diags = append(diags, attrError(d.r, "Invalid duration", fmt.Sprintf("%s = %q is not %s.", d.key, *d.v, what)))
+			continue
+		}
+		*d.dst = time.Duration(v)
+	}
+	return diags
+}
+
 // decodeEscalation checks the escalation block into c.
 func decodeEscalation(e *escalationBlock, c *EscalationConfig) hcl.Diagnostics {
 	var diags hcl.Diagnostics
@@ -794,25 +812,9 @@ func decodeEscalation(e *escalationBlock, c *EscalationConfig) hcl.Diagnostics {
 		diags = append(diags, checkGroupBy(*e.GroupBy, e.GroupByRange)...)
 		c.GroupBy = *e.GroupBy
 	}
-	for _, d := range []struct {
-		v        *string
-		r        hcl.Range
-		key      string
-		dst      *time.Duration
-		zeroOK   bool
-		zeroWhat string
-	}{{e.GroupWait, e.GroupWaitRange, "group_wait", &c.GroupWait, true, "a duration of 0s or more"},
-		{e.GroupInterval, e.GroupIntRange, "group_interval", &c.GroupInterval, false, "a positive duration"}} {
-		if d.v == nil {
-			continue
-		}
-		v, err := model.ParseDuration(*d.v)
-		if err != nil || v < 0 || (v == 0 && !d.zeroOK) {
-			diags = append(diags, attrError(d.r, "Invalid duration", fmt.Sprintf("%s = %q is not %s.", d.key, *d.v, d.zeroWhat)))
-			continue
-		}
-		*d.dst = time.Duration(v)
-	}
+	diags = append(diags, decodeDurations(
+		durationAttr{e.GroupWait, e.GroupWaitRange, "group_wait", &c.GroupWait, true},
+		durationAttr{e.GroupInterval, e.GroupIntRange, "group_interval", &c.GroupInterval, false})...)
 	for _, rt := range e.Routes {
 		ms, err := labels.ParseMatchers(rt.Matchers)
 		if err == nil && len(ms) == 0 {

@@ -68,6 +68,8 @@ func TestConfigDiagnostics(t *testing.T) {
 		{"syntax", "web {\n  listen_address = \n}\n", []string{"t.hcl:2:20: error: Invalid expression"}},
 		{"duplicate block", "web {}\nweb {}\n", []string{"t.hcl:2:1: error: Duplicate web block"}},
 		{"bad deadline", "remediation {\n  deadline = \"soon\"\n}\n", []string{"t.hcl:2:14: error: Invalid duration"}},
+		{"brief grouping", "escalation {\n  group_by = [\"a b\"]\n  group_wait = \"-1s\"\n  group_interval = \"0s\"\n}\n", []string{
+			"t.hcl:2:14: error: Invalid group_by", "t.hcl:3:16: error: Invalid duration", "t.hcl:4:20: error: Invalid duration: group_interval = \"0s\" is not a positive duration"}},
 		{"flap count 1", "remediation {\n  flap_count = 1\n}\n", []string{"t.hcl:2:16: error: Invalid flap_count"}},
 		{"bad route", "escalation {\n  route {\n    matchers = \"{team=~\\\"(\\\"}\"\n    notify = \"x\"\n  }\n}\n", []string{"t.hcl:3:16: error: Invalid route matchers"}},
 		{"bad external url", "escalation {\n  external_url = \"medic:9095\"\n}\n", []string{"t.hcl:2:18: error: Invalid external_url"}},

@@ -130,6 +130,11 @@ const decisionsAtOnce = 64
 // jobsPerRead bounds the decision jobs one read of the queue returns.
 const jobsPerRead = 256
 
+// backlogDefer bounds how long decisions that are not urgent wait for the
+// worker to drain the inbox; past it, under a flood the worker cannot keep
+// up with, they start anyway.
+const backlogDefer = time.Second
+
 // Run decides queued incidents until ctx ends, up to decisionsAtOnce at a
 // time, of which at most parallel act at once, sends the queued briefs,
 // and waits for the runs in flight.
@@ -150,6 +155,8 @@ func (r *Remediator) Run(ctx context.Context, parallel int) {
 	var mu sync.Mutex
 	poll := time.NewTicker(pollInterval)
 	defer poll.Stop()
+	var processed uint64
+	var drainSince time.Time
 	for {
 		decisionFault()
 		r.expireApprovals()
@@ -158,9 +165,21 @@ func (r *Remediator) Run(ctx context.Context, parallel int) {
 			r.Logger.Error("reading the decision queue failed", "component", "remediator", "err", err)
 		}
 		now := r.now()
+		// While the worker drains a backlog in the inbox, only urgent
+		// decisions start, for up to backlogDefer: the worker then has the
+		// writer lock and the CPU to itself, and an alert a runbook acts
+		// on, behind a storm in the inbox, is queued and decided sooner.
+		switch p := r.Store.InboxProcessed(); {
+		case r.Store.InboxDepth() == 0:
+			drainSince = time.Time{}
+		case p != processed && drainSince.IsZero():
+			drainSince = now
+		}
+		processed = r.Store.InboxProcessed()
+		urgentOnly := !drainSince.IsZero() && now.Sub(drainSince) < backlogDefer
 		started := 0
 		for _, j := range jobs {
-			if r.heldNow(j.Seq, now) {
+			if r.heldNow(j.Seq, now) || (urgentOnly && !j.Urgent) {
 				continue
 			}
 			mu.Lock()

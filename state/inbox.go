@@ -327,6 +327,7 @@ func (s *Store) ProcessInbox(entries []InboxEntry, fn func(tx *Tx, i int) error)
 		return ProcessResult{}, fmt.Errorf("process inbox: %w", err)
 	}
 	s.inboxDepth.Add(-int64(res.Processed))
+	s.processed.Add(uint64(res.Processed))
 	s.openCount.Add(delta)
 	return res, nil
 }

@@ -92,10 +92,12 @@ type Store struct {
 	db *bolt.DB
 
 	inboxDepth atomic.Int64
-	openCount  atomic.Int64
-	commits    atomic.Uint64
-	writes     atomic.Uint64
-	lastTx     atomic.Int64
+	// processed counts the inbox entries the worker processed since Open.
+	processed atomic.Uint64
+	openCount atomic.Int64
+	commits   atomic.Uint64
+	writes    atomic.Uint64
+	lastTx    atomic.Int64
 
 	auditKey []byte
 
@@ -322,6 +324,10 @@ func (s *Store) Path() string { return s.db.Path() }
 
 // InboxDepth is the number of accepted notifications not yet processed.
 func (s *Store) InboxDepth() int64 { return s.inboxDepth.Load() }
+
+// InboxProcessed counts the inbox entries processed since Open: when it
+// moves, the worker is draining the inbox.
+func (s *Store) InboxProcessed() uint64 { return s.processed.Load() }
 
 // OpenIncidents is the number of incidents in the open state.
 func (s *Store) OpenIncidents() int64 { return s.openCount.Load() }
