@@ -179,7 +179,7 @@ func BenchmarkWorker(b *testing.B) {
 				bodies[i] = payload(as...)
 			}
 			for _, body := range bodies {
-				if _, err := env.store.Enqueue(env.now, body); err != nil {
+				if _, err := env.store.Accept(env.now, body, 0, nil); err != nil {
 					b.Fatal(err)
 				}
 			}

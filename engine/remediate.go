@@ -169,13 +169,14 @@ func (r *Remediator) Run(ctx context.Context, parallel int) {
 		// decisions start, for up to backlogDefer: the worker then has the
 		// writer lock and the CPU to itself, and an alert a runbook acts
 		// on, behind a storm in the inbox, is queued and decided sooner.
-		switch p := r.Store.InboxProcessed(); {
+		p := r.Store.InboxProcessed()
+		switch {
 		case r.Store.InboxDepth() == 0:
 			drainSince = time.Time{}
 		case p != processed && drainSince.IsZero():
 			drainSince = now
 		}
-		processed = r.Store.InboxProcessed()
+		processed = p
 		urgentOnly := !drainSince.IsZero() && now.Sub(drainSince) < backlogDefer
 		started := 0
 		for _, j := range jobs {
@@ -199,7 +200,7 @@ func (r *Remediator) Run(ctx context.Context, parallel int) {
 			r.wg.Add(1)
 			go func() {
 				defer r.wg.Done()
-				sl := &slot{deciding: deciding, acting: acting, held: deciding}
+				sl := &slot{acting: acting, held: deciding}
 				defer sl.release()
 				r.handle(context.WithValue(ctx, slotKey{}, sl), j)
 				mu.Lock()
@@ -227,8 +228,8 @@ func (r *Remediator) Run(ctx context.Context, parallel int) {
 // up while it only waits for a verification, so that a long verify.wait
 // does not hold back the decisions of other incidents.
 type slot struct {
-	deciding, acting chan struct{}
-	// held is the place the job holds: deciding, acting, or nil.
+	acting chan struct{}
+	// held is the place the job holds: a decision's, acting, or nil.
 	held chan struct{}
 }
 

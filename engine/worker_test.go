@@ -254,7 +254,7 @@ func TestDuplicateNotificationsAreIdempotent(t *testing.T) {
 
 func TestDeadLetter(t *testing.T) {
 	env := newTestEnv(t, nil)
-	if _, err := env.store.Enqueue(env.now, []byte("not json")); err != nil {
+	if _, err := env.store.Accept(env.now, []byte("not json"), 0, nil); err != nil {
 		t.Fatal(err)
 	}
 	env.mustPost(t, alert("firing", "A", fp(1)))

@@ -37,7 +37,7 @@ func BenchmarkEnqueue(b *testing.B) {
 				go func() {
 					defer wg.Done()
 					for next.Add(1) <= int64(b.N) {
-						if _, err := s.Enqueue(time.Now(), body); err != nil {
+						if _, err := s.Accept(time.Now(), body, 0, nil); err != nil {
 							b.Error(err)
 							return
 						}

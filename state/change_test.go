@@ -15,7 +15,7 @@ import (
 // fingerprint record, and queues a decision job for each.
 func openIncidents(t *testing.T, s *Store, keys ...string) []*Incident {
 	t.Helper()
-	s.Enqueue(time.Now(), []byte("x"))
+	s.Accept(time.Now(), []byte("x"), 0, nil)
 	var out []*Incident
 	if _, err := process(t, s, 1, func(tx *Tx, e InboxEntry) error {
 		for _, k := range keys {

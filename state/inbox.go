@@ -16,19 +16,11 @@ type InboxEntry struct {
 	Body []byte
 }
 
-// Enqueue stores one notification in the inbox and returns only once it is
-// fsynced. Concurrent callers share one commit, so the disk sees one sync
-// per group, never one per notification. body is copied.
-func (s *Store) Enqueue(receivedAt time.Time, body []byte) (uint64, error) {
-	r := &commitReq{val: inboxValue(receivedAt, body)}
-	if err := s.enqueue(r); err != nil {
-		return 0, err
-	}
-	return r.seq, nil
-}
-
-// Accept stores a notification as Enqueue does, or, when nothing waits in
-// the inbox before it, applies it at once with apply, in the same commit.
+// Accept stores one notification in the inbox and returns only once it is
+// fsynced; concurrent callers share one commit, so the disk sees one sync
+// per group, never one per notification. body is copied. When nothing
+// waits in the inbox before it, and apply is not nil, it applies the
+// notification at once instead, in the same commit.
 // That saves the worker's commit: an alert a runbook acts on is decided
 // one commit after its POST, not two. weight is the notification's alerts;
 // a commit applies at most ApplyBudget of them, and queues the rest, so
@@ -65,7 +57,7 @@ func inboxValue(receivedAt time.Time, body []byte) []byte {
 func (s *Store) enqueue(r *commitReq) error {
 	var err error
 	if s.boltBatch {
-		r.seq, err = s.enqueueBoltBatch(r.val)
+		err = s.enqueueBoltBatch(r.val)
 	} else {
 		err = s.submit(r)
 	}
@@ -82,9 +74,8 @@ func (s *Store) enqueue(r *commitReq) error {
 
 // enqueueBoltBatch is bbolt's own group commit: writers that arrive within
 // MaxBatchDelay share a commit. It is kept for comparison; see GroupCommit.
-func (s *Store) enqueueBoltBatch(val []byte) (uint64, error) {
-	var seq uint64
-	err := s.db.Batch(func(tx *bolt.Tx) error {
+func (s *Store) enqueueBoltBatch(val []byte) error {
+	return s.db.Batch(func(tx *bolt.Tx) error {
 		if id := int64(tx.ID()); s.lastTx.Swap(id) != id {
 			// Functions of one batch run one after another in one
 			// transaction, so a change of ID marks a new commit.
@@ -95,10 +86,8 @@ func (s *Store) enqueueBoltBatch(val []byte) (uint64, error) {
 		if err != nil {
 			return err
 		}
-		seq = n
 		return b.Put(u64(n), val)
 	})
-	return seq, err
 }
 
 // commitReq is one writer waiting for the group committer: a notification
@@ -106,7 +95,6 @@ func (s *Store) enqueueBoltBatch(val []byte) (uint64, error) {
 // transition.
 type commitReq struct {
 	val     []byte
-	seq     uint64
 	changes []*Change
 	done    chan error
 
@@ -218,7 +206,6 @@ func (s *Store) commitGroup(batch []*commitReq) (int, error) {
 			if err != nil {
 				return err
 			}
-			r.seq = n
 			if err := b.Put(u64(n), r.val); err != nil {
 				return err
 			}

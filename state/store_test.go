@@ -62,7 +62,7 @@ func testInboxOrder(t *testing.T, o Options) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if _, err := s.Enqueue(time.Unix(int64(i), 0), []byte(fmt.Sprint(i))); err != nil {
+			if _, err := s.Accept(time.Unix(int64(i), 0), []byte(fmt.Sprint(i)), 0, nil); err != nil {
 				t.Error(err)
 			}
 		}()
@@ -96,7 +96,7 @@ func testInboxOrder(t *testing.T, o Options) {
 
 func TestProcessInboxRollsBackOnStorageError(t *testing.T) {
 	s := open(t, filepath.Join(t.TempDir(), "m.db"))
-	if _, err := s.Enqueue(time.Now(), []byte("x")); err != nil {
+	if _, err := s.Accept(time.Now(), []byte("x"), 0, nil); err != nil {
 		t.Fatal(err)
 	}
 	_, err := process(t, s, 10, func(tx *Tx, e InboxEntry) error {
@@ -118,7 +118,7 @@ func TestProcessInboxRollsBackOnStorageError(t *testing.T) {
 
 func TestPutIncidentKeepsOneOpenPerKey(t *testing.T) {
 	s := open(t, filepath.Join(t.TempDir(), "m.db"))
-	s.Enqueue(time.Now(), []byte("x"))
+	s.Accept(time.Now(), []byte("x"), 0, nil)
 	_, err := process(t, s, 1, func(tx *Tx, e InboxEntry) error {
 		if err := tx.PutIncident(&Incident{Key: "k", State: StateOpen}); err != nil {
 			return err
@@ -167,8 +167,8 @@ func TestReopenCountsInboxAndOpen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.Enqueue(time.Now(), []byte("a"))
-	s.Enqueue(time.Now(), []byte("b"))
+	s.Accept(time.Now(), []byte("a"), 0, nil)
+	s.Accept(time.Now(), []byte("b"), 0, nil)
 	process(t, s, 1, func(tx *Tx, e InboxEntry) error {
 		return tx.PutIncident(&Incident{Key: "k", State: StateOpen})
 	})
