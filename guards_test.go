@@ -73,7 +73,7 @@ tool "record" {
 const lagRunbook = recordTool + `
 runbook "lag" {
   description = "A consumer lags on a topic."
-  match { alertname = "Lab" }
+  matchers = ["alertname=\"Lab\""]
   target = "${labels.name}"
   query "lag" { promql = "sum(kafka_consumergroup_lag{topic=\"${labels.topic}\"})" }
   when = "len(query.lag) > 0 && query.lag[0].value > 1000"
@@ -122,7 +122,7 @@ tool "record" {
 }
 runbook "lab" {
   description = "The lab runbook."
-  match { alertname = "Lab" }
+  matchers = ["alertname=\"Lab\""]
   target = "${labels.name}"
   EXTRA
   step "record" {
@@ -594,7 +594,7 @@ tool "slow" {
 }
 runbook "busy" {
   description = "Keeps the target busy."
-  match { alertname = "Busy" }
+  matchers = ["alertname=\"Busy\""]
   target = "${labels.name}"
   step "slow" {
     tool = "slow"
@@ -882,7 +882,7 @@ tool "hook" {
 }
 runbook "lab" {
   description = "The lab runbook."
-  match { alertname = "Lab" }
+  matchers = ["alertname=\"Lab\""]
   target = "${labels.name}"
   step "hook" {
     tool = "hook"
@@ -990,7 +990,7 @@ tool "probe" {
 `+recordTool+`
 runbook "lab" {
   description = "The lab runbook."
-  match { alertname = "Lab" }
+  matchers = ["alertname=\"Lab\""]
   target = "${labels.name}"
   query "probe" {
     tool = "probe"
@@ -1028,7 +1028,7 @@ tool "flaky" {
 }
 runbook "lab" {
   description  = "The lab runbook."
-  match { alertname = "Lab" }
+  matchers = ["alertname=\"Lab\""]
   target       = "${labels.name}"
   max_attempts = 2
   step "flaky" {

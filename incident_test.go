@@ -77,7 +77,7 @@ func TestOneFaultOneIncident(t *testing.T) {
 const diskRunbook = labTools + `
 runbook "disk" {
   description = "A lab disk fills up: free it."
-  match_re { alertname = "LabDisk.*" }
+  matchers = ["alertname=~\"LabDisk.*\""]
   target     = "${labels.job}/${labels.service}"
   # The three rules fire together; holding the decision a moment lets the
   # later notifications join before medic acts.
@@ -149,7 +149,7 @@ func TestPodsOfOneDeploymentOneIncident(t *testing.T) {
 const podsRunbook = labTools + `
 runbook "crashloop" {
   description = "The pods of a Deployment crash-loop: restart it."
-  match { alertname = "LabPodCrashLooping" }
+  matchers = ["alertname=\"LabPodCrashLooping\""]
   target = "${labels.namespace}/${query.owner[0].labels.owner_name}"
   query "owner" {
     promql = "max by (namespace, owner_name) (kube_replicaset_owner{namespace=\"${labels.namespace}\", owner_kind=\"Deployment\"} * on (namespace, replicaset) group_left () max by (namespace, replicaset) (label_replace(kube_pod_owner{namespace=\"${labels.namespace}\", pod=\"${labels.pod}\", owner_kind=\"ReplicaSet\"}, \"replicaset\", \"$1\", \"owner_name\", \"(.+)\")))"

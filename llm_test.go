@@ -47,7 +47,7 @@ tool "private" {
 }
 runbook "known" {
   description = "A failure the runbooks know well."
-  match { alertname = "Known" }
+  matchers = ["alertname=\"Known\""]
   target = "${labels.namespace}/${labels.deployment}"
   step "restart" {
     tool = "restart"
@@ -56,7 +56,7 @@ runbook "known" {
 }
 runbook "unsure" {
   description = "Matches, but not surely."
-  match { alertname = "Unsure" }
+  matchers = ["alertname=\"Unsure\""]
   confidence = "0.5"
   target = "${labels.namespace}/${labels.deployment}"
   step "restart" {

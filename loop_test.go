@@ -72,10 +72,7 @@ const loopRunbooks = labTools + `
 
 runbook "fixes" {
   description = "The fix works."
-  match {
-    alertname = "LabErrors"
-    service   = "fixme"
-  }
+  matchers = ["alertname=\"LabErrors\"", "service=\"fixme\""]
   target = "${labels.service}"
   step "reset" {
     tool = "set_errors"
@@ -90,10 +87,7 @@ runbook "fixes" {
 
 runbook "worsens" {
   description = "The step makes it worse; its rollback restores the old value."
-  match {
-    alertname = "LabErrors"
-    service   = "worsen"
-  }
+  matchers = ["alertname=\"LabErrors\"", "service=\"worsen\""]
   target = "${labels.service}"
   step "overload" {
     tool = "set_errors"
@@ -112,10 +106,7 @@ runbook "worsens" {
 
 runbook "changes_nothing" {
   description = "The step changes nothing; after two attempts medic hands over."
-  match {
-    alertname = "LabErrors"
-    service   = "stuck"
-  }
+  matchers = ["alertname=\"LabErrors\"", "service=\"stuck\""]
   target = "${labels.service}"
   step "noop" {
     tool = "set_errors"
@@ -131,10 +122,7 @@ runbook "changes_nothing" {
 
 runbook "blind" {
   description = "Prometheus goes away while medic verifies."
-  match {
-    alertname = "LabErrors"
-    service   = "blind"
-  }
+  matchers = ["alertname=\"LabErrors\"", "service=\"blind\""]
   target = "${labels.service}"
   step "reset" {
     tool = "set_errors"

@@ -742,8 +742,8 @@ func TestCheck(t *testing.T) {
 		t.Fatalf("check of the shipped files: %v\n%s", err, out)
 	}
 	out, err = exec.Command(medicBin, "check", "runbooks.hcl", "rules/testdata/bad.unknown_tool.hcl", "rules/testdata/bad.expr_syntax.hcl").CombinedOutput()
-	if exitCode(err) != 1 || !strings.Contains(string(out), "rules/testdata/bad.unknown_tool.hcl:17:12: error: Unknown tool") ||
-		!strings.Contains(string(out), "rules/testdata/bad.expr_syntax.hcl:16:29: error: Invalid expression") || strings.Count(string(out), "FAILED") != 2 {
+	if exitCode(err) != 1 || !strings.Contains(string(out), "rules/testdata/bad.unknown_tool.hcl:15:12: error: Unknown tool") ||
+		!strings.Contains(string(out), "rules/testdata/bad.expr_syntax.hcl:14:29: error: Invalid expression") || strings.Count(string(out), "FAILED") != 2 {
 		t.Fatalf("check of broken files: exit %d\n%s", exitCode(err), out)
 	}
 	cmd := exec.Command(medicBin, "check", "--output", "json", "rules/testdata/bad.unknown_tool.hcl")
@@ -758,7 +758,7 @@ func TestCheck(t *testing.T) {
 		} `json:"diagnostics"`
 	}
 	if exitCode(err) != 1 || json.Unmarshal(stdout, &recs) != nil || len(recs) != 1 || recs[0].Valid ||
-		len(recs[0].Diagnostics) != 1 || recs[0].Diagnostics[0].Line != 17 || recs[0].Diagnostics[0].Column != 12 {
+		len(recs[0].Diagnostics) != 1 || recs[0].Diagnostics[0].Line != 15 || recs[0].Diagnostics[0].Column != 12 {
 		t.Fatalf("json: exit %d %s", exitCode(err), stdout)
 	}
 	if out, err := exec.Command(medicBin, "check", "no/such/file.hcl").CombinedOutput(); exitCode(err) != 1 {
@@ -865,7 +865,7 @@ tool "touch_marker" {
 }
 runbook "marker" {
   description = "Touches the marker."
-  match { alertname = "Marker" }
+  matchers = ["alertname=\"Marker\""]
   target = "${labels.name}"
   step "touch" {
     tool = "touch_marker"

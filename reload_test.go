@@ -41,7 +41,7 @@ tool "hush" {
 }
 runbook "lab" {
   description = "The lab runbook."
-  match { alertname = "Lab" }
+  matchers = ["alertname=\"Lab\""]
   target = "${labels.name}"
   step "hush" { tool = "hush" }
 }

@@ -154,7 +154,7 @@ tool "record" {
 }
 runbook "lab" {
   description = "The lab runbook."
-  match { alertname = "Lab" }
+  matchers = ["alertname=\"Lab\""]
   target = "${labels.name}"
   step "record" {
     tool = "record"
@@ -246,7 +246,7 @@ tool "record" {
 }
 runbook "lab" {
   description = "The lab runbook."
-  match { alertname = "Lab" }
+  matchers = ["alertname=\"Lab\""]
   target = "${labels.name}"
   step "record" {
     tool = "record"
@@ -347,8 +347,7 @@ tool "record" {
 }
 runbook "lab" {
   description = "The lab runbook."
-  match { alertname = "Lab" }
-  match_re { name = "ghost|real" }
+  matchers = ["alertname=\"Lab\"", "name=~\"ghost|real\""]
   target = "${labels.name}"
   step "record" {
     tool = "record"
@@ -358,10 +357,7 @@ runbook "lab" {
 runbook "shadowed" {
   description = "The same, in shadow mode."
   mode        = "shadow"
-  match {
-    alertname = "Lab"
-    name      = "quiet"
-  }
+  matchers = ["alertname=\"Lab\"", "name=\"quiet\""]
   target = "${labels.name}"
   step "record" {
     tool = "record"
@@ -422,7 +418,7 @@ tool "page" {
 }
 runbook "lab" {
   description = "Pages."
-  match { alertname = "Lab" }
+  matchers = ["alertname=\"Lab\""]
   target = "${labels.name}"
   step "page" {
     tool = "page"
@@ -467,7 +463,7 @@ tool "ticket" {
 }
 runbook "lab" {
   description = "Opens a ticket."
-  match { alertname = "Lab" }
+  matchers = ["alertname=\"Lab\""]
   target = "${labels.name}"
   step "ticket" {
     tool = "ticket"
@@ -555,7 +551,7 @@ tool "announce" {
 runbook "lab" {
   description = "Two steps, in shadow mode."
   mode        = "shadow"
-  match { alertname = "Lab" }
+  matchers = ["alertname=\"Lab\""]
   target = "${labels.name}"
   step "record" {
     tool = "record"
@@ -630,7 +626,7 @@ tool "restart_unit" {
 }
 runbook "lab" {
   description = "Restart the unit."
-  match { alertname = "Lab" }
+  matchers = ["alertname=\"Lab\""]
   target = "${labels.name}"
   step "restart" {
     tool = "restart_unit"
@@ -712,10 +708,7 @@ tool "record" {
 }
 runbook "lab" {
   description = "Acts at once."
-  match {
-    alertname = "Lab"
-    kind      = "plain"
-  }
+  matchers = ["alertname=\"Lab\"", "kind=\"plain\""]
   target = "${labels.name}"
   step "record" {
     tool = "record"
@@ -724,10 +717,7 @@ runbook "lab" {
 }
 runbook "patient" {
   description = "Acts only on an alert that has fired for 3 s."
-  match {
-    alertname = "Lab"
-    kind      = "young"
-  }
+  matchers = ["alertname=\"Lab\"", "kind=\"young\""]
   min_firing = "3s"
   target     = "${labels.name}"
   step "record" {
@@ -814,10 +804,7 @@ tool %q {
 	l := newLab(t, hook("hook_a")+hook("hook_b")+hook("hook_c")+`
 runbook "special" {
   description = "Recognised, never acted on."
-  match {
-    alertname = "Lab"
-    name      = "special"
-  }
+  matchers = ["alertname=\"Lab\"", "name=\"special\""]
   escalate    = true
   escalate_to = "hook_c"
 }

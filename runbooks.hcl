@@ -179,9 +179,7 @@ tool "cert_manager_renew" {
 runbook "oom_killed_raise_limit" {
   description = "A container was OOMKilled because its memory limit is too tight: raise the limit by 25%, at most 16 GiB, and roll back if restarts do not stop."
   priority    = 20
-  match {
-    alertname = "KubeContainerOOMKilled"
-  }
+  matchers = ["alertname=\"KubeContainerOOMKilled\""]
   target = "${labels.namespace}/${query.owner[0].labels.owner_name}"
   # The Deployment that owns the pod, through its ReplicaSet.
   query "owner" {
@@ -212,9 +210,7 @@ runbook "oom_killed_raise_limit" {
 runbook "crashloop_oom" {
   description = "A pod crash-loops and its containers were last terminated by the OOM killer: raise the memory limit by 25%."
   priority    = 10
-  match {
-    alertname = "KubePodCrashLooping"
-  }
+  matchers = ["alertname=\"KubePodCrashLooping\""]
   target = "${labels.namespace}/${query.owner[0].labels.owner_name}"
   query "oom" {
     promql = "kube_pod_container_status_last_terminated_reason{namespace=\"${labels.namespace}\", pod=\"${labels.pod}\", container=\"${labels.container}\", reason=\"OOMKilled\"}"
@@ -249,9 +245,7 @@ runbook "kafka_poison_pill" {
   description = "Consumer lag grows on exactly one partition whose committed offset has not moved in 10 minutes: a poison-pill message. Copy it to the dead-letter topic, then move the group past it."
   priority    = 20
   mode        = "approve"
-  match {
-    alertname = "KafkaConsumerGroupLagHigh"
-  }
+  matchers = ["alertname=\"KafkaConsumerGroupLagHigh\""]
   target = "${labels.consumergroup}/${labels.topic}"
   query "lagging" {
     promql = "kafka_consumergroup_lag{consumergroup=\"${labels.consumergroup}\", topic=\"${labels.topic}\"} > 100"
@@ -290,9 +284,7 @@ runbook "kafka_poison_pill" {
 runbook "kafka_lag_all_partitions" {
   description = "Consumer lag grows across most partitions: the consumers are too few. Scale the consumer Deployment (named after its group) by two replicas, at most 50."
   priority    = 10
-  match {
-    alertname = "KafkaConsumerGroupLagHigh"
-  }
+  matchers = ["alertname=\"KafkaConsumerGroupLagHigh\""]
   target = "${labels.namespace}/${labels.consumergroup}"
   query "partitions" {
     promql = "kafka_consumergroup_lag{consumergroup=\"${labels.consumergroup}\", topic=\"${labels.topic}\"}"
@@ -324,11 +316,8 @@ runbook "kafka_lag_all_partitions" {
 runbook "disk_full_log_rotation" {
   description = "/var/log on this host fills up because log rotation did not run: run logrotate now."
   priority    = 10
-  match_re {
-    alertname = "NodeFilesystemSpaceFillingUp|NodeFilesystemAlmostOutOfSpace"
-    # systemd actions act on the host medic runs on; list its node-exporter.
-    instance = "(localhost|127\\.0\\.0\\.1):9100"
-  }
+  # systemd actions act on the host medic runs on; list its node-exporter.
+  matchers = ["alertname=~\"NodeFilesystemSpaceFillingUp|NodeFilesystemAlmostOutOfSpace\"", "instance=~\"(localhost|127\\\\.0\\\\.0\\\\.1):9100\""]
   target = "${labels.instance}${labels.mountpoint}"
   query "last_rotation" {
     promql = "time() - node_systemd_timer_last_trigger_seconds{instance=\"${labels.instance}\", name=\"logrotate.timer\"}"
@@ -350,9 +339,7 @@ runbook "disk_full_log_rotation" {
 runbook "circuit_breaker_slow_downstream" {
   description = "A circuit breaker opened because the downstream it protects is slow: scale the downstream Deployment (named like the breaker) out by two replicas."
   priority    = 10
-  match {
-    alertname = "CircuitBreakerOpen"
-  }
+  matchers = ["alertname=\"CircuitBreakerOpen\""]
   target = "${labels.namespace}/${labels.name}"
   query "downstream_p99" {
     promql = "histogram_quantile(0.99, sum by (le) (rate(http_server_requests_seconds_bucket{namespace=\"${labels.namespace}\", application=\"${labels.name}\"}[5m])))"
@@ -388,9 +375,7 @@ runbook "circuit_breaker_slow_downstream" {
 runbook "latency_slo_scale_out" {
   description = "p99 latency of a service is over its SLO while it saturates its CPU: scale out by two replicas."
   priority    = 10
-  match {
-    alertname = "HTTPLatencyP99AboveSLO"
-  }
+  matchers = ["alertname=\"HTTPLatencyP99AboveSLO\""]
   target = "${labels.namespace}/${labels.deployment}"
   query "cpu_saturation" {
     promql = "sum(rate(container_cpu_usage_seconds_total{namespace=\"${labels.namespace}\", pod=~\"${labels.deployment}-.*\", container!=\"\"}[5m])) / sum(kube_pod_container_resource_requests{namespace=\"${labels.namespace}\", pod=~\"${labels.deployment}-.*\", resource=\"cpu\"})"
@@ -422,9 +407,7 @@ runbook "latency_slo_scale_out" {
 runbook "certificate_expiring_renew" {
   description = "A cert-manager Certificate expires soon and was not renewed: ask cert-manager to renew it now."
   priority    = 10
-  match {
-    alertname = "CertManagerCertExpirySoon"
-  }
+  matchers = ["alertname=\"CertManagerCertExpirySoon\""]
   target     = "${labels.exported_namespace}/${labels.name}"
   when       = "labels.exported_namespace != '' && labels.name != ''"
   confidence = "0.9"
@@ -447,46 +430,35 @@ runbook "security_escalate" {
   description = "Security alerts (intrusion, Falco rules, anything labelled category=security) are never acted on."
   escalate    = true
   priority    = 100
-  match_re {
-    alertname = "Falco.*|.*Intrusion.*|.*Security.*|.*Malware.*|.*PrivilegeEscalation.*"
-  }
+  matchers = ["alertname=~\"Falco.*|.*Intrusion.*|.*Security.*|.*Malware.*|.*PrivilegeEscalation.*\""]
 }
 
 runbook "security_category_escalate" {
   description = "Alerts labelled category=security are never acted on."
   escalate    = true
   priority    = 100
-  match {
-    category = "security"
-  }
+  matchers = ["category=\"security\""]
 }
 
 runbook "data_corruption_escalate" {
   description = "Data corruption (checksum failures, corrupt blocks, replication divergence) needs a human."
   escalate    = true
   priority    = 100
-  match_re {
-    alertname = ".*Corrupt.*|.*Checksum.*|.*DataLoss.*|.*ReplicationDiverge.*"
-  }
+  matchers = ["alertname=~\".*Corrupt.*|.*Checksum.*|.*DataLoss.*|.*ReplicationDiverge.*\""]
 }
 
 runbook "compliance_escalate" {
   description = "Compliance and audit alerts are never automated."
   escalate    = true
   priority    = 100
-  match_re {
-    alertname = ".*Compliance.*|.*Audit.*"
-  }
+  matchers = ["alertname=~\".*Compliance.*|.*Audit.*\""]
 }
 
 runbook "ambiguous_multi_signal" {
   description = "Three or more different alerts fire in the same namespace: the cause is ambiguous, so escalate instead of treating one symptom."
   escalate    = true
   priority    = 50
-  match_re {
-    alertname = ".+"
-    namespace = ".+"
-  }
+  matchers = ["alertname=~\".+\"", "namespace=~\".+\""]
   query "firing" {
     promql = "count by (alertname) (ALERTS{alertstate=\"firing\", namespace=\"${labels.namespace}\", alertname!~\"Watchdog|InfoInhibitor\"})"
   }

@@ -27,7 +27,7 @@ tool "wipe" {
 }
 runbook "restart" {
   description = "Restart."
-  match { alertname = "Crash" }
+  matchers = ["alertname=\"Crash\""]
   target     = "${labels.name}"
   confidence = "labels.sure == 'yes' ? 0.9 : 0.7"
   threshold  = 0.5
@@ -38,7 +38,7 @@ runbook "restart" {
 }
 runbook "wipe" {
   description = "Wipe."
-  match { alertname = "Disk" }
+  matchers = ["alertname=\"Disk\""]
   target = "${labels.name}"
   step "wipe" {
     tool = "wipe"

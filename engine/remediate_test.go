@@ -31,7 +31,7 @@ tool "noop" {
 }
 runbook "noop" {
   description = "Runs noop."
-  match { alertname = "Noop" }
+  matchers = ["alertname=\"Noop\""]
   target = "${labels.name}"
   step "noop" {
     tool = "noop"
@@ -102,7 +102,7 @@ tool "noop" {
 }
 runbook "noop" {
   description = "Runs noop."
-  match { alertname = "Noop" }
+  matchers = ["alertname=\"Noop\""]
   target = "${labels.name}"
   step "noop" {
     tool = "noop"
@@ -148,7 +148,7 @@ func TestVerificationDeadline(t *testing.T) {
 	env, d := verifyLab(t, `
 runbook "slow" {
   description = "Verifies long after the deadline."
-  match { alertname = "Slow" }
+  matchers = ["alertname=\"Slow\""]
   target = "${labels.name}"
   step "noop" {
     tool = "noop"
@@ -241,7 +241,7 @@ func TestVerificationWaitFreesItsSlot(t *testing.T) {
 	env, d := verifyLab(t, `
 runbook "waits" {
   description = "Verifies after 3 s."
-  match { alertname = "Waits" }
+  matchers = ["alertname=\"Waits\""]
   target = "${labels.name}"
   step "noop" {
     tool = "noop"
@@ -304,7 +304,7 @@ func TestShutdownDuringVerification(t *testing.T) {
 	env, d := verifyLab(t, `
 runbook "waits" {
   description = "Verifies after 30 s."
-  match { alertname = "Waits" }
+  matchers = ["alertname=\"Waits\""]
   target = "${labels.name}"
   step "noop" {
     tool = "noop"
@@ -435,7 +435,7 @@ tool "noop" {
 }
 runbook "patient" {
   description = "Acts on an alert that fired for ten minutes."
-  match { alertname = "Patient" }
+  matchers = ["alertname=\"Patient\""]
   target     = "alpha"
   min_firing = "10m"
   step "noop" { tool = "noop" }

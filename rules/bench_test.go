@@ -29,8 +29,7 @@ func generated(tb testing.TB, n int) string {
 		fmt.Fprintf(&b, `
 runbook "rb_%d" {
   description = "Generated runbook %d."
-  match { alertname = "Alert%d" }
-  match_re { namespace = "prod-.*" }
+  matchers = ["alertname=\"Alert%d\"", "namespace=~\"prod-.*\""]
   target = "${labels.namespace}/${labels.deployment}"
   query "restarts" {
     promql = "increase(kube_pod_container_status_restarts_total{namespace=\"${labels.namespace}\"}[15m])"

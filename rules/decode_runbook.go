@@ -2,10 +2,10 @@ package rules
 
 import (
 	"fmt"
-	"regexp"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
+	"github.com/prometheus/alertmanager/pkg/labels"
 	"github.com/zclconf/go-cty/cty"
 )
 
@@ -14,7 +14,7 @@ var runbookSchema = &hcl.BodySchema{
 		{Name: "description", Required: true},
 		{Name: "mode"}, {Name: "priority"}, {Name: "target"}, {Name: "when"},
 		{Name: "confidence"}, {Name: "threshold"}, {Name: "max_attempts"}, {Name: "escalate"},
-		{Name: "escalate_to"}, {Name: "min_firing"}, {Name: "critical"},
+		{Name: "escalate_to"}, {Name: "min_firing"}, {Name: "critical"}, {Name: "matchers"},
 	},
 	Blocks: []hcl.BlockHeaderSchema{
 		{Type: "match"}, {Type: "match_re"}, {Type: "blast_radius"},
@@ -102,13 +102,16 @@ func (l *loader) runbook(b *hcl.Block) hcl.Diagnostics {
 	}
 
 	// Matchers.
-	rb.Match, rb.MatchRE = map[string]string{}, map[string]*regexp.Regexp{}
+	rb.Matchers = a.matchers("matchers")
 	for _, kind := range []string{"match", "match_re"} {
 		blocks := content.Blocks.OfType(kind)
 		if len(blocks) > 1 {
 			diags = append(diags, duplicate(kind+" block", name, blocks[0].DefRange, blocks[1].DefRange))
 		}
 		for _, mb := range blocks {
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagWarning, Summary: "Deprecated " + kind + " block",
+				Detail:  fmt.Sprintf("Write the runbook's matchers in Alertmanager's syntax, as ignore and escalation routes do: matchers = [\"alertname=~\\\"A|B\\\"\", \"severity!=\\\"info\\\"\"]. A %s block still works.", kind),
+				Subject: mb.DefRange.Ptr()})
 			at, d := mb.Body.JustAttributes()
 			diags = append(diags, d...)
 			ma := &attrs{m: at}
@@ -118,18 +121,20 @@ func (l *loader) runbook(b *hcl.Block) hcl.Diagnostics {
 						Detail: fmt.Sprintf("%q is not a valid Prometheus label name.", label), Subject: attr.NameRange.Ptr()})
 					continue
 				}
-				if kind == "match" {
-					rb.Match[label] = ma.str(label, "")
-				} else if re := ma.regexp(label); re != nil {
-					rb.MatchRE[label] = re
+				ty := labels.MatchEqual
+				if kind == "match_re" {
+					ty = labels.MatchRegexp
+				}
+				if m := ma.matcher(label, ty); m != nil {
+					rb.Matchers = append(rb.Matchers, m)
 				}
 			}
 			diags = append(diags, ma.diags...)
 		}
 	}
-	if len(content.Blocks.OfType("match"))+len(content.Blocks.OfType("match_re")) == 0 {
+	if len(rb.Matchers) == 0 && !a.has("matchers") && len(content.Blocks.OfType("match"))+len(content.Blocks.OfType("match_re")) == 0 {
 		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "No matchers",
-			Detail: "A runbook needs a match or match_re block; it would otherwise match every alert.", Subject: b.DefRange.Ptr()})
+			Detail: "A runbook needs matchers, e.g. matchers = [\"alertname=\\\"KubePodCrashLooping\\\"\"]; it would otherwise match every alert.", Subject: b.DefRange.Ptr()})
 	}
 
 	// Queries, before the conditions that read them.

@@ -13,7 +13,7 @@ const enrichSrc = `
 runbook "a" {
   description = "A."
   escalate    = true
-  match { alertname = "X" }
+  matchers = ["alertname=\"X\""]
   query "up" {
     promql  = "up{job=\"${labels.job}\"}"
     timeout = "5s"
@@ -28,7 +28,7 @@ runbook "a" {
 runbook "b" {
   description = "B, sharing a query with A."
   escalate    = true
-  match { alertname = "X" }
+  matchers = ["alertname=\"X\""]
   query "up" {
     promql  = "up{job=\"${labels.job}\"}"
     timeout = "5s"

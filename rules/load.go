@@ -11,6 +11,7 @@ import (
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclparse"
+	"github.com/prometheus/alertmanager/pkg/labels"
 	"github.com/prometheus/common/model"
 	"github.com/zclconf/go-cty/cty"
 	"github.com/zclconf/go-cty/cty/convert"
@@ -398,6 +399,55 @@ func (a *attrs) regexp(name string) *regexp.Regexp {
 	// Anchored, as in Prometheus: a pattern must match the whole value, so
 	// that "[a-z]+" cannot pass "a; rm -rf /".
 	return regexp.MustCompile("^(?:" + s + ")$")
+}
+
+// matchers reads a list of Alertmanager matchers, each element one matcher
+// or a list of them ("{a=\"b\", c=~\"d\"}"), as Alertmanager's route
+// matchers are read. An empty list would match every alert.
+func (a *attrs) matchers(name string) labels.Matchers {
+	var lines []string
+	if !a.decode(name, cty.List(cty.String), &lines, "a list of matcher strings") {
+		return nil
+	}
+	var out labels.Matchers
+	for i, line := range lines {
+		ms, err := labels.ParseMatchers(line)
+		if err == nil && len(ms) == 0 {
+			err = fmt.Errorf("no matcher")
+		}
+		for _, m := range ms {
+			if err == nil && !IsLabelName(m.Name) {
+				err = fmt.Errorf("%q is not a valid Prometheus label name", m.Name)
+			}
+		}
+		if err != nil {
+			a.diags = append(a.diags, attrDiag(a.m[name], "Invalid matcher",
+				fmt.Sprintf("Element %d, %q, is not an Alertmanager matcher such as alertname=~\"A|B\": %v.", i, line, err)))
+			continue
+		}
+		out = append(out, ms...)
+	}
+	if len(lines) == 0 {
+		a.diags = append(a.diags, attrDiag(a.m[name], "No matchers", "matchers needs at least one matcher; an empty list would match every alert."))
+	}
+	return out
+}
+
+// matcher reads one attribute of a match or match_re block as a matcher.
+func (a *attrs) matcher(name string, ty labels.MatchType) *labels.Matcher {
+	v := a.str(name, "")
+	if ty == labels.MatchRegexp {
+		if _, err := regexp.Compile(v); err != nil {
+			a.diags = append(a.diags, attrDiag(a.m[name], "Invalid regular expression", fmt.Sprintf("%s: %v.", name, err)))
+			return nil
+		}
+	}
+	m, err := labels.NewMatcher(ty, name, v)
+	if err != nil {
+		a.diags = append(a.diags, attrDiag(a.m[name], "Invalid regular expression", fmt.Sprintf("%s: %v.", name, err)))
+		return nil
+	}
+	return m
 }
 
 func duplicate(kind, name string, first hcl.Range, subject hcl.Range) *hcl.Diagnostic {

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/expr-lang/expr/vm"
+	"github.com/prometheus/alertmanager/pkg/labels"
 )
 
 // index finds the candidate runbooks of an alert by its alertname, so that
@@ -34,16 +35,16 @@ type guarded struct {
 func buildIndex(rbs []*Runbook) *index {
 	ix := &index{byName: map[string][]*Runbook{}}
 	for _, rb := range rbs {
-		if name, ok := rb.Match["alertname"]; ok {
-			ix.byName[name] = append(ix.byName[name], rb)
-			continue
-		}
-		re, ok := rb.MatchRE["alertname"]
-		if !ok {
+		m := alertnameMatcher(rb.Matchers)
+		if m == nil {
 			ix.rest = append(ix.rest, guarded{rb: rb})
 			continue
 		}
-		set, prefix, needs := literals(re)
+		if m.Type == labels.MatchEqual {
+			ix.byName[m.Value] = append(ix.byName[m.Value], rb)
+			continue
+		}
+		set, prefix, needs := literals(regexp.MustCompile("^(?:" + m.Value + ")$"))
 		switch {
 		case set != nil:
 			for _, name := range set {
@@ -56,6 +57,23 @@ func buildIndex(rbs []*Runbook) *index {
 		}
 	}
 	return ix
+}
+
+// alertnameMatcher is the matcher on alertname the index can use: an
+// equality, else a regular expression (anchored, as Alertmanager anchors
+// it); nil when there is neither.
+func alertnameMatcher(ms labels.Matchers) *labels.Matcher {
+	var re *labels.Matcher
+	for _, m := range ms {
+		switch {
+		case m.Name != "alertname":
+		case m.Type == labels.MatchEqual:
+			return m
+		case m.Type == labels.MatchRegexp && re == nil:
+			re = m
+		}
+	}
+	return re
 }
 
 // literals reads what an anchored pattern says about the names it can
@@ -204,14 +222,9 @@ func (s *Set) LabelTarget(labels, annotations map[string]string) (string, []*Run
 // escalates nor runs in shadow mode.
 func (rb *Runbook) Acts() bool { return !rb.Escalate && rb.Mode != ModeShadow }
 
-func matches(rb *Runbook, labels map[string]string) bool {
-	for k, v := range rb.Match {
-		if labels[k] != v {
-			return false
-		}
-	}
-	for k, re := range rb.MatchRE {
-		if !re.MatchString(labels[k]) {
+func matches(rb *Runbook, ls map[string]string) bool {
+	for _, m := range rb.Matchers {
+		if !m.Matches(ls[m.Name]) {
 			return false
 		}
 	}

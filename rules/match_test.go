@@ -53,7 +53,7 @@ tool "scale_back" {
 runbook "crashloop_restart" {
   description = "Crash loop: restart."
   priority    = 1
-  match { alertname = "KubePodCrashLooping" }
+  matchers = ["alertname=\"KubePodCrashLooping\""]
   target      = "${labels.namespace}/${labels.deployment}"
   when        = "labels.severity == 'critical'"
   confidence  = "0.8"
@@ -66,7 +66,7 @@ runbook "crashloop_restart" {
 runbook "crashloop_oom" {
   description = "Crash loop caused by OOM."
   priority    = 1
-  match { alertname = "KubePodCrashLooping" }
+  matchers = ["alertname=\"KubePodCrashLooping\""]
   target      = "${labels.namespace}/${labels.deployment}"
   query "oom" {
     promql = "kube_pod_container_status_last_terminated_reason{reason=\"OOMKilled\",namespace=\"${labels.namespace}\"}"
@@ -83,14 +83,13 @@ runbook "crashloop_oom" {
 runbook "crashloop_any" {
   description = "Any crash loop in prod namespaces: escalate."
   escalate    = true
-  match_re { namespace = "prod-.*" }
-  match { alertname = "KubePodCrashLooping" }
+  matchers = ["namespace=~\"prod-.*\"", "alertname=\"KubePodCrashLooping\""]
 }
 
 runbook "latency" {
   description = "Latency."
   priority    = 5
-  match_re { alertname = "High.*Latency" }
+  matchers = ["alertname=~\"High.*Latency\""]
   target      = "${labels.service}"
   step "scale" {
     tool = "scale"
@@ -220,8 +219,8 @@ func TestDecide(t *testing.T) {
 }
 
 func TestDecidePriority(t *testing.T) {
-	set := mustParse(t, strings.Replace(matchSrc, "priority    = 1\n  match { alertname = \"KubePodCrashLooping\" }\n  target      = \"${labels.namespace}/${labels.deployment}\"\n  when        = \"labels.severity == 'critical'\"",
-		"priority    = 9\n  match { alertname = \"KubePodCrashLooping\" }\n  target      = \"${labels.namespace}/${labels.deployment}\"\n  when        = \"labels.severity == 'critical'\"", 1))
+	set := mustParse(t, strings.Replace(matchSrc, "priority    = 1\n  matchers = [\"alertname=\\\"KubePodCrashLooping\\\"\"]\n  target      = \"${labels.namespace}/${labels.deployment}\"\n  when        = \"labels.severity == 'critical'\"",
+		"priority    = 9\n  matchers = [\"alertname=\\\"KubePodCrashLooping\\\"\"]\n  target      = \"${labels.namespace}/${labels.deployment}\"\n  when        = \"labels.severity == 'critical'\"", 1))
 	labels := map[string]string{"alertname": "KubePodCrashLooping", "namespace": "shop", "deployment": "api", "severity": "critical"}
 	d := set.Decide(set.Candidates(labels), oomEnv(labels, 1, 1), nil)
 	if d.Chosen == nil || d.Chosen.Name != "crashloop_restart" {
@@ -373,7 +372,7 @@ tool "ticket" {
 }
 runbook "ticket" {
   description = "Open a ticket."
-  match { alertname = "T" }
+  matchers = ["alertname=\"T\""]
   target = "${labels.s}"
   step "open" {
     tool = "ticket"
@@ -415,7 +414,7 @@ tool "restart_unit" {
 }
 runbook "unit" {
   description = "Restart the unit."
-  match { alertname = "U" }
+  matchers = ["alertname=\"U\""]
   target = "${labels.service}"
   step "restart" {
     tool = "restart_unit"
@@ -462,6 +461,51 @@ func TestCandidatesIndexAgreesWithMatchers(t *testing.T) {
 		}
 		if got := names(set.Candidates(labels)); got != strings.Join(want, ",") {
 			t.Errorf("%q: candidates %s, want %s", name, got, strings.Join(want, ","))
+		}
+	}
+}
+
+// TestMatchersSyntax: a runbook's matchers are Alertmanager's, all of
+// which must match: equality, inequality, regular expressions (anchored)
+// and their negation, one per element or several in braces; the
+// deprecated match and match_re blocks mean the same and draw a warning.
+func TestMatchersSyntax(t *testing.T) {
+	const tool = "tool \"noop\" {\n  description = \"x\"\n  risk = \"low\"\n  exec { command = [\"/bin/true\"] }\n}\n"
+	rb := func(name, matching string) string {
+		return fmt.Sprintf("runbook %q {\n  description = \"x\"\n  %s\n  target = \"x\"\n  step \"s\" { tool = \"noop\" }\n}\n", name, matching)
+	}
+	set, diags := Parse("m.hcl", []byte(tool+
+		rb("each", `matchers = ["alertname=~\"KubePod.*\"", "severity!=\"info\"", "namespace!~\"kube-.*\""]`)+
+		rb("braced", `matchers = ["{alertname=\"NodeDown\", job=~\"node|host\"}"]`)+
+		rb("not_name", `matchers = ["alertname!=\"Watchdog\"", "team=\"db\""]`)+
+		rb("blocks", "match { alertname = \"Legacy\" }\n  match_re { env = \"prod|stage\" }")))
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	var warned []string
+	for _, d := range diags {
+		warned = append(warned, d.Summary)
+	}
+	if strings.Join(warned, ", ") != "Deprecated match block, Deprecated match_re block" {
+		t.Fatalf("warnings %v", warned)
+	}
+	for _, tc := range []struct {
+		labels map[string]string
+		want   string
+	}{
+		{map[string]string{"alertname": "KubePodCrashLooping", "severity": "warning", "namespace": "shop"}, "each"},
+		{map[string]string{"alertname": "KubePodCrashLooping", "severity": "info", "namespace": "shop"}, ""},
+		{map[string]string{"alertname": "KubePodCrashLooping", "severity": "warning", "namespace": "kube-system"}, ""},
+		{map[string]string{"alertname": "XKubePod", "namespace": "shop"}, ""},
+		{map[string]string{"alertname": "NodeDown", "job": "host"}, "braced"},
+		{map[string]string{"alertname": "NodeDown", "job": "hosts"}, ""},
+		{map[string]string{"alertname": "Anything", "team": "db"}, "not_name"},
+		{map[string]string{"alertname": "Watchdog", "team": "db"}, ""},
+		{map[string]string{"alertname": "Legacy", "env": "stage"}, "blocks"},
+		{map[string]string{"alertname": "Legacy", "env": "prod2"}, ""},
+	} {
+		if got := names(set.Candidates(tc.labels)); got != tc.want {
+			t.Errorf("%v: candidates %q, want %q", tc.labels, got, tc.want)
 		}
 	}
 }

@@ -2,12 +2,12 @@ package rules
 
 import (
 	"fmt"
-	"regexp"
 	"time"
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/vm"
 	"github.com/hashicorp/hcl/v2"
+	"github.com/prometheus/alertmanager/pkg/labels"
 )
 
 // Mode says what medic does with a runbook's plan.
@@ -37,10 +37,10 @@ type Runbook struct {
 	Description string
 	Mode        Mode
 	Priority    int
-	// Match holds exact label matchers; MatchRE regular expressions,
-	// anchored as in Prometheus.
-	Match   map[string]string
-	MatchRE map[string]*regexp.Regexp
+	// Matchers select the alerts the runbook recognises, all of them at
+	// once, in Alertmanager's matcher syntax (regular expressions anchored
+	// as in Prometheus).
+	Matchers labels.Matchers
 	// Target renders the incident key, e.g. namespace/deployment.
 	Target *Template
 	// targetFromLabels is set when Target reads only the alert's labels

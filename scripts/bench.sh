@@ -59,7 +59,7 @@ tool "mark" {
 }
 runbook "urgent" {
   description = "Acts at once."
-  match { alertname = "Urgent" }
+  matchers = ["alertname=\"Urgent\""]
   target = "\${labels.instance}"
   step "mark" { tool = "mark" }
 }
@@ -73,7 +73,7 @@ HCL
 runbook "storm" {
   description = "Matches the storm, in shadow mode."
   mode        = "shadow"
-  match { alertname = "Storm" }
+  matchers = ["alertname=\"Storm\""]
   target = "${labels.instance}"
   step "mark" { tool = "mark" }
 }
@@ -161,7 +161,7 @@ tool "stamp" {
 }
 runbook "act" {
   description = "Acts at once."
-  match { alertname = "Act" }
+  matchers = ["alertname=\"Act\""]
   target = "\${labels.n}"
   step "stamp" {
     tool = "stamp"

@@ -9,9 +9,7 @@ tool "restart" {
 }
 runbook "crash" {
   description = "Crash loop."
-  match {
-    alertname = "KubePodCrashLooping"
-  }
+  matchers = ["alertname=\"KubePodCrashLooping\""]
   target = "${labels.namespace}/${labels.deployment}"
   step "restart" {
     tool = "restart"
@@ -20,9 +18,7 @@ runbook "crash" {
 }
 runbook "crash" {
   description = "Crash loop."
-  match {
-    alertname = "KubePodCrashLooping"
-  }
+  matchers = ["alertname=\"KubePodCrashLooping\""]
   target = "${labels.namespace}/${labels.deployment}"
   step "restart" {
     tool = "restart"

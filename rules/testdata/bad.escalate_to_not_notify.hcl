@@ -8,9 +8,7 @@ tool "restart" {
 }
 runbook "crash" {
   description = "Crash loop."
-  match {
-    alertname = "KubePodCrashLooping"
-  }
+  matchers = ["alertname=\"KubePodCrashLooping\""]
   target      = "${labels.deployment}"
   escalate_to = "restart"
   step "restart" {

@@ -9,9 +9,7 @@ tool "restart" {
 }
 runbook "crash" {
   description = "Crash loop."
-  match {
-    alertname = "KubePodCrashLooping"
-  }
+  matchers = ["alertname=\"KubePodCrashLooping\""]
   target = "${labels.namespace}/${labels.deployment}"
   query "restarts" {
     promql = "increase(kube_pod_container_status_restarts_total[15m])"

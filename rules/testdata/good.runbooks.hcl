@@ -33,12 +33,7 @@ runbook "oom_killed" {
   description = "Container OOMKilled because its memory limit is too tight."
   mode        = "auto"
   priority    = 10
-  match {
-    alertname = "KubePodOOMKilled"
-  }
-  match_re {
-    namespace = "prod-.*|staging"
-  }
+  matchers = ["alertname=\"KubePodOOMKilled\"", "namespace=~\"prod-.*|staging\""]
   target = "${labels.namespace}/${labels.deployment}"
   query "restarts" {
     promql = "increase(kube_pod_container_status_restarts_total{namespace=\"${labels.namespace}\"}[15m])"
@@ -69,7 +64,5 @@ runbook "oom_killed" {
 runbook "security_alert" {
   description = "Security alerts are never automated."
   escalate    = true
-  match_re {
-    alertname = "Falco.*|.*Intrusion.*"
-  }
+  matchers = ["alertname=~\"Falco.*|.*Intrusion.*\""]
 }
