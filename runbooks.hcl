@@ -179,7 +179,10 @@ tool "cert_manager_renew" {
 runbook "oom_killed_raise_limit" {
   description = "A container was OOMKilled because its memory limit is too tight: raise the limit by 25%, at most 16 GiB, and roll back if restarts do not stop."
   priority    = 20
-  matchers = ["alertname=\"KubeContainerOOMKilled\""]
+  # KubeContainerOOMKilled: examples/prometheus/medic-rules.yml;
+  # KubernetesContainerOomKiller: awesome-prometheus-alerts (kube-state-metrics).
+  # Both carry namespace, pod and container.
+  matchers = ["alertname=~\"KubeContainerOOMKilled|KubernetesContainerOomKiller\""]
   target = "${labels.namespace}/${query.owner[0].labels.owner_name}"
   # The Deployment that owns the pod, through its ReplicaSet.
   query "owner" {

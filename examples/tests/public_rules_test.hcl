@@ -1,0 +1,102 @@
+# Conformance with public alert rules: each test is one alert as a public
+# rule set produces it, with the labels that rule really carries, and the
+# decision the shipped runbooks take on it. Near misses must escalate.
+runbooks = ["../../runbooks.hcl"]
+at       = "2026-11-26T12:00:00Z"
+
+# kubernetes-mixin: max_over_time(kube_pod_container_status_waiting_reason{
+# reason="CrashLoopBackOff", job="kube-state-metrics"}[5m]) >= 1, severity
+# warning: the series' labels and the rule's.
+test "kubernetes-mixin KubePodCrashLooping, last killed by the OOM killer" {
+  alert {
+    labels = { alertname = "KubePodCrashLooping", namespace = "shop", pod = "api-7d9f-x2", container = "api", reason = "CrashLoopBackOff", job = "kube-state-metrics", instance = "10.0.0.7:8080", uid = "5c0a7d7e-1f2b-4c3d-9e8f-0a1b2c3d4e5f", severity = "warning" }
+  }
+  queries = {
+    oom    = [{ labels = { namespace = "shop", pod = "api-7d9f-x2", container = "api", reason = "OOMKilled" }, value = 1 }]
+    owner  = [{ labels = { namespace = "shop", owner_name = "api" }, value = 1 }]
+    limit  = [{ labels = {}, value = 536870912 }]
+    firing = []
+  }
+  expect {
+    decision = "remediate"
+    runbook  = "crashloop_oom"
+    target   = "shop/api"
+    calls = [
+      { tool = "k8s_set_memory_limit", args = { namespace = "shop", deployment = "api", container = "api", memory_mib = "640" }, policy = "allow" },
+    ]
+  }
+}
+
+# awesome-prometheus-alerts (kube-state-metrics): restarts within 10m and
+# ignoring (reason) the last termination OOMKilled, severity warning: the
+# labels of kube_pod_container_status_restarts_total.
+test "awesome-prometheus-alerts KubernetesContainerOomKiller" {
+  alert {
+    labels = { alertname = "KubernetesContainerOomKiller", namespace = "shop", pod = "api-7d9f-x2", container = "api", job = "kube-state-metrics", instance = "10.0.0.7:8080", uid = "5c0a7d7e-1f2b-4c3d-9e8f-0a1b2c3d4e5f", severity = "warning" }
+  }
+  queries = {
+    owner  = [{ labels = { namespace = "shop", owner_name = "api" }, value = 1 }]
+    limit  = [{ labels = {}, value = 536870912 }]
+    firing = []
+  }
+  expect {
+    decision = "remediate"
+    runbook  = "oom_killed_raise_limit"
+    target   = "shop/api"
+    calls = [
+      { tool = "k8s_set_memory_limit", args = { namespace = "shop", deployment = "api", container = "api", memory_mib = "640" }, policy = "allow" },
+    ]
+  }
+}
+
+# cert-manager-mixin: avg by (exported_namespace, namespace, name) of the
+# time to expiry under 21 days, severity warning. namespace is where
+# cert-manager runs; exported_namespace is the Certificate's.
+test "cert-manager-mixin CertManagerCertExpirySoon" {
+  alert {
+    labels = { alertname = "CertManagerCertExpirySoon", exported_namespace = "shop", namespace = "cert-manager", name = "shop-tls", severity = "warning" }
+  }
+  queries = {
+    firing = []
+  }
+  expect {
+    decision = "remediate"
+    runbook  = "certificate_expiring_renew"
+    target   = "shop/shop-tls"
+    calls = [
+      { tool = "cert_manager_renew", args = { namespace = "shop", certificate = "shop-tls" }, policy = "allow" },
+    ]
+  }
+}
+
+# Near miss. cert-manager-mixin: max by (name, exported_namespace,
+# namespace, condition) of certmanager_certificate_ready_status{condition!="True"}
+# == 1, severity critical: a certificate that is not ready needs a human.
+test "cert-manager-mixin CertManagerCertNotReady escalates" {
+  alert {
+    labels = { alertname = "CertManagerCertNotReady", exported_namespace = "shop", namespace = "cert-manager", name = "shop-tls", condition = "False", severity = "critical" }
+  }
+  queries = {
+    firing = []
+  }
+  expect {
+    decision = "escalate"
+  }
+}
+
+# Near miss. kubernetes-mixin KubePodCrashLooping with no OOM in the last
+# termination: a crash loop medic cannot explain escalates.
+test "kubernetes-mixin KubePodCrashLooping, not OOM, escalates" {
+  alert {
+    labels = { alertname = "KubePodCrashLooping", namespace = "shop", pod = "api-7d9f-x2", container = "api", reason = "CrashLoopBackOff", job = "kube-state-metrics", severity = "warning" }
+  }
+  queries = {
+    oom    = []
+    owner  = [{ labels = { namespace = "shop", owner_name = "api" }, value = 1 }]
+    limit  = [{ labels = {}, value = 536870912 }]
+    firing = []
+  }
+  expect {
+    decision = "escalate"
+  }
+}
