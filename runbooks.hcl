@@ -248,37 +248,40 @@ runbook "kafka_poison_pill" {
   description = "Consumer lag grows on exactly one partition whose committed offset has not moved in 10 minutes: a poison-pill message. Copy it to the dead-letter topic, then move the group past it."
   priority    = 20
   mode        = "approve"
-  matchers = ["alertname=\"KafkaConsumerGroupLagHigh\""]
-  target = "${labels.consumergroup}/${labels.topic}"
+  # KafkaConsumersGroup: awesome-prometheus-alerts' kafka_exporter rule,
+  # sum by (consumergroup) of the lag, which carries only the group; the
+  # topic and partition come from the group's lag, over all its topics.
+  matchers = ["alertname=~\"KafkaConsumerGroupLagHigh|KafkaConsumersGroup\""]
+  target   = "${labels.consumergroup}/${query.stuck[0].labels.topic}"
   query "lagging" {
-    promql = "kafka_consumergroup_lag{consumergroup=\"${labels.consumergroup}\", topic=\"${labels.topic}\"} > 100"
+    promql = "kafka_consumergroup_lag{consumergroup=\"${labels.consumergroup}\"} > 100"
   }
   # The committed offset of each lagging partition that did not move.
   query "stuck" {
-    promql = "kafka_consumergroup_current_offset{consumergroup=\"${labels.consumergroup}\", topic=\"${labels.topic}\"} and on (partition) (kafka_consumergroup_lag{consumergroup=\"${labels.consumergroup}\", topic=\"${labels.topic}\"} > 100) and on (partition) (delta(kafka_consumergroup_current_offset{consumergroup=\"${labels.consumergroup}\", topic=\"${labels.topic}\"}[10m]) == 0)"
+    promql = "kafka_consumergroup_current_offset{consumergroup=\"${labels.consumergroup}\"} and on (topic, partition) (kafka_consumergroup_lag{consumergroup=\"${labels.consumergroup}\"} > 100) and on (topic, partition) (delta(kafka_consumergroup_current_offset{consumergroup=\"${labels.consumergroup}\"}[10m]) == 0)"
   }
   when       = "len(query.lagging) == 1 && len(query.stuck) == 1"
   confidence = "0.9"
   step "dead_letter" {
     tool = "kafka_dead_letter"
     args = {
-      topic             = "${labels.topic}"
+      topic             = "${query.stuck[0].labels.topic}"
       partition         = "${query.stuck[0].labels.partition}"
       offset            = "${query.stuck[0].value}"
-      dead_letter_topic = "${labels.topic}.dlq"
+      dead_letter_topic = "${query.stuck[0].labels.topic}.dlq"
     }
   }
   step "skip" {
     tool = "kafka_skip_offset"
     args = {
       group     = "${labels.consumergroup}"
-      topic     = "${labels.topic}"
+      topic     = "${query.stuck[0].labels.topic}"
       partition = "${query.stuck[0].labels.partition}"
       to_offset = "${query.stuck[0].value + 1}"
     }
   }
   verify {
-    promql = "sum(kafka_consumergroup_lag{consumergroup=\"${labels.consumergroup}\", topic=\"${labels.topic}\"})"
+    promql = "sum(kafka_consumergroup_lag{consumergroup=\"${labels.consumergroup}\"})"
     expect = "after < before"
     wait   = "5m"
   }
@@ -287,20 +290,23 @@ runbook "kafka_poison_pill" {
 runbook "kafka_lag_all_partitions" {
   description = "Consumer lag grows across most partitions: the consumers are too few. Scale the consumer Deployment (named after its group) by two replicas, at most 50."
   priority    = 10
-  matchers = ["alertname=\"KafkaConsumerGroupLagHigh\""]
-  target = "${labels.namespace}/${labels.consumergroup}"
+  matchers = ["alertname=~\"KafkaConsumerGroupLagHigh|KafkaConsumersGroup\""]
+  target   = "${query.replicas[0].labels.namespace}/${labels.consumergroup}"
   query "partitions" {
-    promql = "kafka_consumergroup_lag{consumergroup=\"${labels.consumergroup}\", topic=\"${labels.topic}\"}"
+    promql = "kafka_consumergroup_lag{consumergroup=\"${labels.consumergroup}\"}"
   }
+  # kafka_exporter knows no Kubernetes namespace: the Deployment is the one
+  # named after the group, in whichever namespace has it; none, or one in
+  # several namespaces, does not match, and the alert escalates.
   query "replicas" {
-    promql = "kube_deployment_spec_replicas{namespace=\"${labels.namespace}\", deployment=\"${labels.consumergroup}\"}"
+    promql = "kube_deployment_spec_replicas{deployment=\"${labels.consumergroup}\"}"
   }
   when       = "len(query.partitions) >= 2 && count(query.partitions, .value > 100) >= len(query.partitions) / 2 && len(query.replicas) == 1"
   confidence = "count(query.partitions, .value > 100) == len(query.partitions) ? 0.9 : 0.75"
   step "scale_out" {
     tool = "k8s_scale"
     args = {
-      namespace  = "${labels.namespace}"
+      namespace  = "${query.replicas[0].labels.namespace}"
       deployment = "${labels.consumergroup}"
       replicas   = "${min(50, query.replicas[0].value + 2)}"
     }
@@ -310,7 +316,7 @@ runbook "kafka_lag_all_partitions" {
     }
   }
   verify {
-    promql = "sum(kafka_consumergroup_lag{consumergroup=\"${labels.consumergroup}\", topic=\"${labels.topic}\"})"
+    promql = "sum(kafka_consumergroup_lag{consumergroup=\"${labels.consumergroup}\"})"
     expect = "after < before"
     wait   = "10m"
   }

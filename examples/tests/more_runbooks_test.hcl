@@ -127,10 +127,10 @@ test "lag on one partition that still moves is not a poison pill" {
     labels = { alertname = "KafkaConsumerGroupLagHigh", namespace = "billing", consumergroup = "invoicer", topic = "invoices" }
   }
   queries = {
-    lagging    = [{ labels = { partition = "3" }, value = 5000 }]
+    lagging    = [{ labels = { topic = "invoices", partition = "3" }, value = 5000 }]
     stuck      = []
-    partitions = [{ labels = { partition = "3" }, value = 5000 }, { labels = { partition = "1" }, value = 0 }, { labels = { partition = "2" }, value = 0 }]
-    replicas   = [{ labels = {}, value = 3 }]
+    partitions = [{ labels = { topic = "invoices", partition = "3" }, value = 5000 }, { labels = { topic = "invoices", partition = "1" }, value = 0 }, { labels = { topic = "invoices", partition = "2" }, value = 0 }]
+    replicas   = [{ labels = { namespace = "billing", deployment = "invoicer" }, value = 3 }]
     firing     = []
   }
   expect {
@@ -138,15 +138,15 @@ test "lag on one partition that still moves is not a poison pill" {
   }
 }
 
-test "a topic name that could be an option is rejected" {
+test "a topic name in the lag series that could be an option is rejected" {
   alert {
-    labels = { alertname = "KafkaConsumerGroupLagHigh", namespace = "billing", consumergroup = "invoicer", topic = "--delete" }
+    labels = { alertname = "KafkaConsumerGroupLagHigh", namespace = "billing", consumergroup = "invoicer" }
   }
   queries = {
-    lagging    = [{ labels = { partition = "0" }, value = 5000 }]
-    stuck      = [{ labels = { partition = "0" }, value = 10 }]
-    partitions = [{ labels = { partition = "0" }, value = 5000 }]
-    replicas   = [{ labels = {}, value = 3 }]
+    lagging    = [{ labels = { topic = "--delete", partition = "0" }, value = 5000 }]
+    stuck      = [{ labels = { topic = "--delete", partition = "0" }, value = 10 }]
+    partitions = [{ labels = { topic = "--delete", partition = "0" }, value = 5000 }]
+    replicas   = [{ labels = { namespace = "billing", deployment = "invoicer" }, value = 3 }]
     firing     = []
   }
   expect {

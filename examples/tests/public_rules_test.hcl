@@ -100,3 +100,65 @@ test "kubernetes-mixin KubePodCrashLooping, not OOM, escalates" {
     decision = "escalate"
   }
 }
+
+# awesome-prometheus-alerts (kafka_exporter): sum(kafka_consumergroup_lag)
+# by (consumergroup) > 50, severity critical: the group is the only label.
+# The topic and partition come from the group's lag series, which carry
+# consumergroup, topic, partition, and the Deployment's namespace from
+# kube-state-metrics' kube_deployment_spec_replicas (namespace, deployment).
+test "awesome-prometheus-alerts KafkaConsumersGroup, one stuck partition" {
+  alert {
+    labels = { alertname = "KafkaConsumersGroup", consumergroup = "invoicer", severity = "critical" }
+  }
+  queries = {
+    lagging    = [{ labels = { consumergroup = "invoicer", topic = "invoices", partition = "3" }, value = 5000 }]
+    stuck      = [{ labels = { consumergroup = "invoicer", topic = "invoices", partition = "3" }, value = 1234567 }]
+    partitions = [{ labels = { consumergroup = "invoicer", topic = "invoices", partition = "3" }, value = 5000 }, { labels = { consumergroup = "invoicer", topic = "invoices", partition = "1" }, value = 0 }]
+    replicas   = [{ labels = { namespace = "billing", deployment = "invoicer" }, value = 3 }]
+    firing     = []
+  }
+  expect {
+    decision = "approve"
+    runbook  = "kafka_poison_pill"
+    target   = "invoicer/invoices"
+  }
+}
+
+test "awesome-prometheus-alerts KafkaConsumersGroup, lag on every partition" {
+  alert {
+    labels = { alertname = "KafkaConsumersGroup", consumergroup = "invoicer", severity = "critical" }
+  }
+  queries = {
+    lagging    = [{ labels = { consumergroup = "invoicer", topic = "invoices", partition = "0" }, value = 5000 }, { labels = { consumergroup = "invoicer", topic = "invoices", partition = "1" }, value = 4000 }]
+    stuck      = []
+    partitions = [{ labels = { consumergroup = "invoicer", topic = "invoices", partition = "0" }, value = 5000 }, { labels = { consumergroup = "invoicer", topic = "invoices", partition = "1" }, value = 4000 }]
+    replicas   = [{ labels = { namespace = "billing", deployment = "invoicer" }, value = 3 }]
+    firing     = []
+  }
+  expect {
+    decision = "remediate"
+    runbook  = "kafka_lag_all_partitions"
+    target   = "billing/invoicer"
+    calls = [
+      { tool = "k8s_scale", args = { namespace = "billing", deployment = "invoicer", replicas = "5" }, policy = "allow" },
+    ]
+  }
+}
+
+# Near miss: a Deployment named after the group in two namespaces; medic
+# cannot tell which one consumes, and escalates.
+test "awesome-prometheus-alerts KafkaConsumersGroup, consumer in two namespaces, escalates" {
+  alert {
+    labels = { alertname = "KafkaConsumersGroup", consumergroup = "invoicer", severity = "critical" }
+  }
+  queries = {
+    lagging    = [{ labels = { consumergroup = "invoicer", topic = "invoices", partition = "0" }, value = 5000 }, { labels = { consumergroup = "invoicer", topic = "invoices", partition = "1" }, value = 4000 }]
+    stuck      = []
+    partitions = [{ labels = { consumergroup = "invoicer", topic = "invoices", partition = "0" }, value = 5000 }, { labels = { consumergroup = "invoicer", topic = "invoices", partition = "1" }, value = 4000 }]
+    replicas   = [{ labels = { namespace = "billing", deployment = "invoicer" }, value = 3 }, { labels = { namespace = "billing-staging", deployment = "invoicer" }, value = 1 }]
+    firing     = []
+  }
+  expect {
+    decision = "escalate"
+  }
+}

@@ -61,10 +61,10 @@ test "a poison pill waits for approval" {
     labels = { alertname = "KafkaConsumerGroupLagHigh", namespace = "billing", consumergroup = "invoicer", topic = "invoices" }
   }
   queries = {
-    lagging    = [{ labels = { partition = "3" }, value = 5000 }]
-    stuck      = [{ labels = { partition = "3" }, value = 1234567 }]
-    partitions = [{ labels = { partition = "3" }, value = 5000 }, { labels = { partition = "1" }, value = 0 }]
-    replicas   = [{ labels = {}, value = 3 }]
+    lagging    = [{ labels = { topic = "invoices", partition = "3" }, value = 5000 }]
+    stuck      = [{ labels = { topic = "invoices", partition = "3" }, value = 1234567 }]
+    partitions = [{ labels = { topic = "invoices", partition = "3" }, value = 5000 }, { labels = { topic = "invoices", partition = "1" }, value = 0 }]
+    replicas   = [{ labels = { namespace = "billing", deployment = "invoicer" }, value = 3 }]
     firing     = []
   }
   expect {
@@ -82,10 +82,10 @@ test "lag on every partition scales the consumers" {
     labels = { alertname = "KafkaConsumerGroupLagHigh", namespace = "billing", consumergroup = "invoicer", topic = "invoices" }
   }
   queries = {
-    lagging    = [{ labels = { partition = "0" }, value = 5000 }, { labels = { partition = "1" }, value = 4000 }]
+    lagging    = [{ labels = { topic = "invoices", partition = "0" }, value = 5000 }, { labels = { topic = "invoices", partition = "1" }, value = 4000 }]
     stuck      = []
-    partitions = [{ labels = { partition = "0" }, value = 5000 }, { labels = { partition = "1" }, value = 4000 }]
-    replicas   = [{ labels = {}, value = 3 }]
+    partitions = [{ labels = { topic = "invoices", partition = "0" }, value = 5000 }, { labels = { topic = "invoices", partition = "1" }, value = 4000 }]
+    replicas   = [{ labels = { namespace = "billing", deployment = "invoicer" }, value = 3 }]
     firing     = []
   }
   expect {
