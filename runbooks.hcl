@@ -469,7 +469,7 @@ runbook "ambiguous_multi_signal" {
   priority    = 50
   matchers = ["alertname=~\".+\"", "namespace=~\".+\""]
   query "firing" {
-    promql = "count by (alertname) (ALERTS{alertstate=\"firing\", namespace=\"${labels.namespace}\", alertname!~\"Watchdog|InfoInhibitor\"})"
+    promql = "count by (alertname) (ALERTS{alertstate=\"firing\", namespace=\"${labels.namespace}\", alertname!~\"Watchdog|PrometheusAlertmanagerE2eDeadManSwitch|InfoInhibitor\"})"
   }
   when = "len(query.firing) >= 3"
 }

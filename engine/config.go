@@ -231,9 +231,12 @@ var DefaultLimits = Limits{
 }
 
 // DefaultIgnore skips heartbeat and informational alerts, as kube-prometheus
-// ships them: they exist to prove the pipeline works, not to be acted on.
+// and awesome-prometheus-alerts ship them: they exist to prove the pipeline
+// works, not to be acted on. awesome-prometheus-alerts' dead man's switch
+// fires at severity critical, so only its name tells it apart.
 var DefaultIgnore = []string{
 	`{alertname="Watchdog"}`,
+	`{alertname="PrometheusAlertmanagerE2eDeadManSwitch"}`,
 	`{alertname="InfoInhibitor"}`,
 	`{severity="info"}`,
 	`{severity="none"}`,

@@ -143,6 +143,7 @@ intake {
   # replaces the defaults shown here.
   ignore = [
     "{alertname=\"Watchdog\"}",
+    "{alertname=\"PrometheusAlertmanagerE2eDeadManSwitch\"}",
     "{alertname=\"InfoInhibitor\"}",
     "{severity=\"info\"}",
     "{severity=\"none\"}",

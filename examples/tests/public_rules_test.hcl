@@ -162,3 +162,24 @@ test "awesome-prometheus-alerts KafkaConsumersGroup, consumer in two namespaces,
     decision = "escalate"
   }
 }
+
+# Heartbeats are ignored: kube-prometheus' Watchdog (vector(1), severity
+# none) and awesome-prometheus-alerts' dead man's switch (vector(1),
+# severity critical, which only its name tells apart from a real fault).
+test "kube-prometheus Watchdog is ignored" {
+  alert {
+    labels = { alertname = "Watchdog", severity = "none", prometheus = "monitoring/k8s" }
+  }
+  expect {
+    decision = "ignore"
+  }
+}
+
+test "awesome-prometheus-alerts PrometheusAlertmanagerE2eDeadManSwitch is ignored" {
+  alert {
+    labels = { alertname = "PrometheusAlertmanagerE2eDeadManSwitch", severity = "critical" }
+  }
+  expect {
+    decision = "ignore"
+  }
+}
