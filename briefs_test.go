@@ -3,8 +3,6 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,25 +10,10 @@ import (
 	"time"
 )
 
-// briefSink is a webhook receiver that hands over the brief of each
-// message it gets.
-func briefSink(t *testing.T) (chan map[string]any, *httptest.Server) {
-	got := make(chan map[string]any, 64)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var m struct {
-			Brief map[string]any `json:"brief"`
-		}
-		json.NewDecoder(r.Body).Decode(&m)
-		got <- m.Brief
-	}))
-	t.Cleanup(srv.Close)
-	return got, srv
-}
-
 // briefLab is a lab whose escalations go to a webhook, grouped as
 // grouping says.
 func briefLab(t *testing.T, grouping string) (*remediationLab, chan map[string]any) {
-	got, srv := briefSink(t)
+	got, srv := jsonSink(t)
 	l := newLab(t, `
 tool "hook" {
   description = "A webhook for briefs."
@@ -51,6 +34,12 @@ escalation {
 }
 `, grouping))
 	return l, got
+}
+
+// briefOf is the brief of a webhook message.
+func briefOf(m map[string]any) map[string]any {
+	b, _ := m["brief"].(map[string]any)
+	return b
 }
 
 // covered is the number of incidents a brief speaks for: its own and the
@@ -90,7 +79,8 @@ func TestStormBriefsGrouped(t *testing.T) {
 	messages := 0
 	for total := 0; total < storm+1; {
 		select {
-		case b := <-got:
+		case m := <-got:
+			b := briefOf(m)
 			messages++
 			total += covered(b)
 			perName[strings.SplitN(fmt.Sprint(b["title"]), " ", 2)[0]] += covered(b)
@@ -106,8 +96,8 @@ func TestStormBriefsGrouped(t *testing.T) {
 		t.Fatalf("%d messages covered %v", messages, perName)
 	}
 	select {
-	case b := <-got:
-		t.Fatalf("a brief beyond the incidents: %v", b["title"])
+	case m := <-got:
+		t.Fatalf("a brief beyond the incidents: %v", briefOf(m)["title"])
 	case <-time.After(2500 * time.Millisecond):
 	}
 	for _, id := range []uint64{1, storm / 2, storm + 1} {
@@ -130,24 +120,24 @@ func TestBriefSurvivesCrash(t *testing.T) {
 	})
 	l.kill(t, p)
 	select {
-	case b := <-got:
-		t.Fatalf("a brief went out before its group_wait: %v", b["title"])
+	case m := <-got:
+		t.Fatalf("a brief went out before its group_wait: %v", briefOf(m)["title"])
 	default:
 	}
 	cfg, _ := os.ReadFile(filepath.Join(l.dir, "medic.hcl"))
 	writeFile(t, filepath.Join(l.dir, "medic.hcl"), strings.Replace(string(cfg), `group_wait = "1h"`, `group_wait = "0s"`, 1))
 	l.start(t)
 	select {
-	case b := <-got:
-		if b["title"] != "Lost on y" || b["reason_code"] != "no_runbook" {
-			t.Fatalf("brief after the restart: %v", b)
+	case m := <-got:
+		if b := briefOf(m); b["title"] != "Lost on y" || b["reason_code"] != "no_runbook" {
+			t.Fatalf("brief after the restart: %v", m)
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("the queued brief was lost in the crash")
 	}
 	select {
-	case b := <-got:
-		t.Fatalf("a second brief: %v", b["title"])
+	case m := <-got:
+		t.Fatalf("a second brief: %v", briefOf(m)["title"])
 	case <-time.After(1500 * time.Millisecond):
 	}
 	if inc := l.incident(t, 1); !hasEvent(inc, "brief_sent") {
