@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -267,5 +268,57 @@ func TestUrgentDecisionJumpsTheStorm(t *testing.T) {
 				t.Fatalf("the urgent decision waited behind %d escalations (step ran at %v)", before, ran)
 			}
 		})
+	}
+}
+
+// TestExampleAlertmanagerConfig runs a real Alertmanager with the shipped
+// examples/alertmanager.yml (its receiver pointed at this test's medic,
+// its timings shortened): a rule firing at warning and then critical on one
+// target reaches medic once, at critical, while the warning of another
+// target still does; the heartbeats go nowhere.
+func TestExampleAlertmanagerConfig(t *testing.T) {
+	t.Parallel()
+	amBin := requireAlertmanager(t)
+	l := newLab(t, "", "1h")
+	l.start(t)
+	example, err := os.ReadFile("examples/alertmanager.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := strings.NewReplacer("http://127.0.0.1:9095/api/v1/alerts", "http://"+l.addr+"/api/v1/alerts",
+		"/etc/medic/token", filepath.Join(l.dir, "token"), "group_wait: 30s", "group_wait: 1s", "group_interval: 5m", "group_interval: 1s").Replace(string(example))
+	amAddr := freeAddr(t)
+	am := start(t, l.dir, amBin, "--config.file="+writeFile(t, filepath.Join(l.dir, "alertmanager.yml"), cfg),
+		"--storage.path="+filepath.Join(l.dir, "am"), "--web.listen-address="+amAddr, "--cluster.listen-address=")
+	waitReady(t, am, "http://"+amAddr+"/-/ready")
+	now := time.Now().UTC().Format(time.RFC3339)
+	alert := func(name, instance, severity string) map[string]any {
+		return map[string]any{"startsAt": now, "labels": map[string]string{"alertname": name, "instance": instance, "job": "node",
+			"mountpoint": "/", "device": "/dev/sda1", "fstype": "ext4", "severity": severity}}
+	}
+	postToAlertmanager(t, amAddr, []map[string]any{
+		alert("NodeFilesystemSpaceFillingUp", "db-1:9100", "warning"),
+		alert("NodeFilesystemSpaceFillingUp", "db-1:9100", "critical"),
+		alert("NodeFilesystemSpaceFillingUp", "db-2:9100", "warning"),
+		{"startsAt": now, "labels": map[string]string{"alertname": "Watchdog", "severity": "none"}},
+		{"startsAt": now, "labels": map[string]string{"alertname": "PrometheusAlertmanagerE2eDeadManSwitch", "severity": "critical"}},
+	})
+	received := func() []string {
+		var out []string
+		for _, inc := range l.incidents(t) {
+			for _, a := range inc.Alerts {
+				out = append(out, a.Labels["instance"]+" "+a.Labels["severity"])
+			}
+		}
+		slices.Sort(out)
+		return out
+	}
+	eventually(t, 30*time.Second, "the notifications", func() bool { return len(received()) >= 2 })
+	time.Sleep(3 * time.Second) // three more group intervals: an inhibited alert would have come
+	if got := strings.Join(received(), ", "); got != "db-1:9100 critical, db-2:9100 warning" {
+		t.Fatalf("medic received %s", got)
+	}
+	if n := l.metric(t, `medic_alerts_received_total{status="firing"}`); n != 2 {
+		t.Fatalf("medic received %d firing alerts, want 2: the heartbeats and the inhibited warning go nowhere", n)
 	}
 }
