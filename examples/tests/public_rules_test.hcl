@@ -183,3 +183,28 @@ test "awesome-prometheus-alerts PrometheusAlertmanagerE2eDeadManSwitch is ignore
     decision = "ignore"
   }
 }
+
+# Near miss. awesome-prometheus-alerts (blackbox_exporter): probe_success ==
+# 0, severity critical, with the probe's instance and job: an endpoint that
+# does not answer is not something medic can restart.
+test "awesome-prometheus-alerts BlackboxProbeFailed escalates" {
+  alert {
+    labels = { alertname = "BlackboxProbeFailed", instance = "https://shop.example.com", job = "blackbox-http", severity = "critical" }
+  }
+  expect {
+    decision = "escalate"
+  }
+}
+
+# Near miss. node-mixin: node_filesystem_avail_bytes{fstype!="",
+# mountpoint!=""} under its threshold and predicted to run out, at warning
+# (24h) and critical (4h), with device, fstype, instance, job and
+# mountpoint. On a host other than medic's own, medic cannot free space.
+test "node-mixin NodeFilesystemSpaceFillingUp on another host escalates" {
+  alert {
+    labels = { alertname = "NodeFilesystemSpaceFillingUp", instance = "db-1:9100", job = "node", device = "/dev/sda1", fstype = "ext4", mountpoint = "/var/log", severity = "critical" }
+  }
+  expect {
+    decision = "escalate"
+  }
+}
