@@ -103,6 +103,7 @@ func (l *loader) runbook(b *hcl.Block) hcl.Diagnostics {
 
 	// Matchers.
 	rb.Matchers = a.matchers("matchers")
+	blockMatchers := 0
 	for _, kind := range []string{"match", "match_re"} {
 		blocks := content.Blocks.OfType(kind)
 		if len(blocks) > 1 {
@@ -114,6 +115,7 @@ func (l *loader) runbook(b *hcl.Block) hcl.Diagnostics {
 				Subject: mb.DefRange.Ptr()})
 			at, d := mb.Body.JustAttributes()
 			diags = append(diags, d...)
+			blockMatchers += len(at)
 			ma := &attrs{m: at}
 			for label, attr := range at {
 				if !IsLabelName(label) {
@@ -132,7 +134,9 @@ func (l *loader) runbook(b *hcl.Block) hcl.Diagnostics {
 			diags = append(diags, ma.diags...)
 		}
 	}
-	if len(rb.Matchers) == 0 && !a.has("matchers") && len(content.Blocks.OfType("match"))+len(content.Blocks.OfType("match_re")) == 0 {
+	// An empty match block, like no matchers at all, would match every
+	// alert; a matchers attribute that is empty or invalid says so itself.
+	if blockMatchers == 0 && !a.has("matchers") {
 		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "No matchers",
 			Detail: "A runbook needs matchers, e.g. matchers = [\"alertname=\\\"KubePodCrashLooping\\\"\"]; it would otherwise match every alert.", Subject: b.DefRange.Ptr()})
 	}

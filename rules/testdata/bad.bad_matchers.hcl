@@ -37,3 +37,9 @@ runbook "utf8" {
   target      = "x"
   escalate    = true
 }
+runbook "empty_block" {
+  description = "An empty match block would match every alert."
+  match {}
+  target      = "x"
+  escalate    = true
+}
