@@ -118,11 +118,10 @@ func (e *Engine) intake(s *settings, r *http.Request) *IntakeError {
 	}
 	// With nothing waiting in the inbox, the notification is applied in
 	// the commit that stores it; otherwise the worker applies it in turn.
-	cfg := e.Config()
 	var t tally
 	applied, err := e.inbox.Accept(now, body, len(m.Alerts), func(tx *state.Tx) error {
 		t = tally{} // the commit may run again
-		return e.applyMessage(tx, cfg, m, now.UTC(), &t)
+		return e.applyMessage(tx, s.cfg, m, now.UTC(), &t)
 	})
 	if err != nil {
 		return &IntakeError{Status: http.StatusServiceUnavailable, Reason: ReasonStoreFailed, Msg: "storing the notification failed; retry: " + err.Error()}
