@@ -77,7 +77,7 @@ func runCheck(files []string, output string, stdout, stderr io.Writer) int {
 }
 
 type replayFlags struct {
-	configFile, series, at, output, payload, dir, llm string
+	configFile, series, at, output, payload, dir, llm, hostname string
 }
 
 // runReplay decides one payload in dry-run. It exits 0 with the decision,
@@ -110,6 +110,9 @@ func runReplay(f replayFlags, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "medic: %v\n", err)
 		return exitError
+	}
+	if f.hostname != "" {
+		base.Host = rules.HostNamed(f.hostname)
 	}
 	ctx := context.Background()
 	// decide replays one payload with the series file given, if any.

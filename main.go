@@ -119,6 +119,7 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 	replay.Flag("at", "The time of the decision, RFC 3339. Default now.").StringVar(&rf.at)
 	replay.Flag("output", "Output format: text or json.").Short('o').Default("text").EnumVar(&rf.output, "text", "json")
 	replay.Flag("dir", "Replay every *.json payload of this folder (NAME.series.json beside a payload is its series file) and print a summary.").StringVar(&rf.dir)
+	replay.Flag("hostname", "Decide as if medic ran on the host with this node name, as node_exporter's node_uname_info reports it, instead of this machine.").StringVar(&rf.hostname)
 	replay.Flag("llm", "on: ask the configured LLM, as serve would (a real, billed request); off: show the escalation that happens instead.").Default("on").EnumVar(&rf.llm, "on", "off")
 	replay.Arg("payload", "The webhook body, as Alertmanager would send it.").StringVar(&rf.payload)
 

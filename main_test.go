@@ -984,7 +984,7 @@ func TestReplayDir(t *testing.T) {
 		"compliance.json":               {"escalate", "compliance_escalate"},
 		"crashloop-oom.json":            {"remediate", "crashloop_oom"},
 		"data-corruption.json":          {"escalate", "data_corruption_escalate"},
-		"disk-full-log-rotation.json":   {"remediate", "disk_full_log_rotation"},
+		"host-filesystem.json":          {"remediate", "host_filesystem_free_space"},
 		"falco.json":                    {"escalate", "security_escalate"},
 		"kafka-lag-all-partitions.json": {"remediate", "kafka_lag_all_partitions"},
 		"kafka-poison-pill.json":        {"approve", "kafka_poison_pill"},
@@ -995,7 +995,7 @@ func TestReplayDir(t *testing.T) {
 		"unknown-alert.json":            {"escalate", ""},
 		"watchdog.json":                 {"ignore", ""},
 	}
-	out, err := exec.Command(medicBin, "replay", "--dir", "examples/replay", "--at", "2026-11-26T12:00:00Z", "--output", "json").Output()
+	out, err := exec.Command(medicBin, "replay", "--dir", "examples/replay", "--at", "2026-11-26T12:00:00Z", "--hostname", "medic-test-host", "--output", "json").Output()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1193,11 +1193,12 @@ func TestInstallScript(t *testing.T) {
 		"usr/local/bin/medic":                         0o755,
 		"etc/systemd/system/medic.service":            0o644,
 		"usr/lib/medic/tools/medic-kafka-dead-letter": 0o755,
-		"etc/medic":              0o750 | os.ModeDir,
-		"etc/medic/medic.hcl":    0o640,
-		"etc/medic/runbooks.hcl": 0o640,
-		"etc/medic/token":        0o600,
-		"var/lib/medic":          0o700 | os.ModeDir,
+		"usr/lib/medic/tools/medic-clean-caches":      0o755,
+		"etc/medic":                                   0o750 | os.ModeDir,
+		"etc/medic/medic.hcl":                         0o640,
+		"etc/medic/runbooks.hcl":                      0o640,
+		"etc/medic/token":                             0o600,
+		"var/lib/medic":                               0o700 | os.ModeDir,
 	}
 	for p, want := range modes {
 		fi, err := os.Stat(filepath.Join(root, p))

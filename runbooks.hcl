@@ -146,17 +146,85 @@ tool "kafka_skip_offset" {
   idempotency_window = "1h"
 }
 
-tool "systemd_start" {
-  description = "Start a systemd unit on this host, e.g. a oneshot like logrotate.service."
-  risk        = "low"
-  timeout     = "5m"
-  param "unit" { enum = ["logrotate.service"] }
+tool "systemd_restart" {
+  description = "Restart a service on this host over D-Bus; a failed service starts again."
+  risk        = "medium"
+  timeout     = "2m"
+  param "unit" { pattern = "[a-zA-Z0-9][a-zA-Z0-9:_.@-]{0,240}\\.service" }
   systemd {
     unit   = "${param.unit}"
-    action = "start"
+    action = "restart"
   }
-  idempotency_key    = "${param.unit}"
-  idempotency_window = "30m"
+  idempotency_key    = "${param.unit}/restart"
+  idempotency_window = "15m"
+}
+
+tool "systemd_set_memory_max" {
+  description = "Set a service's MemoryMax on this host until the next boot (systemctl set-property --runtime); the unit file stays as written."
+  # High risk: the default policy always asks a human.
+  risk    = "high"
+  timeout = "30s"
+  param "unit" { pattern = "[a-zA-Z0-9][a-zA-Z0-9:_.@-]{0,240}\\.service" }
+  param "memory_mib" {
+    type = "int"
+    min  = 64
+    max  = 65536
+  }
+  systemd {
+    unit           = "${param.unit}"
+    action         = "set-memory-max"
+    memory_max_mib = "${param.memory_mib}"
+  }
+  idempotency_key    = "${param.unit}/memory_max"
+  idempotency_window = "1h"
+}
+
+tool "delete_rotated_logs" {
+  description = "Delete rotated log files on one filesystem of this host: files in a log or logs directory named like logrotate's output (app.log.1, app.log.2.gz, app.log-20261201, *.old), untouched for 10 minutes. Live logs and anything outside log directories stay."
+  risk        = "medium"
+  timeout     = "5m"
+  # A mountpoint: absolute, no "." or ".." component, no hidden directory.
+  param "mountpoint" { pattern = "/|(/[a-zA-Z0-9_][a-zA-Z0-9._-]*)+" }
+  exec {
+    # -xdev: only the alert's filesystem. No shell: each element is one
+    # argument to find.
+    command = ["find", "${param.mountpoint}", "-xdev", "-type", "f",
+      "(", "-path", "*/log/*", "-o", "-path", "*/logs/*", ")",
+      "(", "-name", "*.[0-9]", "-o", "-name", "*.[0-9].gz", "-o", "-name", "*.[0-9].xz", "-o", "-name", "*.[0-9].zst", "-o", "-name", "*.[0-9].bz2",
+      "-o", "-name", "*-[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]", "-o", "-name", "*-[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9].gz", "-o", "-name", "*.old", ")",
+    "-mmin", "+10", "-print", "-delete"]
+    dry_run = ["find", "${param.mountpoint}", "-xdev", "-type", "f",
+      "(", "-path", "*/log/*", "-o", "-path", "*/logs/*", ")",
+      "(", "-name", "*.[0-9]", "-o", "-name", "*.[0-9].gz", "-o", "-name", "*.[0-9].xz", "-o", "-name", "*.[0-9].zst", "-o", "-name", "*.[0-9].bz2",
+      "-o", "-name", "*-[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]", "-o", "-name", "*-[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9].gz", "-o", "-name", "*.old", ")",
+    "-mmin", "+10", "-print"]
+  }
+}
+
+tool "vacuum_journal" {
+  description = "Delete the systemd journal's archived files until they take at most max_mib MiB; the active journal stays."
+  risk        = "medium"
+  timeout     = "5m"
+  param "max_mib" {
+    type    = "int"
+    min     = 64
+    max     = 65536
+    default = "512"
+  }
+  exec {
+    command = ["journalctl", "--vacuum-size=${param.max_mib}M"]
+  }
+}
+
+tool "clean_package_caches" {
+  description = "Empty the package manager's download cache (apt, dnf or yum) and prune container images no container uses and that are over a week old (docker, podman, crictl), whichever this host has."
+  risk        = "medium"
+  timeout     = "10m"
+  exec {
+    command = ["/usr/lib/medic/tools/medic-clean-caches"]
+  }
+  idempotency_key    = "caches"
+  idempotency_window = "1h"
 }
 
 tool "cert_manager_renew" {
@@ -213,7 +281,10 @@ runbook "oom_killed_raise_limit" {
 runbook "crashloop_oom" {
   description = "A pod crash-loops and its containers were last terminated by the OOM killer: raise the memory limit by 25%."
   priority    = 10
-  matchers = ["alertname=\"KubePodCrashLooping\""]
+  # KubePodCrashLooping: kubernetes-mixin; KubernetesPodCrashLooping:
+  # awesome-prometheus-alerts (restarts of kube-state-metrics). Both carry
+  # namespace, pod and container.
+  matchers = ["alertname=~\"KubePodCrashLooping|KubernetesPodCrashLooping\""]
   target = "${labels.namespace}/${query.owner[0].labels.owner_name}"
   query "oom" {
     promql = "kube_pod_container_status_last_terminated_reason{namespace=\"${labels.namespace}\", pod=\"${labels.pod}\", container=\"${labels.container}\", reason=\"OOMKilled\"}"
@@ -322,26 +393,142 @@ runbook "kafka_lag_all_partitions" {
   }
 }
 
-runbook "disk_full_log_rotation" {
-  description = "/var/log on this host fills up because log rotation did not run: run logrotate now."
+# Host runbooks: their tools act on the host medic runs on, so each first
+# asks Prometheus whether the alert is about this host: node_exporter's
+# node_uname_info carries the node name, which conditions compare with
+# host.name, and a scrape target's instance must be one of host.names.
+
+runbook "host_filesystem_free_space" {
+  description = "A filesystem of this host fills up: delete rotated logs on it, then vacuum the journal to 512 MiB, then clean package and image caches, until 20% is free. Nothing of these needs free space, and none is live data."
   priority    = 10
-  # systemd actions act on the host medic runs on; list its node-exporter.
-  matchers = ["alertname=~\"NodeFilesystemSpaceFillingUp|NodeFilesystemAlmostOutOfSpace\"", "instance=~\"(localhost|127\\\\.0\\\\.0\\\\.1):9100\""]
-  target = "${labels.instance}${labels.mountpoint}"
-  query "last_rotation" {
-    promql = "time() - node_systemd_timer_last_trigger_seconds{instance=\"${labels.instance}\", name=\"logrotate.timer\"}"
+  # node-mixin: NodeFilesystemSpaceFillingUp, NodeFilesystemAlmostOutOfSpace.
+  # awesome-prometheus-alerts: HostOutOfDiskSpace, HostDiskMayFillIn24Hours
+  # (HostDiskWillFillIn24Hours before). All carry instance (node_exporter's)
+  # and mountpoint, as node_filesystem_avail_bytes does.
+  matchers = ["alertname=~\"NodeFilesystemSpaceFillingUp|NodeFilesystemAlmostOutOfSpace|HostOutOfDiskSpace|HostDiskMayFillIn24Hours|HostDiskWillFillIn24Hours\"", "mountpoint=~\"/.*\""]
+  target   = "${labels.instance}${labels.mountpoint}"
+  query "node" {
+    promql = "node_uname_info{instance=\"${labels.instance}\"}"
   }
-  when       = "labels.mountpoint in ['/var/log', '/var'] && len(query.last_rotation) == 1 && query.last_rotation[0].value > 86400 * 2"
-  confidence = "0.8"
-  step "rotate" {
-    tool = "systemd_start"
-    args = { unit = "logrotate.service" }
+  # A read-only filesystem cannot be cleaned; it needs a human.
+  query "writable" {
+    promql = "node_filesystem_readonly{instance=\"${labels.instance}\", mountpoint=\"${labels.mountpoint}\"} == 0"
+  }
+  when       = "len(query.node) == 1 && query.node[0].labels.nodename == host.name && len(query.writable) >= 1"
+  confidence = "0.85"
+  step "rotated_logs" {
+    tool = "delete_rotated_logs"
+    args = { mountpoint = "${labels.mountpoint}" }
+  }
+  step "journal" {
+    tool = "vacuum_journal"
+    args = { max_mib = "512" }
+  }
+  step "caches" {
+    tool = "clean_package_caches"
+  }
+  # The free fraction after each step; the first that reaches 20% ends
+  # the plan. A filesystem that keeps filling faster than the steps free
+  # it is worse, and goes to a human.
+  verify {
+    promql = "max(node_filesystem_avail_bytes{instance=\"${labels.instance}\", mountpoint=\"${labels.mountpoint}\"} / node_filesystem_size_bytes{instance=\"${labels.instance}\", mountpoint=\"${labels.mountpoint}\"})"
+    expect = "after >= 0.2"
+    worse  = "after < before"
+    wait   = "1m"
+  }
+}
+
+runbook "host_unit_failed_restart" {
+  description = "A service of this host that Prometheus scrapes entered systemd's failed state: restart it, and verify systemd reports it active."
+  priority    = 10
+  # node-mixin: NodeSystemdServiceFailed; awesome-prometheus-alerts:
+  # HostSystemdServiceCrashed. node_systemd_unit_state's labels: instance
+  # (node_exporter's), name (the unit), state, type.
+  matchers = ["alertname=~\"NodeSystemdServiceFailed|HostSystemdServiceCrashed\"", "name=~\".+\\\\.service\""]
+  target   = "${labels.instance}/${labels.name}"
+  query "node" {
+    promql = "node_uname_info{instance=\"${labels.instance}\"}"
+  }
+  # Only a service Prometheus scrapes, as job "<unit without .service>":
+  # a failed oneshot or timer job is not medic's to rerun.
+  query "scraped" {
+    promql = "count(up{job=\"${trimsuffix(labels.name, ".service")}\"})"
+  }
+  when       = "len(query.node) == 1 && query.node[0].labels.nodename == host.name && len(query.scraped) == 1"
+  confidence = "0.85"
+  step "restart" {
+    tool = "systemd_restart"
+    args = { unit = "${labels.name}" }
   }
   verify {
-    promql = "node_filesystem_avail_bytes{instance=\"${labels.instance}\", mountpoint=\"${labels.mountpoint}\"}"
-    expect = "after > before"
-    worse  = "after < before"
-    wait   = "2m"
+    promql = "max(node_systemd_unit_state{instance=\"${labels.instance}\", name=\"${labels.name}\", state=\"active\"})"
+    expect = "after == 1"
+    wait   = "1m"
+  }
+  max_attempts = 2
+}
+
+runbook "host_service_down_restart" {
+  description = "A scrape target on this host is down or hung (up == 0) while systemd says its service is active: restart the service, named after the job, and verify the target is up."
+  priority    = 10
+  # awesome-prometheus-alerts: PrometheusTargetMissing; Prometheus's
+  # documentation: InstanceDown. Both are up == 0: labels instance, job.
+  matchers = ["alertname=~\"PrometheusTargetMissing|InstanceDown\"", "job=~\"[a-zA-Z0-9][a-zA-Z0-9:_.@-]*\""]
+  target   = "${labels.instance}"
+  query "down" {
+    promql = "up{job=\"${labels.job}\", instance=\"${labels.instance}\"} == 0"
+  }
+  # The unit, active on this host (a hung process is still active).
+  query "unit" {
+    promql = "node_systemd_unit_state{name=\"${labels.job}.service\", state=\"active\"} * on (instance) group_left (nodename) node_uname_info == 1"
+  }
+  when       = "len(query.down) == 1 && any(query.unit, .labels.nodename == host.name) && any(host.names, labels.instance == # || hasPrefix(labels.instance, # + ':'))"
+  confidence = "0.85"
+  step "restart" {
+    tool = "systemd_restart"
+    args = { unit = "${labels.job}.service" }
+  }
+  verify {
+    promql = "up{job=\"${labels.job}\", instance=\"${labels.instance}\"}"
+    expect = "after == 1"
+    wait   = "1m"
+  }
+  max_attempts = 2
+}
+
+runbook "host_service_memory_leak" {
+  description = "A service of this host leaks memory: restart it. If its memory does not come down, set its MemoryMax to 1.5 times what it used, with a human's approval."
+  priority    = 10
+  # ServiceMemoryLeak: examples/prometheus/medic-rules.yml, on the
+  # process_resident_memory_bytes every client library exports. Labels:
+  # instance, job.
+  matchers = ["alertname=\"ServiceMemoryLeak\"", "job=~\"[a-zA-Z0-9][a-zA-Z0-9:_.@-]*\""]
+  target   = "${labels.instance}"
+  query "rss" {
+    promql = "process_resident_memory_bytes{job=\"${labels.job}\", instance=\"${labels.instance}\"}"
+  }
+  query "unit" {
+    promql = "node_systemd_unit_state{name=\"${labels.job}.service\", state=\"active\"} * on (instance) group_left (nodename) node_uname_info == 1"
+  }
+  when       = "len(query.rss) == 1 && any(query.unit, .labels.nodename == host.name) && any(host.names, labels.instance == # || hasPrefix(labels.instance, # + ':'))"
+  confidence = "0.8"
+  step "restart" {
+    tool = "systemd_restart"
+    args = { unit = "${labels.job}.service" }
+  }
+  step "memory_max" {
+    tool = "systemd_set_memory_max"
+    args = {
+      unit       = "${labels.job}.service"
+      memory_mib = "${max(64, min(65536, ceil(query.rss[0].value * 1.5 / 1048576)))}"
+    }
+  }
+  verify {
+    promql = "process_resident_memory_bytes{job=\"${labels.job}\", instance=\"${labels.instance}\"}"
+    expect = "after < before / 2"
+    # A restarted process that takes its memory back is no worse.
+    worse = "false"
+    wait  = "2m"
   }
 }
 

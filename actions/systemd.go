@@ -18,8 +18,10 @@ type SystemdSpec struct {
 	// Tool must be the tool the gate allowed.
 	Tool string
 	Unit string
-	// Action is restart, start, stop or reload.
+	// Action is restart, start, stop, reload or set-memory-max.
 	Action string
+	// MemoryMax is the limit set-memory-max sets, in bytes.
+	MemoryMax uint64
 	// Timeout bounds the wait for systemd's job to finish.
 	Timeout time.Duration
 }
@@ -31,7 +33,10 @@ type SystemdResult struct {
 	Action string `json:"action"`
 	// Job is systemd's job result: done, canceled, timeout, failed,
 	// dependency or skipped. Only done is a success.
-	Job         string    `json:"job,omitempty"`
+	Job string `json:"job,omitempty"`
+	// MemoryMax is the unit's limit as systemd reports it after
+	// set-memory-max.
+	MemoryMax   uint64    `json:"memory_max,omitempty"`
 	ActiveState string    `json:"active_state,omitempty"`
 	SubState    string    `json:"sub_state,omitempty"`
 	Started     time.Time `json:"started"`
@@ -39,8 +44,17 @@ type SystemdResult struct {
 	Err         string    `json:"error,omitempty"`
 }
 
-// Succeeded reports a job that systemd finished as done.
-func (r *SystemdResult) Succeeded() bool { return r.Err == "" && r.Job == "done" }
+// Succeeded reports a job that systemd finished as done, or a limit that
+// systemd reports as set.
+func (r *SystemdResult) Succeeded() bool {
+	return r.Err == "" && (r.Job == "done" || r.Action == SetMemoryMax && r.MemoryMax != 0)
+}
+
+// SetMemoryMax is the action that sets a service's MemoryMax at runtime:
+// systemd applies it to the running cgroup at once and keeps it until the
+// next boot, so the unit file stays the operator's (systemctl
+// set-property --runtime).
+const SetMemoryMax = "set-memory-max"
 
 // Systemd restarts, starts, stops or reloads units over D-Bus.
 type Systemd struct {
@@ -114,6 +128,9 @@ func (s *Systemd) Run(ctx context.Context, a *Allowed, spec SystemdSpec) (res Sy
 		return res, fmt.Errorf("systemd %s: connecting to systemd: %w", spec.Tool, err)
 	}
 	defer conn.Close()
+	if spec.Action == SetMemoryMax {
+		return s.setMemoryMax(ctx, conn, spec, res)
+	}
 	var enqueue func(context.Context, string, string, chan<- string) (int, error)
 	switch spec.Action {
 	case "restart":
@@ -145,6 +162,34 @@ func (s *Systemd) Run(ctx context.Context, a *Allowed, spec SystemdSpec) (res Sy
 	}
 	if res.Job != "done" {
 		return res, fmt.Errorf("systemd %s: %s %s: job %s", spec.Tool, spec.Action, spec.Unit, res.Job)
+	}
+	return res, nil
+}
+
+// setMemoryMax sets the limit and reads it back: success is systemd
+// reporting the new value, not the call returning.
+func (s *Systemd) setMemoryMax(ctx context.Context, conn *sddbus.Conn, spec SystemdSpec, res SystemdResult) (SystemdResult, error) {
+	if !strings.HasSuffix(spec.Unit, ".service") {
+		return res, fmt.Errorf("systemd %s: %s %s: only a service has a MemoryMax medic sets", spec.Tool, spec.Action, spec.Unit)
+	}
+	if spec.MemoryMax == 0 {
+		return res, fmt.Errorf("systemd %s: %s %s: no limit given", spec.Tool, spec.Action, spec.Unit)
+	}
+	prop := sddbus.Property{Name: "MemoryMax", Value: dbus.MakeVariant(spec.MemoryMax)}
+	if err := conn.SetUnitPropertiesContext(ctx, spec.Unit, true, prop); err != nil {
+		return res, fmt.Errorf("systemd %s: %s %s: %w", spec.Tool, spec.Action, spec.Unit, err)
+	}
+	p, err := conn.GetUnitTypePropertyContext(ctx, spec.Unit, "Service", "MemoryMax")
+	if err != nil {
+		return res, fmt.Errorf("systemd %s: %s %s: reading it back: %w", spec.Tool, spec.Action, spec.Unit, err)
+	}
+	res.MemoryMax, _ = p.Value.Value().(uint64)
+	if props, err := conn.GetUnitPropertiesContext(ctx, spec.Unit); err == nil {
+		res.ActiveState, _ = props["ActiveState"].(string)
+		res.SubState, _ = props["SubState"].(string)
+	}
+	if res.MemoryMax != spec.MemoryMax {
+		return res, fmt.Errorf("systemd %s: %s %s: systemd reports MemoryMax %d, not %d", spec.Tool, spec.Action, spec.Unit, res.MemoryMax, spec.MemoryMax)
 	}
 	return res, nil
 }

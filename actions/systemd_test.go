@@ -186,3 +186,38 @@ func TestSystemdUnreachable(t *testing.T) {
 		t.Error("a tcp: address was accepted")
 	}
 }
+
+func TestSystemdSetMemoryMax(t *testing.T) {
+	sd := startSandboxSystemd(t, map[string]string{
+		"demo.service": "[Unit]\nDefaultDependencies=no\n[Service]\nExecStart=/bin/sleep 1000\n",
+	})
+	s := &Systemd{Address: sd.Address}
+	ctx := context.Background()
+	set := func(unit string, bytes uint64) (SystemdResult, error) {
+		return s.Run(ctx, allowed("unit_tool"), SystemdSpec{Tool: "unit_tool", Unit: unit, Action: SetMemoryMax, MemoryMax: bytes, Timeout: 20 * time.Second})
+	}
+	if res, err := s.Run(ctx, allowed("unit_tool"), SystemdSpec{Tool: "unit_tool", Unit: "demo.service", Action: "start", Timeout: 20 * time.Second}); err != nil {
+		t.Fatalf("start: %+v, %v", res, err)
+	}
+	res, err := set("demo.service", 256<<20)
+	if err != nil || !res.Succeeded() || res.MemoryMax != 256<<20 || res.ActiveState != "active" {
+		t.Fatalf("set-memory-max 256MiB = %+v, %v; want systemd to report 268435456 on the running unit", res, err)
+	}
+	// A second call raises it: the value systemd reports is the new one.
+	if res, err = set("demo.service", 320<<20); err != nil || res.MemoryMax != 320<<20 {
+		t.Fatalf("raising to 320MiB = %+v, %v", res, err)
+	}
+	for _, bad := range []struct {
+		unit  string
+		bytes uint64
+		want  string
+	}{
+		{"demo.service", 0, "no limit"},
+		{"demo.socket", 1 << 30, "only a service"},
+		{"absent.service", 1 << 30, "absent.service"},
+	} {
+		if res, err := set(bad.unit, bad.bytes); err == nil || res.Succeeded() || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("set-memory-max %s %d = %+v, %v; want an error with %q", bad.unit, bad.bytes, res, err, bad.want)
+		}
+	}
+}

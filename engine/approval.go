@@ -282,7 +282,8 @@ func whatRuns(c rules.PlannedCall) string {
 		HTTP       *rules.PlannedHTTP
 		Unit       string
 		UnitAction string
+		MemoryMax  uint64
 		Message    string
-	}{c.Risk, c.Argv, c.Env, c.HTTP, c.Unit, c.UnitAction, c.Message})
+	}{c.Risk, c.Argv, c.Env, c.HTTP, c.Unit, c.UnitAction, c.MemoryMax, c.Message})
 	return string(b)
 }

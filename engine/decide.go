@@ -49,6 +49,8 @@ type Decider struct {
 	RunbookState func(runbook string) (float64, int)
 	// History is what the conditions see of the incident; tests set it.
 	History *rules.History
+	// Host is what the conditions see of the machine medic runs on.
+	Host rules.Host
 	// LLM, when set, diagnoses what no runbook covers or what one matches
 	// below its threshold.
 	LLM *llm.Client
@@ -175,7 +177,7 @@ func (d *Decider) DecideAlert(ctx context.Context, a *template.Alert, now time.T
 		}
 	}
 	at.Queries, at.EnrichMillis = enr.Queries, float64(enr.Duration.Microseconds())/1000
-	env := &rules.Env{Labels: a.Labels, Annotations: a.Annotations, Now: now,
+	env := &rules.Env{Labels: a.Labels, Annotations: a.Annotations, Now: now, Host: d.Host,
 		Incident: rules.History{Alerts: 1, Firing: now.Sub(a.StartsAt)}}
 	if d.History != nil {
 		env.Incident = *d.History
@@ -360,7 +362,7 @@ func NewDecider(cfg *Config, logger *slog.Logger) (*Decider, hcl.Diagnostics) {
 	if err != nil {
 		return nil, append(diags, policyDiags(cfg.Policy, err)...)
 	}
-	d := &Decider{Config: cfg, Rules: set, Gate: gate}
+	d := &Decider{Config: cfg, Rules: set, Gate: gate, Host: rules.LocalHost()}
 	if cfg.Prometheus.URL != "" {
 		if d.Sources.Prom, err = NewPromClient(cfg.Prometheus); err != nil {
 			return nil, append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid prometheus", Detail: err.Error()})

@@ -141,7 +141,7 @@ func (r *Remediator) executor(run *loopRun, tool *rules.Tool, c rules.PlannedCal
 	case rules.SystemdKind:
 		// The bus comes from the current config, so a reload applies it.
 		sx := &actions.Systemd{Address: d.Config.Remediation.SystemdBus}
-		return sx.Call(actions.SystemdSpec{Tool: c.Tool, Unit: c.Unit, Action: c.UnitAction, Timeout: tool.Timeout})
+		return sx.Call(actions.SystemdSpec{Tool: c.Tool, Unit: c.Unit, Action: c.UnitAction, MemoryMax: c.MemoryMax, Timeout: tool.Timeout})
 	}
 	return fail("no executor for %s tools", tool.Executor.Kind)
 }

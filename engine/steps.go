@@ -161,6 +161,9 @@ func describeCall(tool *rules.Tool, c rules.PlannedCall) string {
 			return fmt.Sprintf("%s: %s %s body %s", c.Tool, c.HTTP.Method, c.HTTP.URL, c.HTTP.Body)
 		}
 	case rules.SystemdKind:
+		if c.UnitAction == actions.SetMemoryMax {
+			return fmt.Sprintf("%s: systemd %s %s %dMiB", c.Tool, c.UnitAction, c.Unit, c.MemoryMax>>20)
+		}
 		return fmt.Sprintf("%s: systemd %s %s", c.Tool, c.UnitAction, c.Unit)
 	case rules.SilenceKind:
 		return fmt.Sprintf("%s: silence the incident's alerts for %s", c.Tool, tool.Executor.Duration)

@@ -202,6 +202,7 @@ func runTestFile(path string, run *regexp.Regexp) TestFileResult {
 		r.Diags = diags
 		return r
 	}
+	base.Host = rules.TestHost
 	fileAt := DefaultTestTime
 	if tf.At != nil {
 		if fileAt, err = time.Parse(time.RFC3339, *tf.At); err != nil {

@@ -50,7 +50,7 @@ var executorSchemas = map[ExecutorKind]*hcl.BodySchema{
 	NotifyKind: {Attributes: []hcl.AttributeSchema{
 		{Name: "channel", Required: true}, {Name: "message"}, {Name: "url_file"}, {Name: "routing_key_file"}, {Name: "severity"},
 	}},
-	SystemdKind: {Attributes: []hcl.AttributeSchema{{Name: "unit", Required: true}, {Name: "action", Required: true}}},
+	SystemdKind: {Attributes: []hcl.AttributeSchema{{Name: "unit", Required: true}, {Name: "action", Required: true}, {Name: "memory_max_mib"}}},
 }
 
 var callSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "tool", Required: true}, {Name: "args"}}}
@@ -354,8 +354,14 @@ func decodeExecutor(b *hcl.Block, sc scope) (Executor, hcl.Diagnostics) {
 		}
 	case SystemdKind:
 		ex.Unit = a.template("unit")
-		ex.Action = a.oneOf("action", "restart", "restart", "start", "stop", "reload")
-		templates = append(templates, ex.Unit)
+		ex.Action = a.oneOf("action", "restart", "restart", "start", "stop", "reload", "set-memory-max")
+		ex.MemoryMaxMiB = a.template("memory_max_mib")
+		templates = append(templates, ex.Unit, ex.MemoryMaxMiB)
+		if (ex.Action == "set-memory-max") != (ex.MemoryMaxMiB != nil) {
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid systemd block",
+				Detail:  "memory_max_mib, the new limit in MiB, goes with action \"set-memory-max\" and only with it.",
+				Subject: b.DefRange.Ptr()})
+		}
 	}
 	for _, t := range templates {
 		if t != nil {

@@ -1,6 +1,11 @@
 package rules
 
-import "time"
+import (
+	"net"
+	"os"
+	"strings"
+	"time"
+)
 
 // Env is what `when` and `confidence` see. A missing label reads as "";
 // `'k' in labels` tests whether it exists.
@@ -14,6 +19,8 @@ type Env struct {
 	// Tool holds the decoded JSON output of its tool queries, by name.
 	Tool     map[string]any `expr:"tool"`
 	Incident History        `expr:"incident"`
+	// Host is the machine medic runs on, which its systemd tools act on.
+	Host Host `expr:"host"`
 	// Now is passed in, so that tests are deterministic.
 	Now time.Time `expr:"now"`
 }
@@ -46,3 +53,60 @@ type VerifyEnv struct {
 	Before float64 `expr:"before"`
 	After  float64 `expr:"after"`
 }
+
+// Host is what conditions know of the machine medic runs on, so that a
+// runbook whose tools act on this machine can tell whether the alert is
+// about it, without naming hosts in the runbook.
+type Host struct {
+	// Name is the kernel's node name: the nodename label of node_exporter's
+	// node_uname_info on this machine.
+	Name string `expr:"name"`
+	// Names are the host parts a scrape target on this machine may carry
+	// in its instance label: Name, localhost, and the addresses of its
+	// interfaces, IPv6 in brackets (instance "[::1]:9100").
+	Names []string `expr:"names"`
+}
+
+// LocalHost describes the machine this process runs on.
+func LocalHost() Host {
+	name, err := os.Hostname()
+	if err != nil {
+		name = "localhost"
+	}
+	h := Host{Name: name, Names: []string{name, "localhost"}}
+	if short, _, ok := strings.Cut(name, "."); ok {
+		h.Names = append(h.Names, short)
+	}
+	addrs, _ := net.InterfaceAddrs()
+	seen := map[string]bool{}
+	for _, a := range addrs {
+		ipn, ok := a.(*net.IPNet)
+		if !ok {
+			continue
+		}
+		s := ipn.IP.String()
+		if ipn.IP.To4() == nil {
+			s = "[" + s + "]"
+		}
+		if !seen[s] {
+			seen[s] = true
+			h.Names = append(h.Names, s)
+		}
+	}
+	for _, loop := range []string{"127.0.0.1", "[::1]"} {
+		if !seen[loop] {
+			h.Names = append(h.Names, loop)
+		}
+	}
+	return h
+}
+
+// HostNamed describes a host known only by its node name, reached on
+// loopback: what `medic test` decides for, and `medic replay --hostname`.
+func HostNamed(name string) Host {
+	return Host{Name: name, Names: []string{name, "localhost", "127.0.0.1", "[::1]"}}
+}
+
+// TestHost is the host `medic test` decides for, so that tests do not
+// depend on the machine they run on.
+var TestHost = HostNamed("medic-test-host")

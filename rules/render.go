@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
@@ -154,6 +155,8 @@ type PlannedCall struct {
 	// to do to it. The executor checks the unit name before it runs.
 	Unit       string `json:"unit,omitempty"`
 	UnitAction string `json:"unit_action,omitempty"`
+	// MemoryMax is set-memory-max's limit, in bytes.
+	MemoryMax uint64 `json:"memory_max,omitempty"`
 	// Rollback is the rendered rollback, when the step or the tool has one.
 	Rollback *PlannedCall `json:"rollback,omitempty"`
 	// Precheck is the rendered precheck, when the tool has one.
@@ -319,6 +322,17 @@ func (s *Set) plan(t *Tool, args map[string]string) (PlannedCall, error) {
 			return PlannedCall{}, fmt.Errorf("tool %s: unit: %w", t.Name, err)
 		}
 		pc.UnitAction = t.Executor.Action
+		if t.Executor.MemoryMaxMiB != nil {
+			s, err := t.Executor.MemoryMaxMiB.render(pv)
+			if err != nil {
+				return PlannedCall{}, fmt.Errorf("tool %s: memory_max_mib: %w", t.Name, err)
+			}
+			mib, err := strconv.ParseUint(s, 10, 32)
+			if err != nil || mib == 0 {
+				return PlannedCall{}, fmt.Errorf("tool %s: memory_max_mib %q is not a whole number of MiB above 0", t.Name, s)
+			}
+			pc.MemoryMax = mib << 20
+		}
 	}
 	if t.Precheck != nil {
 		pre, err := s.renderCall(t.Precheck, &Vars{Params: args})

@@ -60,12 +60,32 @@ func TestShippedRunbooks(t *testing.T) {
 			argv: []string{"kubectl", "--namespace", "billing", "scale", "deployment/invoicer", "--replicas=5"}},
 		{name: "lag on one partition that still moves", labels: lag,
 			query: map[string][]Sample{"lagging": {s(5000, "topic", "invoices", "partition", "3")}, "stuck": {}, "partitions": {s(5000, "topic", "invoices", "partition", "3"), s(0, "topic", "invoices", "partition", "1"), s(0, "topic", "invoices", "partition", "2")}, "replicas": {s(3, "namespace", "billing", "deployment", "invoicer")}}},
-		{name: "disk full, logrotate overdue",
-			labels: map[string]string{"alertname": "NodeFilesystemSpaceFillingUp", "instance": "localhost:9100", "mountpoint": "/var/log", "device": "/dev/sda2", "fstype": "ext4"},
-			query:  map[string][]Sample{"last_rotation": {s(3 * 86400)}}, chosen: "disk_full_log_rotation", target: "localhost:9100/var/log"},
-		{name: "disk full on another host",
-			labels: map[string]string{"alertname": "NodeFilesystemSpaceFillingUp", "instance": "db-1:9100", "mountpoint": "/var/log"},
-			query:  map[string][]Sample{"last_rotation": {s(3 * 86400)}}},
+		{name: "filesystem filling on this host",
+			labels: map[string]string{"alertname": "NodeFilesystemAlmostOutOfSpace", "instance": "localhost:9100", "job": "node", "mountpoint": "/", "device": "/dev/sda2", "fstype": "ext4", "severity": "critical"},
+			query:  map[string][]Sample{"node": {s(1, "instance", "localhost:9100", "nodename", TestHost.Name)}, "writable": {s(0)}},
+			chosen: "host_filesystem_free_space", target: "localhost:9100/",
+			argv: []string{"find", "/", "-xdev", "-type", "f", "(", "-path", "*/log/*", "-o", "-path", "*/logs/*", ")",
+				"(", "-name", "*.[0-9]", "-o", "-name", "*.[0-9].gz", "-o", "-name", "*.[0-9].xz", "-o", "-name", "*.[0-9].zst", "-o", "-name", "*.[0-9].bz2",
+				"-o", "-name", "*-[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]", "-o", "-name", "*-[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9].gz", "-o", "-name", "*.old", ")",
+				"-mmin", "+10", "-print", "-delete"}},
+		{name: "filesystem filling on another host",
+			labels: map[string]string{"alertname": "NodeFilesystemAlmostOutOfSpace", "instance": "db-1:9100", "mountpoint": "/var/log"},
+			query:  map[string][]Sample{"node": {s(1, "instance", "db-1:9100", "nodename", "db-1")}, "writable": {s(0)}}},
+		{name: "failed service on this host",
+			labels: map[string]string{"alertname": "NodeSystemdServiceFailed", "instance": "localhost:9100", "job": "node", "name": "api.service", "state": "failed", "type": "simple", "severity": "warning"},
+			query:  map[string][]Sample{"node": {s(1, "instance", "localhost:9100", "nodename", TestHost.Name)}, "scraped": {s(1)}},
+			chosen: "host_unit_failed_restart", target: "localhost:9100/api.service"},
+		{name: "target down, its service active on this host",
+			labels: map[string]string{"alertname": "PrometheusTargetMissing", "instance": "127.0.0.1:8080", "job": "api", "severity": "critical"},
+			query:  map[string][]Sample{"down": {s(0)}, "unit": {s(1, "instance", "localhost:9100", "name", "api.service", "nodename", TestHost.Name)}},
+			chosen: "host_service_down_restart", target: "127.0.0.1:8080"},
+		{name: "target down on another host",
+			labels: map[string]string{"alertname": "PrometheusTargetMissing", "instance": "10.9.9.9:8080", "job": "api", "severity": "critical"},
+			query:  map[string][]Sample{"down": {s(0)}, "unit": {s(1, "instance", "localhost:9100", "name", "api.service", "nodename", TestHost.Name)}}},
+		{name: "service leaking memory",
+			labels: map[string]string{"alertname": "ServiceMemoryLeak", "instance": "localhost:8080", "job": "api", "severity": "warning"},
+			query:  map[string][]Sample{"rss": {s(3 << 30)}, "unit": {s(1, "instance", "localhost:9100", "name", "api.service", "nodename", TestHost.Name)}},
+			chosen: "host_service_memory_leak", target: "localhost:8080"},
 		{name: "circuit breaker, slow downstream",
 			labels: map[string]string{"alertname": "CircuitBreakerOpen", "namespace": "shop", "application": "checkout", "name": "payments"},
 			query:  map[string][]Sample{"downstream_p99": {s(2.5)}, "downstream_errors": {s(0.01)}, "replicas": {s(4)}},
@@ -112,7 +132,7 @@ func TestShippedRunbooks(t *testing.T) {
 					}
 				}
 			}
-			env := &Env{Labels: tc.labels, Query: q, Now: time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)}
+			env := &Env{Labels: tc.labels, Query: q, Host: TestHost, Now: time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)}
 			d := set.Decide(set.Candidates(tc.labels), env, nil)
 			got := ""
 			if d.Chosen != nil {

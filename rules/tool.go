@@ -211,6 +211,8 @@ type Executor struct {
 	// systemd
 	Unit   *Template
 	Action string
+	// MemoryMaxMiB is set-memory-max's new limit, an integer of MiB.
+	MemoryMaxMiB *Template
 
 	DefRange hcl.Range
 }

@@ -45,7 +45,7 @@ if [ "$uninstall" = 1 ]; then
   if [ "$live_systemd" = 1 ]; then
     systemctl disable --now medic.service >/dev/null 2>&1 || true
   fi
-  rm -f "$bin_dir/medic" "$unit_dir/medic.service" "$tools_dir/medic-kafka-dead-letter"
+  rm -f "$bin_dir/medic" "$unit_dir/medic.service" "$tools_dir/medic-kafka-dead-letter" "$tools_dir/medic-clean-caches"
   rmdir "$tools_dir" "$root/usr/lib/medic" 2>/dev/null || true
   if [ "$purge" = 1 ]; then
     rm -rf "$conf_dir" "$state_dir"
@@ -69,7 +69,7 @@ fi
 install -d -m 0755 "$bin_dir" "$unit_dir" "$tools_dir"
 install -m 0755 "$medic_bin" "$bin_dir/medic"
 install -m 0644 scripts/medic.service "$unit_dir/medic.service"
-install -m 0755 scripts/tools/medic-kafka-dead-letter "$tools_dir/medic-kafka-dead-letter"
+install -m 0755 scripts/tools/medic-kafka-dead-letter scripts/tools/medic-clean-caches "$tools_dir/"
 install -d -m 0750 "$conf_dir"
 install -d -m 0700 "$state_dir"
 

@@ -155,29 +155,6 @@ test "a topic name in the lag series that could be an option is rejected" {
   }
 }
 
-test "/var/log filling with logrotate overdue runs logrotate" {
-  alert {
-    labels = { alertname = "NodeFilesystemSpaceFillingUp", instance = "localhost:9100", mountpoint = "/var/log", device = "/dev/sda2", fstype = "ext4" }
-  }
-  queries = {
-    last_rotation = [{ labels = {}, value = 259200 }]
-  }
-  expect {
-    decision = "remediate"
-    runbook  = "disk_full_log_rotation"
-    calls    = [{ tool = "systemd_start", args = { unit = "logrotate.service" }, policy = "allow" }]
-  }
-}
-
-test "a filling disk on another host is escalated" {
-  alert {
-    labels = { alertname = "NodeFilesystemSpaceFillingUp", instance = "db-1:9100", mountpoint = "/var/log" }
-  }
-  expect {
-    decision = "escalate"
-  }
-}
-
 test "a slow downstream behind an open breaker is scaled out" {
   alert {
     labels = { alertname = "CircuitBreakerOpen", namespace = "shop", application = "checkout", name = "payments" }
