@@ -328,8 +328,17 @@ storage { path = "state/medic.db" }
 			"generatorURL": "http://prometheus.example/graph",
 		})
 	}
-	// A heartbeat alert is ignored by default, but still counted.
-	alerts = append(alerts, map[string]any{"labels": map[string]string{"alertname": "Watchdog", "severity": "none"}, "startsAt": now.Format(time.RFC3339)})
+	// Heartbeats and info alerts are ignored by default, but still counted:
+	// kube-prometheus' Watchdog and InfoInhibitor, awesome-prometheus-alerts'
+	// dead man's switch (at severity critical), an info alert.
+	for _, hb := range []map[string]string{
+		{"alertname": "Watchdog", "severity": "none"},
+		{"alertname": "InfoInhibitor", "severity": "none", "namespace": "shop"},
+		{"alertname": "PrometheusAlertmanagerE2eDeadManSwitch", "severity": "critical"},
+		{"alertname": "KubeQuotaAlmostFull", "severity": "info", "namespace": "shop"},
+	} {
+		alerts = append(alerts, map[string]any{"labels": hb, "startsAt": now.Format(time.RFC3339)})
+	}
 	postToAlertmanager(t, amAddr, alerts)
 
 	eventually(t, 30*time.Second, "3 open incidents", func() bool { return len(listIncidents(t, medicAddr, token, "open")) == 3 })
@@ -407,9 +416,12 @@ storage { path = "state/medic.db" }
 		t.Fatalf("medic audit --verify: %v\n%s", err, verifyOut)
 	}
 
-	eventually(t, 10*time.Second, "the Watchdog alert to be counted as ignored", func() bool {
+	eventually(t, 10*time.Second, "the heartbeats to be counted as ignored", func() bool {
 		return !strings.Contains(get(t, "http://"+medicAddr+"/metrics"), `medic_alerts_processed_total{result="ignored"} 0`+"\n")
 	})
+	if all := listIncidents(t, medicAddr, token, "all"); len(all) != 3 {
+		t.Fatalf("%d incidents, want 3: the heartbeats open none\n%s", len(all), describe(all))
+	}
 	for _, want := range []string{`medic_incidents_open 0`, `medic_build_info{`,
 		`medic_notifications_received_total{result="unauthorized"} 3`} {
 		eventually(t, 10*time.Second, "metric "+want, func() bool {

@@ -592,27 +592,8 @@ runbook "lab" {
 // TestSystemdTool: a runbook's systemd step restarts a unit of a real
 // systemd (scripts/sandbox-systemd), reached over its D-Bus system bus.
 func TestSystemdTool(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("a sandboxed systemd needs root to create its namespaces")
-	}
-	sd := t.TempDir()
-	os.Mkdir(filepath.Join(sd, "units"), 0o755)
-	writeFile(t, filepath.Join(sd, "units", "shop.service"), "[Unit]\nDefaultDependencies=no\n[Service]\n"+
-		"ExecStartPre=/bin/sh -c 'echo start >> /run/medic-test/log'\nExecStart=/bin/sleep 1000\n")
-	cmd := exec.Command("scripts/sandbox-systemd", sd)
-	stdout, _ := cmd.StdoutPipe()
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var pid int
-	var addr string
-	line, _ := bufio.NewReader(stdout).ReadString('\n')
-	if _, err := fmt.Sscan(line, &pid, &addr); err != nil {
-		cmd.Wait()
-		t.Fatalf("scripts/sandbox-systemd: %q: %v", line, err)
-	}
-	defer func() { syscall.Kill(pid, syscall.SIGKILL); cmd.Wait() }()
+	sd, addr := startSandbox(t, map[string]string{"shop.service": "[Unit]\nDefaultDependencies=no\n[Service]\n" +
+		"ExecStartPre=/bin/sh -c 'echo start >> /run/medic-test/log'\nExecStart=/bin/sleep 1000\n"})
 
 	l := newLab(t, `
 tool "restart_unit" {
@@ -656,6 +637,36 @@ runbook "lab" {
 	if code != 200 || !strings.Contains(string(body), `"job":"done"`) || !strings.Contains(string(body), "absent.service") {
 		t.Fatalf("audit %d: %s", code, body)
 	}
+}
+
+// startSandbox boots a real systemd with the given units in its own
+// namespaces (scripts/sandbox-systemd), which see the returned folder as
+// /run/medic-test, and returns that folder and the address of its D-Bus
+// system bus. The sandbox dies with the test.
+func startSandbox(t *testing.T, units map[string]string) (dir, bus string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("a sandboxed systemd needs root to create its namespaces")
+	}
+	dir = t.TempDir()
+	os.Mkdir(filepath.Join(dir, "units"), 0o755)
+	for name, text := range units {
+		writeFile(t, filepath.Join(dir, "units", name), text)
+	}
+	cmd := exec.Command("scripts/sandbox-systemd", dir)
+	stdout, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var pid int
+	line, _ := bufio.NewReader(stdout).ReadString('\n')
+	if _, err := fmt.Sscan(line, &pid, &bus); err != nil {
+		cmd.Wait()
+		t.Fatalf("scripts/sandbox-systemd: %q: %v", line, err)
+	}
+	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL); cmd.Wait() })
+	return dir, bus
 }
 
 // postAlert sends one alert straight to medic, as Alertmanager would.

@@ -180,23 +180,19 @@ tool "systemd_set_memory_max" {
 }
 
 tool "delete_rotated_logs" {
-  description = "Delete rotated log files on one filesystem of this host: files in a log or logs directory named like logrotate's output (app.log.1, app.log.2.gz, app.log-20261201, *.old), untouched for 10 minutes. Live logs and anything outside log directories stay."
+  description = "Delete rotated log files on one filesystem of this host: files under a log or logs directory named as logrotate names what it rotated (app.log.1, app.log.12.gz, app.log-20261201.zst, app.old), untouched for 10 minutes. Live logs, numbered files such as binlogs (mysql-bin.000042) and anything outside log directories stay."
   risk        = "medium"
   timeout     = "5m"
   # A mountpoint: absolute, no "." or ".." component, no hidden directory.
   param "mountpoint" { pattern = "/|(/[a-zA-Z0-9_][a-zA-Z0-9._-]*)+" }
   exec {
     # -xdev: only the alert's filesystem. No shell: each element is one
-    # argument to find.
-    command = ["find", "${param.mountpoint}", "-xdev", "-type", "f",
-      "(", "-path", "*/log/*", "-o", "-path", "*/logs/*", ")",
-      "(", "-name", "*.[0-9]", "-o", "-name", "*.[0-9].gz", "-o", "-name", "*.[0-9].xz", "-o", "-name", "*.[0-9].zst", "-o", "-name", "*.[0-9].bz2",
-      "-o", "-name", "*-[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]", "-o", "-name", "*-[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9].gz", "-o", "-name", "*.old", ")",
+    # argument to find, and the regular expression matches whole paths.
+    command = ["find", "${param.mountpoint}", "-xdev", "-type", "f", "-regextype", "posix-extended",
+      "-regex", ".*/logs?/(.*/)?[^/]+((\\.[1-9][0-9]{0,3}|-[0-9]{8})(\\.(gz|xz|zst|bz2))?|\\.old)",
     "-mmin", "+10", "-print", "-delete"]
-    dry_run = ["find", "${param.mountpoint}", "-xdev", "-type", "f",
-      "(", "-path", "*/log/*", "-o", "-path", "*/logs/*", ")",
-      "(", "-name", "*.[0-9]", "-o", "-name", "*.[0-9].gz", "-o", "-name", "*.[0-9].xz", "-o", "-name", "*.[0-9].zst", "-o", "-name", "*.[0-9].bz2",
-      "-o", "-name", "*-[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]", "-o", "-name", "*-[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9].gz", "-o", "-name", "*.old", ")",
+    dry_run = ["find", "${param.mountpoint}", "-xdev", "-type", "f", "-regextype", "posix-extended",
+      "-regex", ".*/logs?/(.*/)?[^/]+((\\.[1-9][0-9]{0,3}|-[0-9]{8})(\\.(gz|xz|zst|bz2))?|\\.old)",
     "-mmin", "+10", "-print"]
   }
 }
@@ -414,7 +410,7 @@ runbook "host_filesystem_free_space" {
   query "writable" {
     promql = "node_filesystem_readonly{instance=\"${labels.instance}\", mountpoint=\"${labels.mountpoint}\"} == 0"
   }
-  when       = "len(query.node) == 1 && query.node[0].labels.nodename == host.name && len(query.writable) >= 1"
+  when       = "len(query.node) >= 1 && all(query.node, .labels.nodename == host.name) && len(query.writable) >= 1"
   confidence = "0.85"
   step "rotated_logs" {
     tool = "delete_rotated_logs"
@@ -454,7 +450,7 @@ runbook "host_unit_failed_restart" {
   query "scraped" {
     promql = "count(up{job=\"${trimsuffix(labels.name, ".service")}\"})"
   }
-  when       = "len(query.node) == 1 && query.node[0].labels.nodename == host.name && len(query.scraped) == 1"
+  when       = "len(query.node) >= 1 && all(query.node, .labels.nodename == host.name) && len(query.scraped) == 1"
   confidence = "0.85"
   step "restart" {
     tool = "systemd_restart"

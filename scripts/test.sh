@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs what the tests need
-# (Debian's prometheus-alertmanager, started by the tests themselves on free
-# 127.0.0.1 ports, and prometheus for promtool), checks formatting, vets,
+# (Debian's prometheus, prometheus-alertmanager and prometheus-node-exporter,
+# started by the tests themselves on free 127.0.0.1 ports), checks formatting, vets,
 # checks the shipped runbooks and runs their unit tests, and runs every Go
 # test with the race detector.
 # .ci/run calls exactly this.
@@ -13,6 +13,7 @@ sudo=""
 missing=()
 [ -x /usr/bin/prometheus-alertmanager ] || missing+=(prometheus-alertmanager)
 [ -x /usr/bin/promtool ] || missing+=(prometheus)
+[ -x /usr/bin/prometheus-node-exporter ] || missing+=(prometheus-node-exporter)
 command -v systemd-analyze >/dev/null || missing+=(systemd)
 [ -x /usr/bin/dbus-daemon ] || missing+=(dbus)
 if [ ${#missing[@]} -gt 0 ]; then
