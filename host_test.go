@@ -115,10 +115,7 @@ func TestHostRunbooksOnRealExporter(t *testing.T) {
 		"web.service":    sleeper,
 		"broken.service": "[Unit]\nDefaultDependencies=no\n[Service]\nExecStart=/bin/false\n",
 	})
-	for _, unit := range []string{"api.service", "web.service", "broken.service"} {
-		exec.Command("busctl", "--address="+bus, "call", "org.freedesktop.systemd1", "/org/freedesktop/systemd1",
-			"org.freedesktop.systemd1.Manager", "StartUnit", "ss", unit, "replace").Run()
-	}
+	startUnits(t, bus, "api.service", "web.service", "broken.service")
 
 	dir := t.TempDir()
 	mp := mountTmpfs(t, dir, 4<<20)
@@ -191,6 +188,18 @@ func TestHostRunbooksOnRealExporter(t *testing.T) {
 		out, err = exec.Command(medicBin, "replay", "--config.file", medicCfg, "--llm", "off", "--hostname", "db-1", "-o", "json", payload).Output()
 		if err != nil || !strings.Contains(string(out), `"decision": "escalate"`) {
 			t.Errorf("%s on another host: %v\n%s", tc.name, err, out)
+		}
+	}
+}
+
+// startUnits asks the systemd on bus to start the units, as systemctl
+// start --no-block does.
+func startUnits(t *testing.T, bus string, units ...string) {
+	t.Helper()
+	for _, unit := range units {
+		if out, err := exec.Command("busctl", "--address="+bus, "call", "org.freedesktop.systemd1", "/org/freedesktop/systemd1",
+			"org.freedesktop.systemd1.Manager", "StartUnit", "ss", unit, "replace").CombinedOutput(); err != nil {
+			t.Fatalf("start %s: %v: %s", unit, err, out)
 		}
 	}
 }
@@ -379,4 +388,113 @@ func usedFraction(t *testing.T, mp string) float64 {
 		t.Fatal(err)
 	}
 	return 1 - float64(st.Bavail)/float64(st.Blocks)
+}
+
+// leakLadder drives the shipped systemd tools the way the shipped
+// host_service_memory_leak runbook does, with a one-second verification
+// so that the test takes seconds: a restart that does not bring the
+// memory down, then MemoryMax at 1.5 times the resident memory, which
+// waits for a human.
+const leakLadder = `
+runbook "leak_ladder" {
+  description = "The memory-leak ladder with a short verification."
+  matchers = ["alertname=\"LeakLab\""]
+  target   = "${labels.name}"
+  query "rss" { promql = "process_resident_memory_bytes{job=\"self\"}" }
+  when = "len(query.rss) == 1"
+  step "restart" {
+    tool = "systemd_restart"
+    args = { unit = "${labels.name}.service" }
+  }
+  step "memory_max" {
+    tool = "systemd_set_memory_max"
+    args = {
+      unit       = "${labels.name}.service"
+      memory_mib = "${max(64, min(65536, ceil(query.rss[0].value * 1.5 / 1048576)))}"
+    }
+  }
+  verify {
+    promql = "vector(1)"
+    expect = "after < before / 2"
+    worse  = "false"
+    wait   = "1s"
+  }
+}
+`
+
+// TestMemoryLeakLadderInServe: through medic serve and a real systemd, the
+// restart runs at once; when it does not help, the MemoryMax step waits
+// for approval, and once a human approves it systemd reports the new
+// limit on the running unit.
+func TestMemoryLeakLadderInServe(t *testing.T) {
+	t.Parallel()
+	sd, bus := startSandbox(t, map[string]string{"leaky.service": "[Unit]\nDefaultDependencies=no\n[Service]\n" +
+		"ExecStartPre=/bin/sh -c 'echo start >> /run/medic-test/log'\nExecStart=/bin/sleep 1000\n"})
+	startUnits(t, bus, "leaky.service")
+	promAddr := startPrometheus(t)
+	eventually(t, 20*time.Second, "Prometheus to scrape itself", func() bool {
+		return len(promQuery(t, promAddr, `process_resident_memory_bytes{job="self"}`)) == 1
+	})
+	shipped, err := os.ReadFile("runbooks.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := newLab(t, string(shipped)+leakLadder, "1h", fmt.Sprintf("systemd_bus = %q", bus))
+	l.writeConfig(t, fmt.Sprintf("prometheus { url = \"http://%s\" }", promAddr), labAuth, `approval_ttl = "1h"`, fmt.Sprintf("systemd_bus = %q", bus))
+	l.start(t)
+	body := `{"version":"4","status":"firing","receiver":"medic","alerts":[{"status":"firing","labels":{"alertname":"LeakLab","name":"leaky"},"startsAt":"2026-11-26T10:00:00Z","fingerprint":"00000000000000e1"}]}`
+	if code, out := l.do(t, "POST", "/api/v1/alerts", l.token, json.RawMessage(body)); code != 200 {
+		t.Fatalf("post: %d %s", code, out)
+	}
+	var inc state.Incident
+	eventually(t, 30*time.Second, "the MemoryMax step to wait for approval", func() bool {
+		for _, i := range l.incidents(t) {
+			if hasEvent(i, "approval_pending") {
+				inc = i
+				return true
+			}
+		}
+		return false
+	})
+	if b, _ := os.ReadFile(filepath.Join(sd, "log")); string(b) != "start\nstart\n" {
+		t.Fatalf("the unit logged %q: want the restart to have run before the approval", b)
+	}
+	_, approval := l.do(t, "GET", fmt.Sprintf("/api/v1/incidents/%d/approval", inc.ID), l.token, nil)
+	var pending struct {
+		Data struct {
+			Call struct {
+				Index int `json:"index"`
+				Trace struct {
+					Calls []struct {
+						Tool      string `json:"tool"`
+						Unit      string `json:"unit"`
+						MemoryMax uint64 `json:"memory_max"`
+					} `json:"calls"`
+				} `json:"trace"`
+			} `json:"call"`
+		} `json:"data"`
+	}
+	json.Unmarshal(approval, &pending)
+	calls := pending.Data.Call.Trace.Calls
+	if len(calls) != 2 || pending.Data.Call.Index != 1 {
+		t.Fatalf("the approval is not for the second step: %s", approval)
+	}
+	want := calls[1]
+	if want.Tool != "systemd_set_memory_max" || want.Unit != "leaky.service" || want.MemoryMax < 64<<20 || want.MemoryMax%(1<<20) != 0 {
+		t.Fatalf("the approval does not show what will run: %s", approval)
+	}
+	cli := exec.Command(medicBin, "approve", fmt.Sprint(inc.ID), "--medic.url", "http://"+l.addr, "--by", "oncall")
+	cli.Env = append(os.Environ(), "MEDIC_APPROVER_TOKEN="+l.approver)
+	if out, err := cli.CombinedOutput(); err != nil {
+		t.Fatalf("medic approve: %v\n%s", err, out)
+	}
+	eventually(t, 30*time.Second, "the approved step to run", func() bool {
+		out, _ := exec.Command("busctl", "--address="+bus, "get-property", "org.freedesktop.systemd1",
+			"/org/freedesktop/systemd1/unit/leaky_2eservice", "org.freedesktop.systemd1.Service", "MemoryMax").Output()
+		return strings.TrimSpace(string(out)) == fmt.Sprintf("t %d", want.MemoryMax)
+	})
+	code, audit := l.do(t, "GET", "/api/v1/audit", l.token, nil)
+	if code != 200 || !strings.Contains(string(audit), fmt.Sprintf(`"unit":"leaky.service","action":"set-memory-max","memory_max":%d`, want.MemoryMax)) {
+		t.Fatalf("audit %d does not record the limit systemd reports: %s", code, audit)
+	}
 }
