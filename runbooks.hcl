@@ -1,10 +1,12 @@
 # runbooks.hcl: the tools and runbooks that ship with medic.
 #
 # Alert names and labels follow the public rule sets: kubernetes-mixin
-# (kube-prometheus), the node-exporter mixin, the cert-manager mixin, and
-# danielqsj/kafka_exporter metrics. Where no public rule exists, the rule
-# ships in examples/prometheus/medic-rules.yml. The README lists which rule
-# each runbook expects. `medic check runbooks.hcl` validates this file.
+# (kube-prometheus), node_exporter's node-mixin, awesome-prometheus-alerts,
+# the cert-manager mixin, and kafka_exporter's metrics. Where no public rule
+# exists, the rule ships in examples/prometheus/medic-rules.yml. The README
+# lists the alerts each runbook answers and what it needs from exporters;
+# examples/tests/public_rules_test.hcl replays them. `medic check
+# runbooks.hcl` validates this file.
 #
 # Every string parameter has a pattern or an enum (patterns are anchored at
 # both ends) and may not start with "-", so no label value can become a
