@@ -469,9 +469,10 @@ runbook "host_unit_failed_restart" {
 runbook "host_service_down_restart" {
   description = "A scrape target on this host is down or hung (up == 0) while systemd says its service is active: restart the service, named after the job, and verify the target is up."
   priority    = 10
-  # awesome-prometheus-alerts: PrometheusTargetMissing; Prometheus's
-  # documentation: InstanceDown. Both are up == 0: labels instance, job.
-  matchers = ["alertname=~\"PrometheusTargetMissing|InstanceDown\"", "job=~\"[a-zA-Z0-9][a-zA-Z0-9:_.@-]*\""]
+  # awesome-prometheus-alerts: PrometheusTargetMissing and
+  # PrometheusTargetMissingWithWarmupTime; Prometheus's documentation:
+  # InstanceDown. All are up == 0: labels instance, job.
+  matchers = ["alertname=~\"PrometheusTargetMissing|PrometheusTargetMissingWithWarmupTime|InstanceDown\"", "job=~\"[a-zA-Z0-9][a-zA-Z0-9:_.@-]*\""]
   target   = "${labels.instance}"
   query "down" {
     promql = "up{job=\"${labels.job}\", instance=\"${labels.instance}\"} == 0"

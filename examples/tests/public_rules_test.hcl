@@ -762,3 +762,118 @@ test "medic-rules ServiceMemoryLeak" {
     ]
   }
 }
+
+# ------------------------------------------------- label-set variants ---
+
+# kube-prometheus renders node-mixin with job="node-exporter" and scrapes
+# node_exporter as a DaemonSet: the series carry container, endpoint,
+# namespace, pod and service, and instance is the node's address.
+test "kube-prometheus NodeFilesystemSpaceFillingUp, node_exporter as a DaemonSet" {
+  alert {
+    labels = { alertname = "NodeFilesystemSpaceFillingUp", instance = "10.0.3.17:9100", job = "node-exporter", container = "node-exporter", endpoint = "https", namespace = "monitoring", pod = "node-exporter-7xk2p", service = "node-exporter", device = "/dev/nvme0n1p1", fstype = "xfs", mountpoint = "/", severity = "warning" }
+  }
+  queries = {
+    node     = [{ labels = { instance = "10.0.3.17:9100", nodename = "medic-test-host" }, value = 1 }]
+    writable = [{ labels = { instance = "10.0.3.17:9100", mountpoint = "/" }, value = 0 }]
+    firing   = []
+  }
+  expect {
+    decision = "remediate"
+    runbook  = "host_filesystem_free_space"
+    target   = "10.0.3.17:9100/"
+    calls = [
+      { tool = "delete_rotated_logs", args = { mountpoint = "/" }, policy = "allow" },
+      { tool = "vacuum_journal", args = { max_mib = "512" }, policy = "allow" },
+      { tool = "clean_package_caches", policy = "allow" },
+    ]
+  }
+}
+
+test "kube-prometheus NodeFilesystemAlmostOutOfSpace, critical, node_exporter as a DaemonSet" {
+  alert {
+    labels = { alertname = "NodeFilesystemAlmostOutOfSpace", instance = "10.0.3.17:9100", job = "node-exporter", container = "node-exporter", endpoint = "https", namespace = "monitoring", pod = "node-exporter-7xk2p", service = "node-exporter", device = "/dev/nvme0n1p1", fstype = "xfs", mountpoint = "/var", severity = "critical" }
+  }
+  queries = {
+    node     = [{ labels = { instance = "10.0.3.17:9100", nodename = "medic-test-host" }, value = 1 }]
+    writable = [{ labels = { instance = "10.0.3.17:9100", mountpoint = "/var" }, value = 0 }]
+    firing   = []
+  }
+  expect {
+    decision = "remediate"
+    runbook  = "host_filesystem_free_space"
+    target   = "10.0.3.17:9100/var"
+    calls = [
+      { tool = "delete_rotated_logs", args = { mountpoint = "/var" }, policy = "allow" },
+      { tool = "vacuum_journal", args = { max_mib = "512" }, policy = "allow" },
+      { tool = "clean_package_caches", policy = "allow" },
+    ]
+  }
+}
+
+# node-mixin with node_exporter scraped by DNS name: the host is found by
+# its node name, whatever instance says.
+test "node-mixin NodeFilesystemAlmostOutOfSpace, instance by DNS name" {
+  alert {
+    labels = { alertname = "NodeFilesystemAlmostOutOfSpace", instance = "web-1.example.com:9100", job = "node", device = "/dev/nvme0n1p1", fstype = "xfs", mountpoint = "/srv/data", severity = "warning" }
+  }
+  queries = {
+    node     = [{ labels = { instance = "web-1.example.com:9100", nodename = "medic-test-host" }, value = 1 }]
+    writable = [{ labels = { instance = "web-1.example.com:9100", mountpoint = "/srv/data" }, value = 0 }]
+    firing   = []
+  }
+  expect {
+    decision = "remediate"
+    runbook  = "host_filesystem_free_space"
+    target   = "web-1.example.com:9100/srv/data"
+    calls = [
+      { tool = "delete_rotated_logs", args = { mountpoint = "/srv/data" }, policy = "allow" },
+      { tool = "vacuum_journal", args = { max_mib = "512" }, policy = "allow" },
+      { tool = "clean_package_caches", policy = "allow" },
+    ]
+  }
+}
+
+# awesome-prometheus-alerts: sum by (instance, job) of (up == 0) for hosts
+# up for over 10 minutes (node_time_seconds - node_boot_time_seconds > 600),
+# critical. Labels: instance, job.
+test "awesome-prometheus-alerts PrometheusTargetMissingWithWarmupTime" {
+  alert {
+    labels = { alertname = "PrometheusTargetMissingWithWarmupTime", instance = "127.0.0.1:8080", job = "api", severity = "critical" }
+  }
+  queries = {
+    down   = [{ labels = { instance = "127.0.0.1:8080", job = "api" }, value = 0 }]
+    unit   = [{ labels = { instance = "localhost:9100", job = "node", name = "api.service", state = "active", type = "simple", nodename = "medic-test-host" }, value = 1 }]
+    firing = []
+  }
+  expect {
+    decision = "remediate"
+    runbook  = "host_service_down_restart"
+    target   = "127.0.0.1:8080"
+    calls = [
+      { tool = "systemd_restart", args = { unit = "api.service" }, policy = "allow" },
+    ]
+  }
+}
+
+# kube-prometheus renders kubernetes-mixin over kube-state-metrics scraped
+# with honor_labels: the pod's namespace, pod and container, and the scrape's
+# endpoint, instance, job and service.
+test "kube-prometheus KubePodCrashLooping, last killed by the OOM killer" {
+  alert {
+    labels = { alertname = "KubePodCrashLooping", namespace = "shop", pod = "api-7d9f-x2", container = "api", reason = "CrashLoopBackOff", endpoint = "https-main", instance = "10.0.1.4:8443", job = "kube-state-metrics", service = "kube-state-metrics", uid = "5c0a7d7e-1f2b-4c3d-9e8f-0a1b2c3d4e5f", severity = "warning" }
+  }
+  queries = {
+    oom    = [{ labels = { namespace = "shop", pod = "api-7d9f-x2", container = "api", reason = "OOMKilled" }, value = 1 }]
+    owner  = [{ labels = { namespace = "shop", owner_name = "api" }, value = 1 }]
+    limit  = [{ labels = {}, value = 536870912 }]
+    firing = []
+  }
+  expect {
+    decision = "remediate"
+    runbook  = "crashloop_oom"
+    target   = "shop/api"
+    calls = [
+      { tool = "k8s_set_memory_limit", args = { namespace = "shop", deployment = "api", container = "api", memory_mib = "640" }, policy = "allow" },
+    ]
+  }
+}
