@@ -362,7 +362,7 @@ func NewDecider(cfg *Config, logger *slog.Logger) (*Decider, hcl.Diagnostics) {
 	if err != nil {
 		return nil, append(diags, policyDiags(cfg.Policy, err)...)
 	}
-	d := &Decider{Config: cfg, Rules: set, Gate: gate, Host: rules.LocalHost()}
+	d := &Decider{Config: cfg, Rules: set, Gate: gate, Host: localHost()}
 	if cfg.Prometheus.URL != "" {
 		if d.Sources.Prom, err = NewPromClient(cfg.Prometheus); err != nil {
 			return nil, append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid prometheus", Detail: err.Error()})

@@ -1,11 +1,6 @@
 package rules
 
-import (
-	"net"
-	"os"
-	"strings"
-	"time"
-)
+import "time"
 
 // Env is what `when` and `confidence` see. A missing label reads as "";
 // `'k' in labels` tests whether it exists.
@@ -65,40 +60,6 @@ type Host struct {
 	// in its instance label: Name, localhost, and the addresses of its
 	// interfaces, IPv6 in brackets (instance "[::1]:9100").
 	Names []string `expr:"names"`
-}
-
-// LocalHost describes the machine this process runs on.
-func LocalHost() Host {
-	name, err := os.Hostname()
-	if err != nil {
-		name = "localhost"
-	}
-	h := Host{Name: name, Names: []string{name, "localhost"}}
-	if short, _, ok := strings.Cut(name, "."); ok {
-		h.Names = append(h.Names, short)
-	}
-	addrs, _ := net.InterfaceAddrs()
-	seen := map[string]bool{}
-	for _, a := range addrs {
-		ipn, ok := a.(*net.IPNet)
-		if !ok {
-			continue
-		}
-		s := ipn.IP.String()
-		if ipn.IP.To4() == nil {
-			s = "[" + s + "]"
-		}
-		if !seen[s] {
-			seen[s] = true
-			h.Names = append(h.Names, s)
-		}
-	}
-	for _, loop := range []string{"127.0.0.1", "[::1]"} {
-		if !seen[loop] {
-			h.Names = append(h.Names, loop)
-		}
-	}
-	return h
 }
 
 // HostNamed describes a host known only by its node name, reached on
