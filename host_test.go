@@ -498,3 +498,28 @@ func TestMemoryLeakLadderInServe(t *testing.T) {
 		t.Fatalf("audit %d does not record the limit systemd reports: %s", code, audit)
 	}
 }
+
+// TestCleanCachesTool runs scripts/tools/medic-clean-caches as the
+// clean_package_caches tool does, with an empty environment, in a mount
+// namespace of its own where a tmpfs stands in for /var/cache/apt: the
+// downloaded packages go, and the test machine's cache is not touched.
+func TestCleanCachesTool(t *testing.T) {
+	t.Parallel()
+	if os.Geteuid() != 0 {
+		t.Skip("a mount namespace needs root")
+	}
+	if _, err := exec.LookPath("apt-get"); err != nil {
+		t.Skip("no apt-get on this machine")
+	}
+	cmd := exec.Command("unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", `set -e
+mount -t tmpfs medic-test /var/cache/apt
+mkdir -p /var/cache/apt/archives/partial
+echo deb > /var/cache/apt/archives/old_1.0_amd64.deb
+echo part > /var/cache/apt/archives/partial/new_2.0_amd64.deb
+env -i "$1"
+echo "left: $(find /var/cache/apt -name '*.deb' | wc -l) packages"`, "sh", mustAbs(t, "scripts/tools/medic-clean-caches"))
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "+ apt-get clean\n") || !strings.Contains(string(out), "left: 0 packages") {
+		t.Fatalf("medic-clean-caches: %v\n%s", err, out)
+	}
+}

@@ -9,7 +9,7 @@ import (
 	"testing"
 )
 
-// TestImports keeps the layering of DESIGN.md from rotting: this package may
+// TestImports keeps the layering (README, Layout) from rotting: this package may
 // import only the medic packages listed here.
 func TestImports(t *testing.T) {
 	var allowed map[string]bool = nil
