@@ -318,7 +318,10 @@ prometheus { url = "http://%s" }
 	fault := time.Now()
 	rotated := fillWithRotatedLogs(t, logs, mp, 0.99)
 	used := usedFraction(t, mp)
-	t.Logf("fault: %d rotated logs, the tmpfs is %.1f%% full", len(rotated), used*100)
+	t.Logf("fault: %d rotated logs, the tmpfs is %.2f%% full", len(rotated), used*100)
+	if used < 0.99 || used >= 1 {
+		t.Fatalf("the fault filled the tmpfs to %.2f%%, not 99%%", used*100)
+	}
 
 	var inc state.Incident
 	eventually(t, 150*time.Second, "the incident to recover", func() bool {
@@ -370,7 +373,9 @@ func fillWithRotatedLogs(t *testing.T, dir, mp string, full float64) []string {
 		path := filepath.Join(dir, fmt.Sprintf("app.log.%d.gz", i))
 		var st syscall.Statfs_t
 		syscall.Statfs(mp, &st)
-		n := min(len(chunk), int(st.Bavail)*int(st.Bsize)-int(st.Bsize))
+		// Up to the target, not past it: the last file takes what is left.
+		need := int((full-usedFraction(t, mp))*float64(st.Blocks)*float64(st.Bsize)) + int(st.Bsize)
+		n := min(len(chunk), need, int(st.Bavail-1)*int(st.Bsize))
 		if n <= 0 {
 			break
 		}
