@@ -104,6 +104,22 @@ runbook "worsens" {
   }
 }
 
+runbook "polls" {
+  description = "The fix works at once; verification checks every second of a ten-minute wait and settles on the first check that holds."
+  matchers = ["alertname=\"LabErrors\"", "service=\"poll\""]
+  target = "${labels.service}"
+  step "reset" {
+    tool = "set_errors"
+    args = { service = "${labels.service}", value = "0" }
+  }
+  verify {
+    promql   = "sum(lab_errors{service=\"${labels.service}\"})"
+    expect   = "after == 0"
+    wait     = "10m"
+    interval = "1s"
+  }
+}
+
 runbook "changes_nothing" {
   description = "The step changes nothing; after two attempts medic hands over."
   matchers = ["alertname=\"LabErrors\"", "service=\"stuck\""]
@@ -217,8 +233,8 @@ func startLoopLab(t *testing.T) *loopLab {
 `,
 		runbooks: loopRunbooks,
 		groupBy:  "['alertname', 'service']",
-		values:   map[string]string{"fixme": "0", "worsen": "0", "stuck": "0", "blind": "0"},
-		scraped:  `count(lab_errors) == 4`,
+		values:   map[string]string{"fixme": "0", "worsen": "0", "stuck": "0", "blind": "0", "poll": "0"},
+		scraped:  `count(lab_errors) == 5`,
 	})
 }
 
@@ -317,9 +333,9 @@ escalation {
 func TestClosedLoop(t *testing.T) {
 	l := startLoopLab(t)
 
-	// Three faults at once.
+	// Four faults at once.
 	injected := map[string]time.Time{}
-	for _, s := range []string{"fixme", "worsen", "stuck"} {
+	for _, s := range []string{"fixme", "worsen", "stuck", "poll"} {
 		injected[s] = l.set(t, s, "5")
 	}
 
@@ -341,6 +357,15 @@ func TestClosedLoop(t *testing.T) {
 		inc.OpenedAt.Sub(injected["fixme"]).Round(time.Millisecond), acted.Sub(inc.OpenedAt).Round(time.Millisecond),
 		inc.RecoveredAt.Sub(acted).Round(time.Millisecond), inc.RecoveredAt.Sub(injected["fixme"]).Round(time.Millisecond),
 		closed.ClosedAt.Sub(injected["fixme"]).Round(time.Millisecond))
+
+	// Polled: with interval, the first check after the fix settles the
+	// incident, long before the ten-minute wait (and the lab's two-minute
+	// deadline) is up.
+	inc = l.incident(t, "poll", "recovered", 60*time.Second)
+	if inc.Outcome != state.OutcomeRemediated {
+		t.Fatalf("poll: outcome %q\n%s", inc.Outcome, timeline(inc))
+	}
+	t.Logf("poll: fix to verified recovery %s", inc.RecoveredAt.Sub(eventTime(inc, "action_succeeded")).Round(time.Millisecond))
 
 	// Rolled back: the step made it worse (5 -> 50); the rollback put 5 back.
 	inc = l.incident(t, "worsen", "escalated", 60*time.Second)
@@ -430,7 +455,7 @@ func TestClosedLoop(t *testing.T) {
 	// The CLI shows the outcomes.
 	tokenFile := filepath.Join(l.dir, "token")
 	out, err := exec.Command(medicBin, "incidents", "--state", "all", "--medic.url", "http://"+l.medicAddr, "--medic.token-file", tokenFile).CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "OUTCOME") || strings.Count(string(out), " remediated ") != 1 || strings.Count(string(out), " escalated ") < 4 {
+	if err != nil || !strings.Contains(string(out), "OUTCOME") || strings.Count(string(out), " remediated ") != 2 || strings.Count(string(out), " escalated ") < 4 {
 		t.Fatalf("medic incidents: %v\n%s", err, out)
 	}
 	out, err = exec.Command(medicBin, "incidents", fmt.Sprint(closed.ID), "--medic.url", "http://"+l.medicAddr, "--medic.token-file", tokenFile).CombinedOutput()
@@ -440,8 +465,8 @@ func TestClosedLoop(t *testing.T) {
 
 	metrics := get(t, "http://"+l.medicAddr+"/metrics")
 	for _, want := range []string{
-		`medic_incidents_total{outcome="remediated"} 1`,
-		`medic_verifications_total{result="recovered"} 1`,
+		`medic_incidents_total{outcome="remediated"} 2`,
+		`medic_verifications_total{result="recovered"} 2`,
 		`medic_verifications_total{result="worse"} 1`,
 		`medic_verifications_total{result="unchanged"} 2`,
 		`medic_verifications_total{result="unverifiable"} 1`,
@@ -450,8 +475,8 @@ func TestClosedLoop(t *testing.T) {
 		`medic_escalations_total{reason="refired_after_fix"} 1`,
 		`medic_escalations_total{reason="unverifiable"} 1`,
 		`medic_escalations_total{reason="worse"} 1`,
-		`medic_actions_total{result="succeeded",tool="set_errors"} 6`,
-		`medic_remediation_duration_seconds_count 1`,
+		`medic_actions_total{result="succeeded",tool="set_errors"} 7`,
+		`medic_remediation_duration_seconds_count 2`,
 	} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("metrics lack %s:\n%s", want, grepLines(metrics, "medic_incidents_total|medic_escalations_total|medic_verif"))

@@ -785,6 +785,13 @@ func TestCheck(t *testing.T) {
 	if exitCode(err) != 1 || !strings.Contains(string(out), "p.rego:5:24: error: Invalid policy: var x is unsafe") {
 		t.Fatalf("broken policy: exit %d\n%s", exitCode(err), out)
 	}
+	// A variable no runbook file declares is an error where the config
+	// sets it.
+	cfg = writeFile(t, filepath.Join(dir, "v.hcl"), fmt.Sprintf("runbooks = [%q]\nvariables = {\n  kafka_stall_windw = \"5s\"\n}\n", rb))
+	out, err = exec.Command(medicBin, "check", cfg).CombinedOutput()
+	if exitCode(err) != 1 || !strings.Contains(string(out), "v.hcl:2:13: error: Unknown variable: no runbook file declares variable kafka_stall_windw") {
+		t.Fatalf("undeclared variable: exit %d\n%s", exitCode(err), out)
+	}
 }
 
 // TestExampleFilesPassUpstreamTools checks the shipped Prometheus rules and

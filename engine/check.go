@@ -69,12 +69,22 @@ func Check(paths []string) []CheckResult {
 		if set != nil {
 			r.Tools, r.Runbooks = len(set.Tools), len(set.Runbooks)
 			if cfg != nil {
+				r.Diags = append(r.Diags, overrideVariables(cfg, set)...)
 				r.Diags = append(r.Diags, checkNotifyTools(cfg, set)...)
 			}
 		}
 		out = append(out, r)
 	}
 	return out
+}
+
+// overrideVariables gives the config's variables to the runbooks; a name
+// no runbook file declares is an error at the config's variables.
+func overrideVariables(cfg *Config, set *rules.Set) hcl.Diagnostics {
+	if err := set.Override(cfg.Variables); err != nil {
+		return hcl.Diagnostics{attrError(cfg.VariablesRange, "Unknown variable", err.Error()+".")}
+	}
+	return nil
 }
 
 // checkPolicy compiles a policy file and reports its errors at

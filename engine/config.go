@@ -34,9 +34,12 @@ type Config struct {
 	// RunbooksSet says the file named them; the default runbooks.hcl may
 	// be missing, named ones may not.
 	RunbooksSet bool
-	Web         WebConfig
-	Storage     StorageConfig
-	Intake      IntakeConfig
+	// Variables override the defaults of the runbook files' variables.
+	Variables      map[string]string
+	VariablesRange hcl.Range
+	Web            WebConfig
+	Storage        StorageConfig
+	Intake         IntakeConfig
 	// Prometheus and Loki serve the runbooks' enrichment queries; an empty
 	// URL leaves the source out, and queries of its kind then fail.
 	Prometheus SourceConfig
@@ -269,6 +272,8 @@ func DefaultConfig() *Config {
 type fileConfig struct {
 	Runbooks      *[]string          `hcl:"runbooks,optional"`
 	RunbooksRange hcl.Range          `hcl:"runbooks,attr_value_range"`
+	Variables     *map[string]string `hcl:"variables,optional"`
+	VarsRange     hcl.Range          `hcl:"variables,attr_value_range"`
 	Web           *webBlock          `hcl:"web,block"`
 	Storage       *storageBlock      `hcl:"storage,block"`
 	Intake        *intakeBlock       `hcl:"intake,block"`
@@ -478,6 +483,9 @@ func ParseConfig(path string, src []byte) (*Config, hcl.Diagnostics) {
 		for _, p := range *fc.Runbooks {
 			cfg.Runbooks = append(cfg.Runbooks, rel(p))
 		}
+	}
+	if fc.Variables != nil {
+		cfg.Variables, cfg.VariablesRange = *fc.Variables, fc.VarsRange
 	}
 	if w := fc.Web; w != nil {
 		if w.ListenAddress != nil {

@@ -77,6 +77,7 @@ func TestConfigDiagnostics(t *testing.T) {
 		{"bad provider", "llm {\n  provider = \"claude-local\"\n  model = \"m\"\n}\n", []string{"t.hcl:2:14: error: Invalid provider"}},
 		{"tiny prompt budget", "llm {\n  provider = \"openai\"\n  model = \"m\"\n  prompt_budget = 10\n}\n", []string{"t.hcl:4:19: error: Invalid prompt_budget"}},
 		{"llm confidence", "llm {\n  provider = \"openai\"\n  model = \"m\"\n  min_confidence = 1.5\n}\n", []string{"t.hcl:4:20: error: Invalid min_confidence"}},
+		{"variables not strings", "variables = { window = [1] }\n", []string{"t.hcl:1:13: error: Unsuitable value type"}},
 		{"tcp systemd bus", "remediation {\n  systemd_bus = \"tcp:host=10.0.0.1,port=1\"\n}\n", []string{"t.hcl:2:17: error: Invalid systemd_bus"}},
 	}
 	for _, tc := range cases {

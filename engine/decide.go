@@ -165,7 +165,7 @@ func (d *Decider) DecideAlert(ctx context.Context, a *template.Alert, now time.T
 		}
 		return at
 	}
-	vars := rules.Vars{Labels: a.Labels, Annotations: a.Annotations}
+	vars := rules.Vars{Labels: a.Labels, Annotations: a.Annotations, Var: d.Rules.Var}
 	enr := d.Rules.Enrich(ctx, cands, vars, d.Sources, now)
 	for _, rb := range cands {
 		for _, q := range rb.Queries {
@@ -354,6 +354,9 @@ func NewDecider(cfg *Config, logger *slog.Logger) (*Decider, hcl.Diagnostics) {
 		logger.Warn("no runbook file: every incident escalates", "file", cfg.Runbooks[0])
 	} else if set, diags = rules.Load(files...); diags.HasErrors() {
 		return nil, diags
+	}
+	if d := overrideVariables(cfg, set); d.HasErrors() {
+		return nil, append(diags, d...)
 	}
 	if d := checkNotifyTools(cfg, set); d.HasErrors() {
 		return nil, append(diags, d...)

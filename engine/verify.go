@@ -25,7 +25,7 @@ func (r *Remediator) measure(ctx context.Context, d *Decider, v *rules.Verify, a
 	if d.Sources.Prom == nil {
 		return 0, errors.New("no prometheus is configured")
 	}
-	q, err := v.PromQL.RenderQuery(rules.Vars{Labels: alert.Labels, Annotations: alert.Annotations})
+	q, err := v.PromQL.RenderQuery(rules.Vars{Labels: alert.Labels, Annotations: alert.Annotations, Var: d.Rules.Var})
 	if err != nil {
 		return 0, fmt.Errorf("render the verify query: %w", err)
 	}
@@ -62,7 +62,10 @@ const (
 // verifyStep moves the run to verifying, with what a restart needs to
 // resume it, waits until until, measures again and acts on the result:
 // recovered settles the incident, worse rolls the step back and escalates,
-// unverifiable escalates, unchanged lets the plan go on.
+// unverifiable escalates, unchanged lets the plan go on. With an interval
+// it also measures every interval before until: the first check that is
+// recovered or worse decides at once, and only the last may be unchanged
+// or unverifiable.
 func (r *Remediator) verifyStep(ctx context.Context, run *loopRun, c rules.PlannedCall, actionID uint64, before float64, attempt int, until time.Time) stepOutcome {
 	v := run.verify
 	late := false
@@ -80,60 +83,73 @@ func (r *Remediator) verifyStep(ctx context.Context, run *loopRun, c rules.Plann
 		r.escalate(ctx, run, escUnverifiable, fmt.Sprintf("step %s could not be verified: recording its phase failed: %v", c.Step, err))
 		return stepStopped
 	}
-	// The wait gives up the job's place; the check takes one again.
+	// Each wait gives up the job's place; each check takes one again.
 	sl := jobSlot(ctx)
-	sl.release()
-	t := time.NewTimer(max(until.Sub(r.now()), 0))
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-		t.Stop()
-		return stepShutdown
-	}
-	if !sl.act(ctx) {
-		return stepShutdown
-	}
-	if late {
-		r.verification(run, actionID, state.Verification{Result: verifyUnverifiable, Before: &before, Error: "the incident's deadline passed", At: r.now()})
-		r.escalate(ctx, run, escDeadline, fmt.Sprintf("the deadline of %s passed while verifying step %s", run.d.Config.Remediation.Deadline, c.Step))
-		return stepStopped
-	}
-	after, err := r.measure(ctx, run.d, v, run.alert)
-	if err != nil {
-		if ctx.Err() != nil {
+	for {
+		next := until
+		if v.Interval > 0 {
+			if n := r.now().Add(v.Interval); n.Before(until) {
+				next = n
+			}
+		}
+		final := !next.Before(until)
+		sl.release()
+		t := time.NewTimer(max(next.Sub(r.now()), 0))
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
 			return stepShutdown
 		}
-		r.verification(run, actionID, state.Verification{Result: verifyUnverifiable, Before: &before, Error: err.Error(), At: r.now()})
-		r.escalate(ctx, run, escUnverifiable, fmt.Sprintf("step %s could not be verified: %v", c.Step, err))
-		return stepStopped
-	}
-	env := rules.VerifyEnv{Before: before, After: after}
-	recovered, err := v.Expect.Eval(env)
-	if err != nil {
-		r.verification(run, actionID, state.Verification{Result: verifyUnverifiable, Before: &before, After: &after, Error: err.Error(), At: r.now()})
-		r.escalate(ctx, run, escUnverifiable, fmt.Sprintf("step %s: expect failed: %v", c.Step, err))
-		return stepStopped
-	}
-	worse := false
-	if !recovered && v.Worse != nil {
-		if worse, err = v.Worse.Eval(env); err != nil {
-			r.Logger.Error("the worse condition failed; treating the step as unchanged", "component", "remediator", "err", err)
+		if !sl.act(ctx) {
+			return stepShutdown
+		}
+		if final && late {
+			r.verification(run, actionID, state.Verification{Result: verifyUnverifiable, Before: &before, Error: "the incident's deadline passed", At: r.now()})
+			r.escalate(ctx, run, escDeadline, fmt.Sprintf("the deadline of %s passed while verifying step %s", run.d.Config.Remediation.Deadline, c.Step))
+			return stepStopped
+		}
+		after, err := r.measure(ctx, run.d, v, run.alert)
+		if err != nil {
+			if ctx.Err() != nil {
+				return stepShutdown
+			}
+			if !final {
+				continue // a check before the last may miss; the last may not
+			}
+			r.verification(run, actionID, state.Verification{Result: verifyUnverifiable, Before: &before, Error: err.Error(), At: r.now()})
+			r.escalate(ctx, run, escUnverifiable, fmt.Sprintf("step %s could not be verified: %v", c.Step, err))
+			return stepStopped
+		}
+		env := rules.VerifyEnv{Before: before, After: after}
+		recovered, err := v.Expect.Eval(env)
+		if err != nil {
+			r.verification(run, actionID, state.Verification{Result: verifyUnverifiable, Before: &before, After: &after, Error: err.Error(), At: r.now()})
+			r.escalate(ctx, run, escUnverifiable, fmt.Sprintf("step %s: expect failed: %v", c.Step, err))
+			return stepStopped
+		}
+		worse := false
+		if !recovered && v.Worse != nil {
+			if worse, err = v.Worse.Eval(env); err != nil {
+				r.Logger.Error("the worse condition failed; treating the step as unchanged", "component", "remediator", "err", err)
+			}
+		}
+		now := r.now()
+		switch {
+		case recovered:
+			r.verification(run, actionID, state.Verification{Result: verifyRecovered, Before: &before, After: &after, At: now})
+			r.recovered(run, v, before, after, now)
+			return stepRecovered
+		case worse:
+			r.verification(run, actionID, state.Verification{Result: verifyWorse, Before: &before, After: &after, At: now})
+			what := r.rollback(ctx, run, c)
+			r.escalate(ctx, run, escWorse, fmt.Sprintf("step %s made it worse (%s: before %g, after %g); %s", c.Step, v.Worse.Source, before, after, what))
+			return stepStopped
+		case final:
+			r.verification(run, actionID, state.Verification{Result: verifyUnchanged, Before: &before, After: &after, At: now})
+			return stepUnchanged
 		}
 	}
-	now := r.now()
-	switch {
-	case recovered:
-		r.verification(run, actionID, state.Verification{Result: verifyRecovered, Before: &before, After: &after, At: now})
-		r.recovered(run, v, before, after, now)
-		return stepRecovered
-	case worse:
-		r.verification(run, actionID, state.Verification{Result: verifyWorse, Before: &before, After: &after, At: now})
-		what := r.rollback(ctx, run, c)
-		r.escalate(ctx, run, escWorse, fmt.Sprintf("step %s made it worse (%s: before %g, after %g); %s", c.Step, v.Worse.Source, before, after, what))
-		return stepStopped
-	}
-	r.verification(run, actionID, state.Verification{Result: verifyUnchanged, Before: &before, After: &after, At: now})
-	return stepUnchanged
 }
 
 // resumeVerification takes up a verification that a restart cut off, from

@@ -6,6 +6,7 @@ import (
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/prometheus/alertmanager/pkg/labels"
+	"github.com/prometheus/common/model"
 	"github.com/zclconf/go-cty/cty"
 )
 
@@ -39,7 +40,7 @@ var blastRadiusSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
 }}
 
 var verifySchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
-	{Name: "promql", Required: true}, {Name: "expect", Required: true}, {Name: "worse"}, {Name: "wait"}, {Name: "timeout"},
+	{Name: "promql", Required: true}, {Name: "expect", Required: true}, {Name: "worse"}, {Name: "wait"}, {Name: "interval"}, {Name: "timeout"},
 }}
 
 // Defaults of a runbook's optional settings.
@@ -52,10 +53,13 @@ const (
 	DefaultVerifyTimeout = 30 * time.Second
 )
 
-// alertScope is what runbook templates may use.
-var alertScope = scope{what: "a runbook's templates", roots: map[string]cty.Type{
-	"labels": cty.Map(cty.String), "annotations": cty.Map(cty.String),
-}}
+// alertScope is what runbook templates may use: the alert, and the
+// variables the runbook files declare.
+func (l *loader) alertScope() scope {
+	return l.withVars(scope{what: "a runbook's templates", roots: map[string]cty.Type{
+		"labels": cty.Map(cty.String), "annotations": cty.Map(cty.String),
+	}})
+}
 
 // sampleType is a PromQL sample as templates see it.
 var sampleType = cty.Object(map[string]cty.Type{"labels": cty.Map(cty.String), "value": cty.Number})
@@ -63,7 +67,7 @@ var sampleType = cty.Object(map[string]cty.Type{"labels": cty.Map(cty.String), "
 // stepScope is what step and rollback arguments may use: the alert, and the
 // results of the runbook's promql queries, e.g.
 // "${floor(query.limit[0].value * 1.25 / 1048576)}".
-func stepScope(promql map[string]bool, what string) scope {
+func (l *loader) stepScope(promql map[string]bool, what string) scope {
 	attrs := map[string]cty.Type{}
 	for name := range promql {
 		attrs[name] = cty.List(sampleType)
@@ -71,7 +75,7 @@ func stepScope(promql map[string]bool, what string) scope {
 	sc := scope{what: what, roots: map[string]cty.Type{
 		"labels": cty.Map(cty.String), "annotations": cty.Map(cty.String), "query": cty.Object(attrs),
 	}, attrs: map[string]map[string]bool{"query": promql}}
-	return sc
+	return l.withVars(sc)
 }
 
 func (l *loader) runbook(b *hcl.Block) hcl.Diagnostics {
@@ -163,7 +167,7 @@ func (l *loader) runbook(b *hcl.Block) hcl.Diagnostics {
 		}
 	}
 	if rb.Target != nil {
-		diags = append(diags, checkTemplate(rb.Target, stepScope(decl["query"], "a runbook's target"))...)
+		diags = append(diags, checkTemplate(rb.Target, l.stepScope(decl["query"], "a runbook's target"))...)
 		rb.targetFromLabels = true
 		for _, tr := range rb.Target.Expr.Variables() {
 			if root := tr.RootName(); root != "labels" && root != "annotations" {
@@ -200,7 +204,7 @@ func (l *loader) runbook(b *hcl.Block) hcl.Diagnostics {
 		br := &BlastRadius{Fleet: ba.template("fleet"), Group: ba.template("group"), Timeout: ba.duration("timeout", DefaultQueryTimeout), DefRange: bbs[0].DefRange}
 		for _, t := range []*Template{br.Fleet, br.Group} {
 			if t != nil {
-				diags = append(diags, checkTemplate(t, alertScope)...)
+				diags = append(diags, checkTemplate(t, l.alertScope())...)
 			}
 		}
 		diags = append(diags, ba.diags...)
@@ -228,7 +232,7 @@ func (l *loader) runbook(b *hcl.Block) hcl.Diagnostics {
 			continue
 		}
 		seen[sb.Labels[0]] = sb.DefRange
-		st, d := l.step(sb, name, stepScope(decl["query"], "a step's arguments"))
+		st, d := l.step(sb, name, l.stepScope(decl["query"], "a step's arguments"))
 		diags = append(diags, d...)
 		if st != nil {
 			rb.Steps = append(rb.Steps, st)
@@ -243,9 +247,13 @@ func (l *loader) runbook(b *hcl.Block) hcl.Diagnostics {
 		diags = append(diags, d...)
 		va := &attrs{m: vc.Attributes}
 		v := &Verify{PromQL: va.template("promql"), Wait: va.duration("wait", DefaultVerifyWait),
-			Timeout: va.duration("timeout", DefaultVerifyTimeout), DefRange: vbs[0].DefRange}
+			Interval: va.duration("interval", 0), Timeout: va.duration("timeout", DefaultVerifyTimeout), DefRange: vbs[0].DefRange}
+		if v.Interval > v.Wait {
+			diags = append(diags, attrDiag(vc.Attributes["interval"], "Invalid interval",
+				fmt.Sprintf("interval (%s) is longer than wait (%s): verification would check only once, when wait is up.", model.Duration(v.Interval), model.Duration(v.Wait))))
+		}
 		if v.PromQL != nil {
-			diags = append(diags, checkTemplate(v.PromQL, alertScope)...)
+			diags = append(diags, checkTemplate(v.PromQL, l.alertScope())...)
 		}
 		if attr, ok := vc.Attributes["expect"]; ok {
 			c, d := compileCondition(attr, src, condBool, VerifyEnv{}, nil)
@@ -285,7 +293,7 @@ func (l *loader) query(b *hcl.Block, runbook string) (*Query, hcl.Diagnostics) {
 	switch q.Kind {
 	case QueryPromQL, QueryLogQL:
 		q.Expr = a.template(string(q.Kind))
-		diags = append(diags, checkTemplate(q.Expr, alertScope)...)
+		diags = append(diags, checkTemplate(q.Expr, l.alertScope())...)
 		if q.Kind == QueryLogQL {
 			q.Limit = a.integer("limit", DefaultLogLimit, 1, 5000)
 			q.Range = a.duration("range", DefaultLogRange)
@@ -293,7 +301,7 @@ func (l *loader) query(b *hcl.Block, runbook string) (*Query, hcl.Diagnostics) {
 	case QueryTool:
 		q.Call = &Call{Tool: a.str("tool", ""), ToolRange: a.m["tool"].Expr.Range(), DefRange: b.DefRange}
 		q.Call.Args, _ = a.templateMap("args")
-		l.calls = append(l.calls, pendingCall{call: q.Call, where: fmt.Sprintf("query %q of runbook %q", q.Name, runbook), vars: alertScope, readOnly: true})
+		l.calls = append(l.calls, pendingCall{call: q.Call, where: fmt.Sprintf("query %q of runbook %q", q.Name, runbook), vars: l.alertScope(), readOnly: true})
 	}
 	for _, other := range []string{"limit", "range"} {
 		if a.has(other) && q.Kind != QueryLogQL {

@@ -20,8 +20,11 @@ import (
 
 // Set is a loaded, validated registry of tools and runbooks.
 type Set struct {
-	Tools    map[string]*Tool
-	Runbooks []*Runbook
+	Tools     map[string]*Tool
+	Runbooks  []*Runbook
+	Variables map[string]*Variable
+	// Var holds each variable's value: its default, or the config's.
+	Var map[string]string
 	// Files are the sources, for printing diagnostics with snippets.
 	Files map[string]*hcl.File
 
@@ -73,22 +76,50 @@ func Parse(filename string, src []byte) (*Set, hcl.Diagnostics) {
 }
 
 func newLoader() *loader {
-	return &loader{parser: hclparse.NewParser(), set: &Set{Tools: map[string]*Tool{}}, srcs: map[string][]byte{}, runbooks: map[string]*Runbook{}}
+	return &loader{parser: hclparse.NewParser(), set: &Set{Tools: map[string]*Tool{}, Variables: map[string]*Variable{}, Var: map[string]string{}}, srcs: map[string][]byte{}, runbooks: map[string]*Runbook{}}
 }
 
-// add parses and decodes one file.
+// add parses one file; finish decodes it.
 func (l *loader) add(filename string, src []byte) hcl.Diagnostics {
 	hf, diags := l.parser.ParseHCL(src, filename)
 	if hf == nil || diags.HasErrors() {
 		return diags
 	}
 	l.srcs[filename] = src
-	return append(diags, l.file(hf)...)
+	l.files = append(l.files, hf)
+	return diags
 }
 
-// finish resolves what needs every file and returns the Set, or nil when
-// any diagnostic is an error.
+// finish decodes the parsed files, variables first so that any file may
+// use a variable another declares, resolves what needs every file, and
+// returns the Set, or nil when any diagnostic is an error.
 func (l *loader) finish(diags hcl.Diagnostics) (*Set, hcl.Diagnostics) {
+	var blocks []*hcl.Block
+	for _, f := range l.files {
+		content, d := f.Body.Content(fileSchema)
+		diags = append(diags, d...)
+		for _, b := range content.Blocks {
+			if !nameRE.MatchString(b.Labels[0]) {
+				diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid name",
+					Detail:  fmt.Sprintf("%q must be snake_case: a lowercase letter, then lowercase letters, digits or underscores, 63 at most.", b.Labels[0]),
+					Subject: b.LabelRanges[0].Ptr()})
+				continue
+			}
+			if b.Type == "variable" {
+				diags = append(diags, l.variable(b)...)
+				continue
+			}
+			blocks = append(blocks, b)
+		}
+	}
+	for _, b := range blocks {
+		switch b.Type {
+		case "tool":
+			diags = append(diags, l.tool(b)...)
+		case "runbook":
+			diags = append(diags, l.runbook(b)...)
+		}
+	}
 	diags = append(diags, l.resolve()...)
 	l.set.Files = l.parser.Files()
 	if diags.HasErrors() {
@@ -102,6 +133,7 @@ type loader struct {
 	set      *Set
 	srcs     map[string][]byte
 	runbooks map[string]*Runbook
+	files    []*hcl.File
 	// calls are checked once every tool is known.
 	calls []pendingCall
 }
@@ -122,28 +154,10 @@ type pendingCall struct {
 var fileSchema = &hcl.BodySchema{Blocks: []hcl.BlockHeaderSchema{
 	{Type: "tool", LabelNames: []string{"name"}},
 	{Type: "runbook", LabelNames: []string{"name"}},
+	{Type: "variable", LabelNames: []string{"name"}},
 }}
 
 var nameRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,62}$`)
-
-func (l *loader) file(f *hcl.File) hcl.Diagnostics {
-	content, diags := f.Body.Content(fileSchema)
-	for _, b := range content.Blocks {
-		if !nameRE.MatchString(b.Labels[0]) {
-			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid name",
-				Detail:  fmt.Sprintf("%q must be snake_case: a lowercase letter, then lowercase letters, digits or underscores, 63 at most.", b.Labels[0]),
-				Subject: b.LabelRanges[0].Ptr()})
-			continue
-		}
-		switch b.Type {
-		case "tool":
-			diags = append(diags, l.tool(b)...)
-		case "runbook":
-			diags = append(diags, l.runbook(b)...)
-		}
-	}
-	return diags
-}
 
 func (l *loader) src(r hcl.Range) []byte { return l.srcs[r.Filename] }
 

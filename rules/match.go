@@ -211,7 +211,7 @@ func (s *Set) LabelTarget(labels, annotations map[string]string) (string, []*Run
 	if best == nil {
 		return "", cands
 	}
-	t, err := best.Target.render(&Vars{Labels: labels, Annotations: annotations})
+	t, err := best.Target.render(&Vars{Labels: labels, Annotations: annotations, Var: s.Var})
 	if err != nil {
 		return "", cands
 	}
@@ -279,7 +279,7 @@ func (s *Set) Decide(cands []*Runbook, env *Env, results map[string]*Results) De
 			own.Query, own.Logs, own.Tool = res.Query, res.Logs, res.Tool
 			e = &own
 		}
-		o := evaluate(rb, e, res)
+		o := s.evaluate(rb, e, res)
 		switch {
 		case !o.Matched:
 			d.Alternatives = append(d.Alternatives, o)
@@ -331,7 +331,7 @@ func (rb *Runbook) IsCritical(env *Env, res *Results) (bool, error) {
 	return b, nil
 }
 
-func evaluate(rb *Runbook, env *Env, res *Results) Outcome {
+func (s *Set) evaluate(rb *Runbook, env *Env, res *Results) Outcome {
 	o := Outcome{Runbook: rb, Name: rb.Name}
 	for _, q := range rb.Queries {
 		if res != nil {
@@ -381,7 +381,7 @@ func evaluate(rb *Runbook, env *Env, res *Results) Outcome {
 		o.Confidence = f
 	}
 	if rb.Target != nil {
-		t, err := rb.Target.render(&Vars{Labels: env.Labels, Annotations: env.Annotations, Query: env.Query})
+		t, err := rb.Target.render(&Vars{Labels: env.Labels, Annotations: env.Annotations, Query: env.Query, Var: s.Var})
 		if err != nil {
 			o.Reason = fmt.Sprintf("target: %v", err)
 			return o

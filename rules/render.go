@@ -45,7 +45,7 @@ func (t *Template) compileFast() {
 			parts = append(parts, part{lit: e.Val.AsString()})
 		case *hclsyntax.ScopeTraversalExpr:
 			switch root := e.Traversal.RootName(); {
-			case len(e.Traversal) != 2, root != "labels" && root != "annotations" && root != "param":
+			case len(e.Traversal) != 2, root != "labels" && root != "annotations" && root != "param" && root != "var":
 				return
 			}
 			var key string
@@ -121,6 +121,8 @@ func (t *Template) lookup(p *part, v *Vars) (string, error) {
 		m = v.Annotations
 	case "param":
 		m = v.Params
+	case "var":
+		m = v.Var
 	}
 	s, ok := m[p.key]
 	if !ok {

@@ -118,11 +118,15 @@ type Step struct {
 // `after`. Expect true means recovered; else Worse true means the step made
 // things worse and its rollback runs; else nothing changed.
 type Verify struct {
-	PromQL  *Template
-	Expect  *Condition
-	Worse   *Condition
-	Wait    time.Duration
-	Timeout time.Duration
+	PromQL *Template
+	Expect *Condition
+	Worse  *Condition
+	Wait   time.Duration
+	// Interval, when set, checks every Interval until Wait is up: the first
+	// check where expect holds settles the step, and one where worse holds
+	// rolls it back. Zero checks once, when Wait is up.
+	Interval time.Duration
+	Timeout  time.Duration
 
 	DefRange hcl.Range
 }

@@ -147,6 +147,8 @@ type Vars struct {
 	Labels      map[string]string
 	Annotations map[string]string
 	Params      map[string]string
+	// Var holds the runbook variables' values (Set.Var).
+	Var map[string]string
 	// Query holds promql results, for step arguments.
 	Query map[string][]Sample
 }
@@ -203,6 +205,7 @@ func evalContext(v Vars) *hcl.EvalContext {
 			"labels":      stringMap(v.Labels),
 			"annotations": stringMap(v.Annotations),
 			"param":       stringMap(v.Params),
+			"var":         stringMap(v.Var),
 			"query":       queryValue(v.Query),
 		},
 		Functions: functions,

@@ -17,3 +17,18 @@ runbook "crash" {
     args = { namespace = "${labels.namespace}", deployment = "${labels.deployment}" }
   }
 }
+runbook "polls_past_its_wait" {
+  description = "Its verification would check only once."
+  matchers = ["alertname=\"KubePodCrashLooping\""]
+  target = "${labels.namespace}/${labels.deployment}-b"
+  step "restart" {
+    tool = "restart"
+    args = { namespace = "${labels.namespace}", deployment = "${labels.deployment}" }
+  }
+  verify {
+    promql   = "vector(0)"
+    expect   = "after == 0"
+    wait     = "1m"
+    interval = "5m"
+  }
+}
