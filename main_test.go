@@ -1006,7 +1006,7 @@ func TestReplayDir(t *testing.T) {
 		"host-filesystem.json":          {"remediate", "host_filesystem_free_space"},
 		"falco.json":                    {"escalate", "security_escalate"},
 		"kafka-lag-all-partitions.json": {"remediate", "kafka_lag_all_partitions"},
-		"kafka-poison-pill.json":        {"approve", "kafka_poison_pill"},
+		"kafka-poison-pill.json":        {"remediate", "kafka_poison_pill"},
 		"latency-slo.json":              {"remediate", "latency_slo_scale_out"},
 		"malformed.json":                {"reject", ""},
 		"oom-killed.json":               {"remediate", "oom_killed_raise_limit"},
@@ -1196,11 +1196,12 @@ func TestSystemdUnit(t *testing.T) {
 // modes, runs again without touching the token, and uninstalls keeping the
 // state, then purges.
 func TestInstallScript(t *testing.T) {
-	root := t.TempDir()
+	root, kafkaTool := t.TempDir(), filepath.Join(t.TempDir(), "medic-kafka-dead-letter")
 	run := func(args ...string) string {
 		t.Helper()
 		cmd := exec.Command("scripts/install.sh", args...)
-		cmd.Env = append(os.Environ(), "DESTDIR="+root, "MEDIC_BIN="+medicBin)
+		// install.sh builds the Kafka tool where MEDIC_KAFKA_TOOL says.
+		cmd.Env = append(os.Environ(), "DESTDIR="+root, "MEDIC_BIN="+medicBin, "MEDIC_KAFKA_TOOL="+kafkaTool)
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			t.Fatalf("install.sh %v: %v\n%s", args, err, out)

@@ -93,13 +93,12 @@ tool "k8s_scale" {
 }
 
 tool "kafka_dead_letter" {
-  description = "Copy the message at one offset of a partition to a dead-letter topic (kcat)."
+  description = "Take a poison-pill message out of a consumer group's way: copy it to a dead-letter topic (key, value, headers, and where it came from), then commit the offset after it for the group. The commit waits until the group has no members, as Kafka requires; a consumer that crashes on the message leaves the group between its restarts. Nothing is lost: the commit follows the acknowledged copy."
   risk        = "medium"
   timeout     = "60s"
-  param "bootstrap" {
-    pattern = "[a-z0-9]([-a-z0-9.]*[a-z0-9])?:[0-9]{1,5}"
-    default = "localhost:9092"
-  }
+  # A broker's address as kafka_exporter's kafka_broker_info reports it.
+  param "bootstrap" { pattern = "[a-z0-9]([-a-z0-9.]*[a-z0-9])?:[0-9]{1,5}" }
+  param "group" { pattern = "[a-zA-Z0-9._]([a-zA-Z0-9._-]{0,248})" }
   param "topic" { pattern = "[a-zA-Z0-9._]([a-zA-Z0-9._-]{0,248})" }
   param "partition" {
     type = "int"
@@ -113,38 +112,14 @@ tool "kafka_dead_letter" {
   }
   param "dead_letter_topic" { pattern = "[a-zA-Z0-9._]([a-zA-Z0-9._-]{0,248})" }
   exec {
-    command = ["/usr/lib/medic/tools/medic-kafka-dead-letter", "${param.bootstrap}", "${param.topic}", "${param.partition}",
-    "${param.offset}", "${param.dead_letter_topic}"]
+    # scripts/tools/medic-kafka-dead-letter, installed into
+    # /usr/lib/medic/tools, which medic.service puts first on PATH.
+    command = ["medic-kafka-dead-letter", "--bootstrap=${param.bootstrap}", "--group=${param.group}", "--topic=${param.topic}",
+    "--partition=${param.partition}", "--offset=${param.offset}", "--dead-letter-topic=${param.dead_letter_topic}", "--wait=45s"]
+    dry_run = ["medic-kafka-dead-letter", "--bootstrap=${param.bootstrap}", "--group=${param.group}", "--topic=${param.topic}",
+    "--partition=${param.partition}", "--offset=${param.offset}", "--dead-letter-topic=${param.dead_letter_topic}", "--dry-run"]
   }
-}
-
-tool "kafka_skip_offset" {
-  description = "Move a consumer group past one offset of one partition (kafka-consumer-groups). The group must have no active members."
-  risk        = "high"
-  timeout     = "60s"
-  param "bootstrap" {
-    pattern = "[a-z0-9]([-a-z0-9.]*[a-z0-9])?:[0-9]{1,5}"
-    default = "localhost:9092"
-  }
-  param "group" { pattern = "[a-zA-Z0-9._]([a-zA-Z0-9._-]{0,248})" }
-  param "topic" { pattern = "[a-zA-Z0-9._]([a-zA-Z0-9._-]{0,248})" }
-  param "partition" {
-    type = "int"
-    min  = 0
-    max  = 100000
-  }
-  param "to_offset" {
-    type = "int"
-    min  = 1
-    max  = 9007199254740991
-  }
-  exec {
-    command = ["kafka-consumer-groups", "--bootstrap-server", "${param.bootstrap}", "--group", "${param.group}",
-    "--topic", "${param.topic}:${param.partition}", "--reset-offsets", "--to-offset", "${param.to_offset}", "--execute"]
-    dry_run = ["kafka-consumer-groups", "--bootstrap-server", "${param.bootstrap}", "--group", "${param.group}",
-    "--topic", "${param.topic}:${param.partition}", "--reset-offsets", "--to-offset", "${param.to_offset}", "--dry-run"]
-  }
-  idempotency_key    = "${param.group}/${param.topic}/${param.partition}/${param.to_offset}"
+  idempotency_key    = "${param.group}/${param.topic}/${param.partition}/${param.offset}"
   idempotency_window = "1h"
 }
 
@@ -219,7 +194,7 @@ tool "clean_package_caches" {
   risk        = "medium"
   timeout     = "10m"
   exec {
-    command = ["/usr/lib/medic/tools/medic-clean-caches"]
+    command = ["medic-clean-caches"]
   }
   idempotency_key    = "caches"
   idempotency_window = "1h"
@@ -313,10 +288,14 @@ runbook "crashloop_oom" {
   max_attempts = 2
 }
 
+variable "kafka_stall_window" {
+  description = "How long a lagging partition's committed offset must stand still before kafka_poison_pill takes it for a poison pill: at least two of kafka_exporter's scrape intervals."
+  default     = "5m"
+}
+
 runbook "kafka_poison_pill" {
-  description = "Consumer lag grows on exactly one partition whose committed offset has not moved in 10 minutes: a poison-pill message. Copy it to the dead-letter topic, then move the group past it."
+  description = "Consumer lag grows on exactly one partition whose committed offset has stood still for var.kafka_stall_window: a poison-pill message. Copy it to the dead-letter topic and move the group past it."
   priority    = 20
-  mode        = "approve"
   # KafkaConsumersGroup: awesome-prometheus-alerts' kafka_exporter rule,
   # sum by (consumergroup) of the lag, which carries only the group; the
   # topic and partition come from the group's lag, over all its topics.
@@ -325,34 +304,38 @@ runbook "kafka_poison_pill" {
   query "lagging" {
     promql = "kafka_consumergroup_lag{consumergroup=\"${labels.consumergroup}\"} > 100"
   }
-  # The committed offset of each lagging partition that did not move.
+  # The committed offset of each lagging partition that did not move; delta
+  # needs two samples, so a window shorter than a scrape finds none.
   query "stuck" {
-    promql = "kafka_consumergroup_current_offset{consumergroup=\"${labels.consumergroup}\"} and on (topic, partition) (kafka_consumergroup_lag{consumergroup=\"${labels.consumergroup}\"} > 100) and on (topic, partition) (delta(kafka_consumergroup_current_offset{consumergroup=\"${labels.consumergroup}\"}[10m]) == 0)"
+    promql = "kafka_consumergroup_current_offset{consumergroup=\"${labels.consumergroup}\"} and on (topic, partition) (kafka_consumergroup_lag{consumergroup=\"${labels.consumergroup}\"} > 100) and on (topic, partition) (delta(kafka_consumergroup_current_offset{consumergroup=\"${labels.consumergroup}\"}[${var.kafka_stall_window}]) == 0)"
   }
-  when       = "len(query.lagging) == 1 && len(query.stuck) == 1"
+  # The brokers of the cluster the group's lag comes from, as the same
+  # kafka_exporter reports them.
+  query "brokers" {
+    promql = "kafka_broker_info and on (instance, job) kafka_consumergroup_lag{consumergroup=\"${labels.consumergroup}\"}"
+  }
+  when       = "len(query.lagging) == 1 && len(query.stuck) == 1 && len(query.brokers) >= 1"
   confidence = "0.9"
   step "dead_letter" {
     tool = "kafka_dead_letter"
     args = {
+      bootstrap         = "${query.brokers[0].labels.address}"
+      group             = "${labels.consumergroup}"
       topic             = "${query.stuck[0].labels.topic}"
       partition         = "${query.stuck[0].labels.partition}"
       offset            = "${query.stuck[0].value}"
       dead_letter_topic = "${query.stuck[0].labels.topic}.dlq"
     }
   }
-  step "skip" {
-    tool = "kafka_skip_offset"
-    args = {
-      group     = "${labels.consumergroup}"
-      topic     = "${query.stuck[0].labels.topic}"
-      partition = "${query.stuck[0].labels.partition}"
-      to_offset = "${query.stuck[0].value + 1}"
-    }
-  }
+  # Recovered once the group has caught up: no partition's lag is above
+  # the threshold the runbook matched on. Until the consumer rejoins the
+  # lag still grows, which is not worse; only the end of the wait counts.
   verify {
-    promql = "sum(kafka_consumergroup_lag{consumergroup=\"${labels.consumergroup}\"})"
-    expect = "after < before"
-    wait   = "5m"
+    promql   = "max(kafka_consumergroup_lag{consumergroup=\"${labels.consumergroup}\"})"
+    expect   = "after <= 100"
+    worse    = "false"
+    wait     = "5m"
+    interval = "5s"
   }
 }
 

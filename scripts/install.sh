@@ -11,7 +11,9 @@
 # Idempotent: existing config and token files are kept. DESTDIR=/some/root
 # installs into a staging root for packaging: no user is created there and
 # systemctl is not run. MEDIC_BIN names the binary to install (default
-# ./medic, built with scripts/build.sh when missing).
+# ./medic, built with scripts/build.sh when missing); the Kafka tool is
+# built from scripts/tools/medic-kafka-dead-letter the same way
+# (MEDIC_KAFKA_TOOL, default ./medic-kafka-dead-letter).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -60,6 +62,10 @@ medic_bin=${MEDIC_BIN:-./medic}
 if [ ! -x "$medic_bin" ]; then
   scripts/build.sh "$medic_bin"
 fi
+kafka_tool=${MEDIC_KAFKA_TOOL:-./medic-kafka-dead-letter}
+if [ ! -x "$kafka_tool" ]; then
+  go build -trimpath -o "$kafka_tool" ./scripts/tools/medic-kafka-dead-letter
+fi
 
 # The service user, on a live system only; packages create it in postinst.
 if [ -z "$root" ] && ! have_user; then
@@ -69,7 +75,8 @@ fi
 install -d -m 0755 "$bin_dir" "$unit_dir" "$tools_dir"
 install -m 0755 "$medic_bin" "$bin_dir/medic"
 install -m 0644 scripts/medic.service "$unit_dir/medic.service"
-install -m 0755 scripts/tools/medic-kafka-dead-letter scripts/tools/medic-clean-caches "$tools_dir/"
+install -m 0755 "$kafka_tool" "$tools_dir/medic-kafka-dead-letter"
+install -m 0755 scripts/tools/medic-clean-caches "$tools_dir/"
 install -d -m 0750 "$conf_dir"
 install -d -m 0700 "$state_dir"
 

@@ -145,6 +145,7 @@ test "a topic name in the lag series that could be an option is rejected" {
   queries = {
     lagging    = [{ labels = { topic = "--delete", partition = "0" }, value = 5000 }]
     stuck      = [{ labels = { topic = "--delete", partition = "0" }, value = 10 }]
+    brokers    = [{ labels = { address = "kafka:9092", id = "0" }, value = 1 }]
     partitions = [{ labels = { topic = "--delete", partition = "0" }, value = 5000 }]
     replicas   = [{ labels = { namespace = "billing", deployment = "invoicer" }, value = 3 }]
     firing     = []

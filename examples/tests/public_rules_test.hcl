@@ -106,21 +106,47 @@ test "kubernetes-mixin KubePodCrashLooping, not OOM, escalates" {
 # The topic and partition come from the group's lag series, which carry
 # consumergroup, topic, partition, and the Deployment's namespace from
 # kube-state-metrics' kube_deployment_spec_replicas (namespace, deployment).
+# The brokers come from the same kafka_exporter's kafka_broker_info
+# (address, id).
 test "awesome-prometheus-alerts KafkaConsumersGroup, one stuck partition" {
+  alert {
+    labels = { alertname = "KafkaConsumersGroup", consumergroup = "invoicer", severity = "critical" }
+  }
+  queries = {
+    lagging    = [{ labels = { consumergroup = "invoicer", topic = "invoices", partition = "3", instance = "kafka-exporter:9308", job = "kafka" }, value = 5000 }]
+    stuck      = [{ labels = { consumergroup = "invoicer", topic = "invoices", partition = "3", instance = "kafka-exporter:9308", job = "kafka" }, value = 1234567 }]
+    brokers    = [{ labels = { address = "b-1.kafka.example.org:9092", id = "1", instance = "kafka-exporter:9308", job = "kafka" }, value = 1 }]
+    partitions = [{ labels = { consumergroup = "invoicer", topic = "invoices", partition = "3" }, value = 5000 }, { labels = { consumergroup = "invoicer", topic = "invoices", partition = "1" }, value = 0 }]
+    replicas   = [{ labels = { namespace = "billing", deployment = "invoicer" }, value = 3 }]
+    firing     = []
+  }
+  expect {
+    decision = "remediate"
+    runbook  = "kafka_poison_pill"
+    target   = "invoicer/invoices"
+    calls = [
+      { tool = "kafka_dead_letter", args = { bootstrap = "b-1.kafka.example.org:9092", group = "invoicer", topic = "invoices", partition = "3", offset = "1234567", dead_letter_topic = "invoices.dlq" }, policy = "allow" },
+    ]
+  }
+}
+
+# Near miss: a stuck partition, but no kafka_broker_info beside the lag
+# (kafka_exporter's broker metrics scraped elsewhere, or not at all):
+# medic has no broker to talk to, and escalates.
+test "awesome-prometheus-alerts KafkaConsumersGroup, no broker known, escalates" {
   alert {
     labels = { alertname = "KafkaConsumersGroup", consumergroup = "invoicer", severity = "critical" }
   }
   queries = {
     lagging    = [{ labels = { consumergroup = "invoicer", topic = "invoices", partition = "3" }, value = 5000 }]
     stuck      = [{ labels = { consumergroup = "invoicer", topic = "invoices", partition = "3" }, value = 1234567 }]
+    brokers    = []
     partitions = [{ labels = { consumergroup = "invoicer", topic = "invoices", partition = "3" }, value = 5000 }, { labels = { consumergroup = "invoicer", topic = "invoices", partition = "1" }, value = 0 }]
-    replicas   = [{ labels = { namespace = "billing", deployment = "invoicer" }, value = 3 }]
+    replicas   = []
     firing     = []
   }
   expect {
-    decision = "approve"
-    runbook  = "kafka_poison_pill"
-    target   = "invoicer/invoices"
+    decision = "escalate"
   }
 }
 

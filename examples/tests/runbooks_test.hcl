@@ -56,23 +56,24 @@ test "crash loop without OOM evidence escalates" {
   }
 }
 
-test "a poison pill waits for approval" {
+test "a poison pill goes to the dead-letter topic and the group moves past it" {
   alert {
     labels = { alertname = "KafkaConsumerGroupLagHigh", namespace = "billing", consumergroup = "invoicer", topic = "invoices" }
   }
   queries = {
     lagging    = [{ labels = { topic = "invoices", partition = "3" }, value = 5000 }]
     stuck      = [{ labels = { topic = "invoices", partition = "3" }, value = 1234567 }]
+    brokers    = [{ labels = { address = "kafka-0.kafka.billing.svc:9092", id = "0" }, value = 1 }, { labels = { address = "kafka-1.kafka.billing.svc:9092", id = "1" }, value = 1 }]
     partitions = [{ labels = { topic = "invoices", partition = "3" }, value = 5000 }, { labels = { topic = "invoices", partition = "1" }, value = 0 }]
     replicas   = [{ labels = { namespace = "billing", deployment = "invoicer" }, value = 3 }]
     firing     = []
   }
   expect {
-    decision = "approve"
+    decision = "remediate"
     runbook  = "kafka_poison_pill"
+    target   = "invoicer/invoices"
     calls = [
-      { tool = "kafka_dead_letter", args = { bootstrap = "localhost:9092", topic = "invoices", partition = "3", offset = "1234567", dead_letter_topic = "invoices.dlq" }, policy = "needs_approval" },
-      { tool = "kafka_skip_offset", args = { bootstrap = "localhost:9092", group = "invoicer", topic = "invoices", partition = "3", to_offset = "1234568" }, policy = "needs_approval" },
+      { tool = "kafka_dead_letter", args = { bootstrap = "kafka-0.kafka.billing.svc:9092", group = "invoicer", topic = "invoices", partition = "3", offset = "1234567", dead_letter_topic = "invoices.dlq" }, policy = "allow" },
     ]
   }
 }
