@@ -200,6 +200,15 @@ tool "clean_package_caches" {
   idempotency_window = "1h"
 }
 
+tool "oncall_webhook" {
+  description = "Post escalation briefs to the on-call's webhook: the URL is in oncall-webhook-url beside this file (/etc/medic when installed), a secret kept out of the config. Name it in medic.hcl's escalation { notify = \"oncall_webhook\" }."
+  risk        = "low"
+  notify {
+    channel  = "webhook"
+    url_file = "oncall-webhook-url"
+  }
+}
+
 tool "cert_manager_renew" {
   description = "Ask cert-manager to renew a Certificate now (cmctl renew)."
   risk        = "low"
@@ -335,7 +344,7 @@ runbook "kafka_poison_pill" {
     expect   = "after <= 100"
     worse    = "false"
     wait     = "5m"
-    interval = "5s"
+    interval = "2s"
   }
 }
 
@@ -412,10 +421,11 @@ runbook "host_filesystem_free_space" {
   # the plan. A filesystem that keeps filling faster than the steps free
   # it is worse, and goes to a human.
   verify {
-    promql = "max(node_filesystem_avail_bytes{instance=\"${labels.instance}\", mountpoint=\"${labels.mountpoint}\"} / node_filesystem_size_bytes{instance=\"${labels.instance}\", mountpoint=\"${labels.mountpoint}\"})"
-    expect = "after >= 0.2"
-    worse  = "after < before"
-    wait   = "1m"
+    promql   = "max(node_filesystem_avail_bytes{instance=\"${labels.instance}\", mountpoint=\"${labels.mountpoint}\"} / node_filesystem_size_bytes{instance=\"${labels.instance}\", mountpoint=\"${labels.mountpoint}\"})"
+    expect   = "after >= 0.2"
+    worse    = "after < before"
+    wait     = "1m"
+    interval = "2s"
   }
 }
 
@@ -442,9 +452,10 @@ runbook "host_unit_failed_restart" {
     args = { unit = "${labels.name}" }
   }
   verify {
-    promql = "max(node_systemd_unit_state{instance=\"${labels.instance}\", name=\"${labels.name}\", state=\"active\"})"
-    expect = "after == 1"
-    wait   = "1m"
+    promql   = "max(node_systemd_unit_state{instance=\"${labels.instance}\", name=\"${labels.name}\", state=\"active\"})"
+    expect   = "after == 1"
+    wait     = "1m"
+    interval = "2s"
   }
   max_attempts = 2
 }
@@ -471,9 +482,10 @@ runbook "host_service_down_restart" {
     args = { unit = "${labels.job}.service" }
   }
   verify {
-    promql = "up{job=\"${labels.job}\", instance=\"${labels.instance}\"}"
-    expect = "after == 1"
-    wait   = "1m"
+    promql   = "up{job=\"${labels.job}\", instance=\"${labels.instance}\"}"
+    expect   = "after == 1"
+    wait     = "1m"
+    interval = "2s"
   }
   max_attempts = 2
 }
@@ -506,11 +518,12 @@ runbook "host_service_memory_leak" {
     }
   }
   verify {
-    promql = "process_resident_memory_bytes{job=\"${labels.job}\", instance=\"${labels.instance}\"}"
-    expect = "after < before / 2"
+    promql   = "process_resident_memory_bytes{job=\"${labels.job}\", instance=\"${labels.instance}\"}"
+    expect   = "after < before / 2"
     # A restarted process that takes its memory back is no worse.
-    worse = "false"
-    wait  = "2m"
+    worse    = "false"
+    wait     = "2m"
+    interval = "2s"
   }
 }
 

@@ -8,19 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-sudo=""
-[ "$(id -u)" -eq 0 ] || sudo="sudo"
-missing=()
-[ -x /usr/bin/prometheus-alertmanager ] || missing+=(prometheus-alertmanager)
-[ -x /usr/bin/promtool ] || missing+=(prometheus)
-[ -x /usr/bin/prometheus-node-exporter ] || missing+=(prometheus-node-exporter)
-command -v systemd-analyze >/dev/null || missing+=(systemd)
-[ -x /usr/bin/dbus-daemon ] || missing+=(dbus)
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "installing ${missing[*]}"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+scripts/install-deps.sh
 
 unformatted=$(gofmt -l $(git ls-files '*.go'))
 if [ -n "$unformatted" ]; then
