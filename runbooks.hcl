@@ -156,6 +156,28 @@ tool "systemd_set_memory_max" {
   idempotency_window = "1h"
 }
 
+tool "systemd_start" {
+  description = "Start a service on this host over D-Bus."
+  risk        = "medium"
+  timeout     = "2m"
+  param "unit" { pattern = "[a-zA-Z0-9][a-zA-Z0-9:_.@-]{0,240}\\.service" }
+  systemd {
+    unit   = "${param.unit}"
+    action = "start"
+  }
+}
+
+tool "systemd_stop" {
+  description = "Stop a service on this host over D-Bus."
+  risk        = "medium"
+  timeout     = "2m"
+  param "unit" { pattern = "[a-zA-Z0-9][a-zA-Z0-9:_.@-]{0,240}\\.service" }
+  systemd {
+    unit   = "${param.unit}"
+    action = "stop"
+  }
+}
+
 tool "delete_rotated_logs" {
   description = "Delete rotated log files on one filesystem of this host: files under a log or logs directory named as logrotate names what it rotated (app.log.1, app.log.12.gz, app.log-20261201.zst, app.old), untouched for 10 minutes. Live logs, numbered files such as binlogs (mysql-bin.000042) and anything outside log directories stay."
   risk        = "medium"
@@ -523,6 +545,48 @@ runbook "host_service_memory_leak" {
     # A restarted process that takes its memory back is no worse.
     worse    = "false"
     wait     = "2m"
+    interval = "2s"
+  }
+}
+
+variable "service_latency_slo" {
+  description = "The p99 latency, in seconds, under which host_service_scale_out counts a service as recovered: the threshold of its ServiceLatencyHigh rule."
+  default     = "0.5"
+}
+
+variable "service_latency_window" {
+  description = "The rate window of host_service_scale_out's verification: the window of its ServiceLatencyHigh rule."
+  default     = "5m"
+}
+
+runbook "host_service_scale_out" {
+  description = "A service of this host that runs as systemd template instances (JOB@1.service, JOB@2.service, ...) behind a load balancer is slower than its SLO: start the next instance, at most 8. If latency got worse (a downstream that more callers slow down), stop it again and escalate."
+  priority    = 10
+  # ServiceLatencyHigh: examples/prometheus/medic-rules.yml, on the load
+  # balancer's http_request_duration_seconds histogram, scraped as the job
+  # named after the template. Labels: job.
+  matchers = ["alertname=\"ServiceLatencyHigh\"", "job=~\"[a-zA-Z0-9][a-zA-Z0-9:_.-]*\""]
+  target   = "${labels.job}"
+  # The template's active instances on this host, from node_exporter's
+  # systemd collector.
+  query "instances" {
+    promql = "node_systemd_unit_state{name=~\"${labels.job}@[0-9]+\\\\.service\", state=\"active\"} * on (instance) group_left (nodename) node_uname_info == 1"
+  }
+  when       = "len(query.instances) >= 1 && len(query.instances) < 8 && all(query.instances, .labels.nodename == host.name)"
+  confidence = "0.8"
+  step "scale_out" {
+    tool = "systemd_start"
+    args = { unit = "${labels.job}@${length(query.instances) + 1}.service" }
+    rollback {
+      tool = "systemd_stop"
+    }
+  }
+  # p99 over the SLO: recovered under 1, worse once half as slow again.
+  verify {
+    promql   = "histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket{job=\"${labels.job}\"}[${var.service_latency_window}]))) / ${var.service_latency_slo}"
+    expect   = "after < 1"
+    worse    = "after > before * 1.5"
+    wait     = "10m"
     interval = "2s"
   }
 }

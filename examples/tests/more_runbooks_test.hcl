@@ -266,3 +266,56 @@ test "three alertnames firing in one namespace is ambiguous" {
     runbook  = "ambiguous_multi_signal"
   }
 }
+
+# host_service_scale_out: medic-rules' ServiceLatencyHigh carries the job
+# only; the instances are the template's active units on this host.
+test "a slow templated service gets its next instance" {
+  alert {
+    labels = { alertname = "ServiceLatencyHigh", job = "api", severity = "warning" }
+  }
+  queries = {
+    instances = [
+      { labels = { name = "api@1.service", state = "active", type = "simple", instance = "localhost:9100", nodename = "medic-test-host" }, value = 1 },
+      { labels = { name = "api@2.service", state = "active", type = "simple", instance = "localhost:9100", nodename = "medic-test-host" }, value = 1 },
+    ]
+  }
+  expect {
+    decision = "remediate"
+    runbook  = "host_service_scale_out"
+    target   = "api"
+    calls    = [{ tool = "systemd_start", args = { unit = "api@3.service" }, policy = "allow" }]
+  }
+}
+
+test "a slow templated service on another host escalates" {
+  alert {
+    labels = { alertname = "ServiceLatencyHigh", job = "api", severity = "warning" }
+  }
+  queries = {
+    instances = [{ labels = { name = "api@1.service", state = "active", instance = "web-2:9100", nodename = "web-2" }, value = 1 }]
+  }
+  expect {
+    decision = "escalate"
+  }
+}
+
+test "a slow templated service at eight instances escalates" {
+  alert {
+    labels = { alertname = "ServiceLatencyHigh", job = "api", severity = "warning" }
+  }
+  queries = {
+    instances = [
+      { labels = { name = "api@1.service", nodename = "medic-test-host" }, value = 1 },
+      { labels = { name = "api@2.service", nodename = "medic-test-host" }, value = 1 },
+      { labels = { name = "api@3.service", nodename = "medic-test-host" }, value = 1 },
+      { labels = { name = "api@4.service", nodename = "medic-test-host" }, value = 1 },
+      { labels = { name = "api@5.service", nodename = "medic-test-host" }, value = 1 },
+      { labels = { name = "api@6.service", nodename = "medic-test-host" }, value = 1 },
+      { labels = { name = "api@7.service", nodename = "medic-test-host" }, value = 1 },
+      { labels = { name = "api@8.service", nodename = "medic-test-host" }, value = 1 },
+    ]
+  }
+  expect {
+    decision = "escalate"
+  }
+}

@@ -39,9 +39,15 @@ type lab struct {
 	promAddr, amAddr, medicAddr, nodeAddr, kafkaMetricsAddr, sinkAddr string
 	token, approverToken                                              string
 
-	// services are the demo services by job name: their address.
+	// services are the scrape targets of the demo services by job name,
+	// units the systemd units started at the start.
 	services map[string]string
-	briefs   chan map[string]any
+	units    []string
+	// The templated services by job: balancer, downstream and its address.
+	balancers       map[string]*balancer
+	downstreams     map[string]*downstream
+	downstreamAddrs map[string]string
+	briefs          chan map[string]any
 }
 
 // labState is what `lab down` needs to stop a lab: written as things start.
@@ -73,6 +79,7 @@ func newLab(o options) (*lab, error) {
 		}
 	}
 	return &lab{o: o, repo: repo, dir: dir, services: map[string]string{}, briefs: make(chan map[string]any, 64),
+		balancers: map[string]*balancer{}, downstreams: map[string]*downstream{}, downstreamAddrs: map[string]string{},
 		token: "lab-token-" + randHex(), approverToken: "lab-approver-" + randHex()}, nil
 }
 

@@ -34,7 +34,7 @@ func main() {
 	var err error
 	args := os.Args[1:]
 	cmd := ""
-	if len(args) > 0 && (args[0] == "down" || args[0] == "demo" || args[0] == "consumer") {
+	if len(args) > 0 && (args[0] == "down" || args[0] == "demo" || args[0] == "consumer" || args[0] == "instance") {
 		cmd, args = args[0], args[1:]
 	}
 	switch cmd {
@@ -42,6 +42,8 @@ func main() {
 		err = runDemo(args)
 	case "consumer":
 		err = runConsumer(args)
+	case "instance":
+		err = runInstance(args)
 	case "down":
 		err = runDown(args)
 	default:

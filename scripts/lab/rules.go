@@ -12,6 +12,9 @@ package main
 //     there, 2s here.
 //   - NodeFilesystemAlmostOutOfSpace: node-mixin as it renders with its
 //     default selectors, for 30m there, 2s here.
+//   - ServiceLatencyHigh: examples/prometheus/medic-rules.yml, for 10m
+//     and a 5m rate window there, 2s and 5s here (and the lab sets the
+//     runbook's service_latency_window to match).
 //   - CheckoutErrors is the lab's own: half of a service's requests fail,
 //     a fault no shipped runbook covers.
 const labRules = `groups:
@@ -61,6 +64,11 @@ const labRules = `groups:
         for: 2s
         labels:
           severity: critical
+      - alert: ServiceLatencyHigh
+        expr: histogram_quantile(0.99, sum by (job, le) (rate(http_request_duration_seconds_bucket[5s]))) > 0.5
+        for: 2s
+        labels:
+          severity: warning
       - alert: CheckoutErrors
         expr: |
           sum by (job, instance) (rate(http_requests_total{code="500"}[5s]))

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -41,7 +42,45 @@ var scenarios = []scenario{
 	{id: "hung", name: "hung service (SIGSTOP)", short: true, inject: injectHang, runbook: "host_service_down_restart", tool: "systemd_restart", outcome: state.OutcomeRemediated},
 	{id: "leak", name: "memory leak", inject: injectLeak, runbook: "host_service_memory_leak", tool: "systemd_restart", outcome: state.OutcomeRemediated},
 	{id: "disk", name: "filesystem 99% full", inject: injectDiskFull, runbook: "host_filesystem_free_space", tool: "delete_rotated_logs", outcome: state.OutcomeRemediated, extra: checkLiveFiles},
+	{id: "slow", name: "slow downstream", inject: injectDownstream("api", downstreamSlow), runbook: "host_service_scale_out", tool: "systemd_start", outcome: state.OutcomeRemediated, extra: restoreDownstream("api")},
 	{id: "unknown", name: "unknown fault", inject: injectErrors, outcome: state.OutcomeEscalated, extra: checkBrief},
+	{id: "worse", name: "a fix that makes it worse", short: true, inject: injectDownstream("pay", downstreamContended), runbook: "host_service_scale_out", tool: "systemd_start", outcome: state.OutcomeEscalated, extra: checkRolledBack},
+}
+
+// injectDownstream makes the downstream of a templated service slow or
+// contended.
+func injectDownstream(kind string, mode int32) func(context.Context, *lab, int) (map[string]string, error) {
+	return func(ctx context.Context, l *lab, n int) (map[string]string, error) {
+		job := fmt.Sprintf("%s-%d", kind, n)
+		l.downstreams[job].mode.Store(mode)
+		return map[string]string{"alertname": "ServiceLatencyHigh", "job": job}, nil
+	}
+}
+
+func restoreDownstream(kind string) func(context.Context, *lab, int, state.Incident) error {
+	return func(ctx context.Context, l *lab, n int, inc state.Incident) error {
+		l.downstreams[fmt.Sprintf("%s-%d", kind, n)].mode.Store(downstreamNormal)
+		return nil
+	}
+}
+
+// checkRolledBack: the third instance was stopped again, and the
+// escalation says why.
+func checkRolledBack(ctx context.Context, l *lab, n int, inc state.Incident) error {
+	defer restoreDownstream("pay")(ctx, l, n, inc)
+	acts, err := l.actions(ctx, inc.ID)
+	if err != nil {
+		return err
+	}
+	if len(acts) != 2 || !acts[1].Rollback || acts[1].Tool != "systemd_stop" || acts[1].State != state.ActionSucceeded {
+		return fmt.Errorf("want the start and its rollback, got %d actions", len(acts))
+	}
+	for _, e := range inc.Timeline {
+		if e.Kind == "escalated" && strings.Contains(e.Message, "made it worse") {
+			return nil
+		}
+	}
+	return fmt.Errorf("the escalation does not say the step made it worse")
 }
 
 // result is one run of a scenario.
@@ -115,7 +154,7 @@ func (l *lab) runOne(ctx context.Context, sc scenario, n int) (r result) {
 	}
 	for _, e := range inc.Timeline {
 		if e.Kind == "verified" {
-			r.verification = strings.TrimPrefix(e.Message, fmt.Sprintf("verification of action %d: ", acts[len(acts)-1].ID))
+			r.verification = verifiedRE.ReplaceAllString(e.Message, "")
 		}
 	}
 	var problems []string
@@ -292,6 +331,8 @@ func checkLiveFiles(ctx context.Context, l *lab, n int, inc state.Incident) erro
 	}
 	return nil
 }
+
+var verifiedRE = regexp.MustCompile(`^verification of action [0-9]+: `)
 
 func matches(labels, want map[string]string) bool {
 	for k, v := range want {

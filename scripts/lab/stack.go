@@ -139,13 +139,3 @@ func (l *lab) startSandbox() (string, error) {
 	l.saveState()
 	return bus, nil
 }
-
-// systemctl runs systemctl against the sandbox's bus.
-func (l *lab) systemctl(args ...string) error {
-	cmd := exec.Command("systemctl", args...)
-	cmd.Env = append(os.Environ(), "DBUS_SYSTEM_BUS_ADDRESS="+l.bus, "SYSTEMD_IGNORE_CHROOT=1")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("systemctl %s: %v: %s", strings.Join(args, " "), err, out)
-	}
-	return nil
-}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -43,14 +44,32 @@ func (l *lab) up(ctx context.Context) error {
 				return err
 			}
 		}
+		for kind, id := range map[string]string{"api": "slow", "pay": "worse"} {
+			if !l.o.want(id) {
+				continue
+			}
+			if err := l.templatedService(fmt.Sprintf("%s-%d", kind, n)); err != nil {
+				return err
+			}
+		}
 	}
 	if l.bus, err = l.startSandbox(); err != nil {
 		return err
 	}
-	for job := range l.services {
-		if err := l.startUnit(job + ".service"); err != nil {
+	for _, unit := range l.units {
+		if err := l.startUnit(unit); err != nil {
 			return err
 		}
+	}
+	for job, b := range l.balancers {
+		if err := l.serve(l.services[job], b); err != nil {
+			return err
+		}
+		if err := l.serve(l.downstreamAddrs[job], l.downstreams[job]); err != nil {
+			return err
+		}
+		l.bg.Add(1)
+		go func() { defer l.bg.Done(); loadAsync(ctx, "http://"+l.services[job]+"/", 40) }()
 	}
 
 	step("starting Kafka, its producers and consumers")
@@ -117,7 +136,7 @@ func (l *lab) up(ctx context.Context) error {
 	step("starting node_exporter, Prometheus, medic and Alertmanager")
 	node, err := l.start("node_exporter", []string{"DBUS_SYSTEM_BUS_ADDRESS=" + l.bus}, "/usr/bin/prometheus-node-exporter",
 		"--web.listen-address="+l.nodeAddr, "--collector.disable-defaults", "--collector.uname", "--collector.filesystem",
-		"--collector.systemd", "--collector.systemd.unit-include=(shop|leaky)-[0-9]+\\.service")
+		"--collector.systemd", "--collector.systemd.unit-include=(shop|leaky)-[0-9]+\\.service|(api|pay)-[0-9]+@[0-9]+\\.service")
 	if err != nil {
 		return err
 	}
@@ -186,7 +205,53 @@ func (l *lab) demoUnit(job string) error {
 	}
 	l.services[job] = addr
 	unit := fmt.Sprintf("[Unit]\nDescription=medic lab demo %s\nDefaultDependencies=no\n[Service]\nExecStart=/run/medic-test/bin/medic-lab demo --listen %s\n", job, addr)
+	l.units = append(l.units, job+".service")
 	return os.WriteFile(filepath.Join(l.dir, "units", job+".service"), []byte(unit), 0o644)
+}
+
+// templatedService writes the template unit of a service that runs as
+// JOB@N.service instances behind a balancer, with a downstream of its
+// own, and has two instances started.
+func (l *lab) templatedService(job string) error {
+	base, err := freePortRange(maxInstances + 1)
+	if err != nil {
+		return err
+	}
+	lb, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	down, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	l.services[job], l.downstreamAddrs[job] = lb, down
+	l.balancers[job], l.downstreams[job] = newBalancer(base), &downstream{}
+	unit := fmt.Sprintf("[Unit]\nDescription=medic lab %s instance %%i\nDefaultDependencies=no\n[Service]\n"+
+		"ExecStart=/run/medic-test/bin/medic-lab instance --port-base %d --instance %%i --downstream http://%s/\n", job, base, down)
+	l.units = append(l.units, job+"@1.service", job+"@2.service")
+	return os.WriteFile(filepath.Join(l.dir, "units", job+"@.service"), []byte(unit), 0o644)
+}
+
+// freePortRange finds n consecutive free 127.0.0.1 ports and returns the
+// one before the first.
+func freePortRange(n int) (int, error) {
+	for try := 0; try < 100; try++ {
+		base := 20000 + int(time.Now().UnixNano()%30000)
+		ok := true
+		for p := base + 1; p <= base+n && ok; p++ {
+			ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+			if err != nil {
+				ok = false
+				continue
+			}
+			ln.Close()
+		}
+		if ok {
+			return base, nil
+		}
+	}
+	return 0, fmt.Errorf("no %d free ports in a row", n)
 }
 
 func (l *lab) startUnit(unit string) error {
@@ -302,7 +367,7 @@ func (l *lab) startMedic(ctx context.Context) error {
 		"token":              l.token + "\n",
 		"approver-token":     l.approverToken + "\n",
 		"medic.hcl": fmt.Sprintf(`runbooks  = ["runbooks.hcl"]
-variables = { kafka_stall_window = "3s" }
+variables = { kafka_stall_window = "3s", service_latency_window = "5s" }
 web {
   listen_address      = %q
   bearer_token_file   = "token"
