@@ -325,18 +325,17 @@ variable "kafka_stall_window" {
 }
 
 runbook "kafka_poison_pill" {
-  description = "Consumer lag grows on exactly one partition whose committed offset has stood still for var.kafka_stall_window: a poison-pill message. Copy it to the dead-letter topic and move the group past it."
+  description = "Consumer lag grows on a partition whose committed offset has stood still for var.kafka_stall_window while the group's other partitions move: a poison-pill message. Copy it to the dead-letter topic and move the group past it."
   priority    = 20
   # KafkaConsumersGroup: awesome-prometheus-alerts' kafka_exporter rule,
   # sum by (consumergroup) of the lag, which carries only the group; the
   # topic and partition come from the group's lag, over all its topics.
   matchers = ["alertname=~\"KafkaConsumerGroupLagHigh|KafkaConsumersGroup\""]
   target   = "${labels.consumergroup}/${query.stuck[0].labels.topic}"
-  query "lagging" {
-    promql = "kafka_consumergroup_lag{consumergroup=\"${labels.consumergroup}\"} > 100"
-  }
-  # The committed offset of each lagging partition that did not move; delta
-  # needs two samples, so a window shorter than a scrape finds none.
+  # The committed offset of each partition that lags by more than 100 and
+  # did not move; delta needs two samples, so a window shorter than a
+  # scrape finds none. A consumer that crash-loops on the message lags on
+  # its other partitions too, but their offsets still move.
   query "stuck" {
     promql = "kafka_consumergroup_current_offset{consumergroup=\"${labels.consumergroup}\"} and on (topic, partition) (kafka_consumergroup_lag{consumergroup=\"${labels.consumergroup}\"} > 100) and on (topic, partition) (delta(kafka_consumergroup_current_offset{consumergroup=\"${labels.consumergroup}\"}[${var.kafka_stall_window}]) == 0)"
   }
@@ -345,7 +344,7 @@ runbook "kafka_poison_pill" {
   query "brokers" {
     promql = "kafka_broker_info and on (instance, job) kafka_consumergroup_lag{consumergroup=\"${labels.consumergroup}\"}"
   }
-  when       = "len(query.lagging) == 1 && len(query.stuck) == 1 && len(query.brokers) >= 1"
+  when       = "len(query.stuck) == 1 && len(query.brokers) >= 1"
   confidence = "0.9"
   step "dead_letter" {
     tool = "kafka_dead_letter"

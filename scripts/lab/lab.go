@@ -48,6 +48,8 @@ type lab struct {
 	downstreams     map[string]*downstream
 	downstreamAddrs map[string]string
 	briefs          chan map[string]any
+	// loads stop the traffic of each run's service, by job.
+	loads map[string]context.CancelFunc
 }
 
 // labState is what `lab down` needs to stop a lab: written as things start.
@@ -79,7 +81,7 @@ func newLab(o options) (*lab, error) {
 		}
 	}
 	return &lab{o: o, repo: repo, dir: dir, services: map[string]string{}, briefs: make(chan map[string]any, 64),
-		balancers: map[string]*balancer{}, downstreams: map[string]*downstream{}, downstreamAddrs: map[string]string{},
+		balancers: map[string]*balancer{}, downstreams: map[string]*downstream{}, downstreamAddrs: map[string]string{}, loads: map[string]context.CancelFunc{},
 		token: "lab-token-" + randHex(), approverToken: "lab-approver-" + randHex()}, nil
 }
 

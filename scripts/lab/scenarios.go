@@ -27,8 +27,11 @@ import (
 // expected.
 type scenario struct {
 	id, name string
-	short    bool // in the test suite's run
-	inject   func(ctx context.Context, l *lab, n int) (match map[string]string, err error)
+	// job is the prefix of the service each run breaks: its traffic
+	// stops when the run is over.
+	job    string
+	short  bool // in the test suite's run
+	inject func(ctx context.Context, l *lab, n int) (match map[string]string, err error)
 	// want is the runbook, the tool of the first action and the outcome;
 	// an empty runbook and tool mean none.
 	runbook, tool, outcome string
@@ -38,13 +41,13 @@ type scenario struct {
 
 var scenarios = []scenario{
 	{id: "control", name: "control (no fault)", short: true},
-	{id: "kafka", name: "Kafka poison pill", short: true, inject: injectPoisonPill, runbook: "kafka_poison_pill", tool: "kafka_dead_letter", outcome: state.OutcomeRemediated, extra: checkPastPill},
+	{id: "kafka", name: "Kafka poison pill", job: "billing", short: true, inject: injectPoisonPill, runbook: "kafka_poison_pill", tool: "kafka_dead_letter", outcome: state.OutcomeRemediated, extra: checkPastPill},
 	{id: "hung", name: "hung service (SIGSTOP)", short: true, inject: injectHang, runbook: "host_service_down_restart", tool: "systemd_restart", outcome: state.OutcomeRemediated},
 	{id: "leak", name: "memory leak", inject: injectLeak, runbook: "host_service_memory_leak", tool: "systemd_restart", outcome: state.OutcomeRemediated},
 	{id: "disk", name: "filesystem 99% full", inject: injectDiskFull, runbook: "host_filesystem_free_space", tool: "delete_rotated_logs", outcome: state.OutcomeRemediated, extra: checkLiveFiles},
-	{id: "slow", name: "slow downstream", inject: injectDownstream("api", downstreamSlow), runbook: "host_service_scale_out", tool: "systemd_start", outcome: state.OutcomeRemediated, extra: restoreDownstream("api")},
-	{id: "unknown", name: "unknown fault", inject: injectErrors, outcome: state.OutcomeEscalated, extra: checkBrief},
-	{id: "worse", name: "a fix that makes it worse", short: true, inject: injectDownstream("pay", downstreamContended), runbook: "host_service_scale_out", tool: "systemd_start", outcome: state.OutcomeEscalated, extra: checkRolledBack},
+	{id: "slow", name: "slow downstream", job: "api", inject: injectDownstream("api", downstreamSlow), runbook: "host_service_scale_out", tool: "systemd_start", outcome: state.OutcomeRemediated, extra: restoreDownstream("api")},
+	{id: "unknown", name: "unknown fault", job: "checkout", inject: injectErrors, outcome: state.OutcomeEscalated, extra: checkBrief},
+	{id: "worse", name: "a fix that makes it worse", job: "pay", short: true, inject: injectDownstream("pay", downstreamContended), runbook: "host_service_scale_out", tool: "systemd_start", outcome: state.OutcomeEscalated, extra: checkRolledBack},
 }
 
 // injectDownstream makes the downstream of a templated service slow or
@@ -102,6 +105,9 @@ func (l *lab) runScenarios(ctx context.Context) bool {
 		for n := 1; n <= l.o.runs && ctx.Err() == nil; n++ {
 			fmt.Fprintf(os.Stderr, "lab: %s, run %d of %d\n", sc.name, n, l.o.runs)
 			r := l.runOne(ctx, sc, n)
+			if sc.job != "" {
+				l.endLoad(fmt.Sprintf("%s-%d", sc.job, n))
+			}
 			if r.err != nil {
 				fmt.Fprintf(os.Stderr, "lab: %s, run %d: FAILED: %v\n", sc.name, n, r.err)
 			}
@@ -129,14 +135,17 @@ func (l *lab) runOne(ctx context.Context, sc scenario, n int) (r result) {
 			return false, nil
 		}
 		for i := range incs {
-			if incs[i].Outcome != "" && len(incs[i].Alerts) > 0 && matches(incs[i].Alerts[0].Labels, match) {
+			if len(incs[i].Alerts) > 0 && matches(incs[i].Alerts[0].Labels, match) {
 				inc = &incs[i]
-				return true, nil
+				return inc.Outcome != "", nil
 			}
 		}
 		return false, nil
 	})
 	if r.err != nil {
+		if inc != nil {
+			r.err = fmt.Errorf("%w:\n%s", r.err, timeline(*inc))
+		}
 		return r
 	}
 	r.inc = *inc

@@ -69,7 +69,7 @@ func (l *lab) up(ctx context.Context) error {
 			return err
 		}
 		l.bg.Add(1)
-		go func() { defer l.bg.Done(); loadAsync(ctx, "http://"+l.services[job]+"/", 40) }()
+		go func() { defer l.bg.Done(); loadAsync(l.loadContext(ctx, job), "http://"+l.services[job]+"/", 40) }()
 	}
 
 	step("starting Kafka, its producers and consumers")
@@ -86,7 +86,7 @@ func (l *lab) up(ctx context.Context) error {
 			return err
 		}
 		l.bg.Add(2)
-		go func() { defer l.bg.Done(); l.kafka.produce(ctx, topic, 30) }()
+		go func() { defer l.bg.Done(); l.kafka.produce(l.loadContext(ctx, group), topic, 30) }()
 		go func() { defer l.bg.Done(); l.superviseConsumer(ctx, group, topic) }()
 	}
 	mux := http.NewServeMux()
@@ -124,7 +124,7 @@ func (l *lab) up(ctx context.Context) error {
 			}
 			l.services[job] = addr
 			l.bg.Add(1)
-			go func() { defer l.bg.Done(); load(ctx, "http://"+addr+"/", 20) }()
+			go func() { defer l.bg.Done(); load(l.loadContext(ctx, job), "http://"+addr+"/", 20) }()
 		}
 		if l.o.want("disk") {
 			if err := l.mountFS(fmt.Sprintf("fs-%d", n)); err != nil {
@@ -159,6 +159,26 @@ func (l *lab) up(ctx context.Context) error {
 		s, err := l.query(ctx, "count(up == 1)")
 		return err == nil && len(s) == 1 && int(s[0].Value) == want, nil
 	})
+}
+
+// loadContext is the context of the traffic a run's service gets: it ends
+// when the run is over, so that two cores are not shared with the load of
+// every run at once.
+func (l *lab) loadContext(ctx context.Context, job string) context.Context {
+	ctx, cancel := context.WithCancel(ctx)
+	l.mu.Lock()
+	l.loads[job] = cancel
+	l.mu.Unlock()
+	return ctx
+}
+
+// endLoad stops the traffic of a run's service.
+func (l *lab) endLoad(job string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if cancel := l.loads[job]; cancel != nil {
+		cancel()
+	}
 }
 
 // ensurePackages installs Debian's servers when one is missing, with the
@@ -367,7 +387,7 @@ func (l *lab) startMedic(ctx context.Context) error {
 		"token":              l.token + "\n",
 		"approver-token":     l.approverToken + "\n",
 		"medic.hcl": fmt.Sprintf(`runbooks  = ["runbooks.hcl"]
-variables = { kafka_stall_window = "3s", service_latency_window = "5s" }
+variables = { kafka_stall_window = "5s", service_latency_window = "5s" }
 web {
   listen_address      = %q
   bearer_token_file   = "token"
@@ -376,6 +396,14 @@ web {
 storage { path = "data/medic.db" }
 prometheus { url = "http://%s" }
 remediation { systemd_bus = %q }
+# The lab breaks up to 24 things in ten minutes, six of them for one
+# runbook; the default storm brake (10 actions across the fleet in 10
+# minutes) and spread limit (5 targets of a runbook an hour) would ask a
+# human for the rest, as they should on a real fleet.
+policy_config {
+  storm_limit          = 100
+  max_targets_per_hour = 20
+}
 escalation {
   notify   = "oncall_webhook"
   group_by = ["alertname", "job", "consumergroup", "mountpoint"]
