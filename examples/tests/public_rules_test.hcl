@@ -903,3 +903,47 @@ test "kube-prometheus KubePodCrashLooping, last killed by the OOM killer" {
     ]
   }
 }
+
+# node-mixin's warning on a data filesystem of its own (not root, not
+# /var): the runbook takes any writable mountpoint of this host.
+test "node-mixin NodeFilesystemSpaceFillingUp, warning, a data filesystem" {
+  alert {
+    labels = { alertname = "NodeFilesystemSpaceFillingUp", instance = "localhost:9100", job = "node", device = "/dev/nvme1n1p1", fstype = "xfs", mountpoint = "/srv/data", severity = "warning" }
+  }
+  queries = {
+    node     = [{ labels = { instance = "localhost:9100", nodename = "medic-test-host", sysname = "Linux" }, value = 1 }]
+    writable = [{ labels = { instance = "localhost:9100", mountpoint = "/srv/data" }, value = 0 }]
+    firing   = []
+  }
+  expect {
+    decision = "remediate"
+    runbook  = "host_filesystem_free_space"
+    target   = "localhost:9100/srv/data"
+    calls = [
+      { tool = "delete_rotated_logs", args = { mountpoint = "/srv/data" }, policy = "allow" },
+      { tool = "vacuum_journal", args = { max_mib = "512" }, policy = "allow" },
+      { tool = "clean_package_caches", policy = "allow" },
+    ]
+  }
+}
+
+# Prometheus's documentation's InstanceDown (up == 0 for 5m, severity
+# page) for a target that Prometheus reaches by 127.0.0.1.
+test "Prometheus documentation InstanceDown, target on 127.0.0.1" {
+  alert {
+    labels = { alertname = "InstanceDown", instance = "127.0.0.1:8080", job = "api", severity = "page" }
+  }
+  queries = {
+    down   = [{ labels = { instance = "127.0.0.1:8080", job = "api" }, value = 0 }]
+    unit   = [{ labels = { instance = "localhost:9100", job = "node", name = "api.service", state = "active", type = "simple", nodename = "medic-test-host" }, value = 1 }]
+    firing = []
+  }
+  expect {
+    decision = "remediate"
+    runbook  = "host_service_down_restart"
+    target   = "127.0.0.1:8080"
+    calls = [
+      { tool = "systemd_restart", args = { unit = "api.service" }, policy = "allow" },
+    ]
+  }
+}
