@@ -148,6 +148,9 @@ func (l *lab) cleanup() {
 	if l.kafka != nil {
 		l.kafka.close()
 	}
+	// Everything recorded is stopped: teardown must not signal process
+	// groups whose IDs another process may have taken since.
+	os.Remove(filepath.Join(l.dir, "lab.json"))
 	if err := teardown(l.dir); err != nil {
 		fmt.Fprintln(os.Stderr, "lab:", err)
 	}

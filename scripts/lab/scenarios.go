@@ -494,6 +494,7 @@ func post(ctx context.Context, url string) error {
 // times, and says whether every run reached its outcome.
 func printTable(out *os.File, names []string, rows [][]result) bool {
 	ok := true
+	passedRuns, failedRuns := 0, 0
 	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(w, "SCENARIO\tRUNS\tALERT\tDECISION\tACTION\tVERIFICATION\tFAULT→FIRING\t→RECEIVED\t→ACTION\t→RECOVERED\tMEDIC (RECEIVED→ACTION)")
 	for i, runs := range rows {
@@ -506,6 +507,7 @@ func printTable(out *os.File, names []string, rows [][]result) bool {
 		if passed != len(runs) || len(runs) == 0 {
 			ok = false
 		}
+		passedRuns, failedRuns = passedRuns+passed, failedRuns+len(runs)-passed
 		last := runs[len(runs)-1]
 		alert, decision := "-", "-"
 		if len(last.inc.Alerts) > 0 {
@@ -545,6 +547,7 @@ func printTable(out *os.File, names []string, rows [][]result) bool {
 	} else {
 		fmt.Fprintln(out, "FAILED: a scenario missed its expected outcome (see above)")
 	}
+	fmt.Fprintf(out, "lab: %d passed, %d failed\n", passedRuns, failedRuns)
 	return ok
 }
 
