@@ -2,11 +2,11 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -101,9 +101,7 @@ func repoRoot() (string, error) {
 
 func randHex() string {
 	b := make([]byte, 8)
-	f, _ := os.Open("/dev/urandom")
-	io.ReadFull(f, b)
-	f.Close()
+	rand.Read(b)
 	return fmt.Sprintf("%x", b)
 }
 

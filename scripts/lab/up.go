@@ -287,10 +287,8 @@ func (l *lab) startUnit(unit string) error {
 // it that must survive the clean-up.
 func (l *lab) mountFS(name string) error {
 	mp := filepath.Join(l.dir, name)
-	for _, d := range []string{mp} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return err
-		}
+	if err := os.MkdirAll(mp, 0o755); err != nil {
+		return err
 	}
 	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=8m,mode=0755", "medic-lab", mp).CombinedOutput(); err != nil {
 		return fmt.Errorf("mount a tmpfs at %s: %v: %s", mp, err, out)
