@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -247,10 +248,11 @@ type junitSuite struct {
 }
 
 type junitCase struct {
-	Name      string        `xml:"name,attr"`
-	Classname string        `xml:"classname,attr"`
-	Time      float64       `xml:"time,attr"`
-	Failure   *junitFailure `xml:"failure,omitempty"`
+	Name      string `xml:"name,attr"`
+	Classname string `xml:"classname,attr"`
+	// Time is seconds as a plain decimal: JUnit's schema takes no exponent.
+	Time    string        `xml:"time,attr"`
+	Failure *junitFailure `xml:"failure,omitempty"`
 }
 
 type junitFailure struct {
@@ -271,7 +273,7 @@ func writeJUnit(results []engine.TestFileResult, stdout, stderr io.Writer) int {
 			code = exitError
 		}
 		for _, t := range r.Results {
-			c := junitCase{Name: t.Name, Classname: r.File, Time: t.Duration.Seconds()}
+			c := junitCase{Name: t.Name, Classname: r.File, Time: strconv.FormatFloat(t.Duration.Seconds(), 'f', 6, 64)}
 			if len(t.Diffs) > 0 {
 				c.Failure = &junitFailure{Message: t.Diffs[0], Text: strings.Join(t.Diffs, "\n")}
 				s.Failures++

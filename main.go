@@ -69,8 +69,11 @@ type exitRequest int
 
 func run(args []string, stdout, stderr io.Writer) (code int) {
 	app := kingpin.New("medic", "A self-healing incident responder for Prometheus alerts.")
-	app.UsageWriter(stderr)
+	// Help and --version are results, on stdout, as promtool's and amtool's
+	// are; errors go to stderr.
+	app.UsageWriter(stdout)
 	app.ErrorWriter(stderr)
+	app.Version(version.Print("medic"))
 	app.Terminate(func(c int) { panic(exitRequest(c)) })
 	defer func() {
 		if r := recover(); r != nil {

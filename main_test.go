@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -666,6 +667,16 @@ func TestCLIUsageErrors(t *testing.T) {
 	if err != nil || !strings.Contains(string(out), "medic, version") {
 		t.Errorf("version: %v %s", err, out)
 	}
+	// Help and --version are results on stdout, as promtool's and amtool's.
+	for _, args := range [][]string{{"--help"}, {"--version"}, {"check", "--help"}} {
+		cmd := exec.Command(medicBin, args...)
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		stdout, err := cmd.Output()
+		if err != nil || len(stdout) == 0 || stderr.Len() != 0 {
+			t.Errorf("medic %v: %v; stdout %q; stderr %q", args, err, stdout, stderr.String())
+		}
+	}
 	dir := t.TempDir()
 	bad := writeFile(t, filepath.Join(dir, "bad.hcl"), "storage {\n  retention = \"soon\"\n}\n")
 	out, err = exec.Command(medicBin, "serve", "--config.file", bad).CombinedOutput()
@@ -945,6 +956,18 @@ func TestMedicTest(t *testing.T) {
 	out, err := exec.Command(medicBin, "test", "examples/tests/runbooks_test.hcl").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "SUCCESS") {
 		t.Fatalf("shipped tests: %v\n%s", err, out)
+	}
+	// JUnit's time is a plain decimal of seconds: its schema takes no
+	// exponent, which tests of microseconds would otherwise get.
+	out, err = exec.Command(medicBin, "test", "-o", "junit", "examples/tests/runbooks_test.hcl").Output()
+	times := regexp.MustCompile(`time="([^"]*)"`).FindAllStringSubmatch(string(out), -1)
+	if err != nil || len(times) == 0 {
+		t.Fatalf("junit: %v\n%s", err, out)
+	}
+	for _, m := range times {
+		if !regexp.MustCompile(`^[0-9]+\.[0-9]+$`).MatchString(m[1]) {
+			t.Errorf("junit time %q is not a plain decimal", m[1])
+		}
 	}
 	rb, _ := filepath.Abs("runbooks.hcl")
 	dir := t.TempDir()
