@@ -38,10 +38,12 @@ func (l *loader) variable(b *hcl.Block) hcl.Diagnostics {
 	diags = append(diags, a.diags...)
 	l.set.Variables[name] = v
 	l.set.Var[name] = v.Default
+	l.varNames[name] = true
 	return diags
 }
 
-// withVars adds the declared variables to a template scope.
+// withVars adds the declared variables to a template scope. Variables are
+// all decoded before any template is checked.
 func (l *loader) withVars(sc scope) scope {
 	roots := make(map[string]cty.Type, len(sc.roots)+1)
 	for k, v := range sc.roots {
@@ -52,11 +54,7 @@ func (l *loader) withVars(sc scope) scope {
 	for k, v := range sc.attrs {
 		attrs[k] = v
 	}
-	declared := make(map[string]bool, len(l.set.Variables))
-	for name := range l.set.Variables {
-		declared[name] = true
-	}
-	attrs["var"] = declared
+	attrs["var"] = l.varNames
 	return scope{roots: roots, attrs: attrs, what: sc.what}
 }
 

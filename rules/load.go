@@ -76,7 +76,7 @@ func Parse(filename string, src []byte) (*Set, hcl.Diagnostics) {
 }
 
 func newLoader() *loader {
-	return &loader{parser: hclparse.NewParser(), set: &Set{Tools: map[string]*Tool{}, Variables: map[string]*Variable{}, Var: map[string]string{}}, srcs: map[string][]byte{}, runbooks: map[string]*Runbook{}}
+	return &loader{parser: hclparse.NewParser(), set: &Set{Tools: map[string]*Tool{}, Variables: map[string]*Variable{}, Var: map[string]string{}}, srcs: map[string][]byte{}, runbooks: map[string]*Runbook{}, varNames: map[string]bool{}}
 }
 
 // add parses one file; finish decodes it.
@@ -134,6 +134,8 @@ type loader struct {
 	srcs     map[string][]byte
 	runbooks map[string]*Runbook
 	files    []*hcl.File
+	// varNames are the declared variables, for template scopes.
+	varNames map[string]bool
 	// calls are checked once every tool is known.
 	calls []pendingCall
 }

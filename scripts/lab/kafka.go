@@ -32,10 +32,9 @@ type kafkaLab struct {
 	groups map[string]string // consumer group -> its topic
 }
 
-func startKafka(addr string) (*kafkaLab, error) {
-	var port int
-	fmt.Sscanf(addr[strings.LastIndex(addr, ":")+1:], "%d", &port)
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.Ports(port))
+// startKafka starts the broker on a free 127.0.0.1 port.
+func startKafka() (*kafkaLab, error) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.Ports(0))
 	if err != nil {
 		return nil, fmt.Errorf("start the Kafka broker: %w", err)
 	}
@@ -84,12 +83,9 @@ func (k *kafkaLab) produce(ctx context.Context, topic string, perSecond int) {
 }
 
 // poison writes one message no consumer can deserialize to a partition.
-func (k *kafkaLab) poison(ctx context.Context, topic string, partition int32) (int64, error) {
+func (k *kafkaLab) poison(ctx context.Context, topic string, partition int32) error {
 	r := &kgo.Record{Topic: topic, Partition: partition, Key: []byte("legacy-export"), Value: []byte("\x00\x01\xffnot an order")}
-	if err := k.cl.ProduceSync(ctx, r).FirstErr(); err != nil {
-		return 0, err
-	}
-	return r.Offset, nil
+	return k.cl.ProduceSync(ctx, r).FirstErr()
 }
 
 // serveMetrics is the lab's kafka_exporter: on each scrape it reads the

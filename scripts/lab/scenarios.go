@@ -228,7 +228,7 @@ func (l *lab) control(ctx context.Context) (r result) {
 
 func injectPoisonPill(ctx context.Context, l *lab, n int) (map[string]string, error) {
 	group, topic := fmt.Sprintf("billing-%d", n), fmt.Sprintf("orders-%d", n)
-	if _, err := l.kafka.poison(ctx, topic, 1); err != nil {
+	if err := l.kafka.poison(ctx, topic, 1); err != nil {
 		return nil, err
 	}
 	return map[string]string{"alertname": "KafkaConsumersGroup", "consumergroup": group}, nil

@@ -73,11 +73,7 @@ func (l *lab) up(ctx context.Context) error {
 	}
 
 	step("starting Kafka, its producers and consumers")
-	kafkaAddr, err := freeAddr()
-	if err != nil {
-		return err
-	}
-	if l.kafka, err = startKafka(kafkaAddr); err != nil {
+	if l.kafka, err = startKafka(); err != nil {
 		return err
 	}
 	for n := 1; n <= l.o.runs; n++ {
